@@ -3,5 +3,13 @@
 //!
 //! - [`core`]: DAMON's monitoring model: kdamonds, contexts, targets, adaptive regions.
 //! - [`bpf`]: loading and driving the eBPF programs.
+//! - [`admin`]: DAMON's sysfs admin tree as a model, and served over FUSE.
+//! - [`record`]: damo-compatible record files.
+//! - [`report`]: reports over records and live snapshots.
+//! - [`cmd`]: the `damon` subcommands.
+pub mod admin;
 pub mod bpf;
+pub mod cmd;
 pub mod core;
+pub mod record;
+pub mod report;

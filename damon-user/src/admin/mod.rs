@@ -1,0 +1,1 @@
+//! DAMON admin tree (sysfs ABI) model and its FUSE server.

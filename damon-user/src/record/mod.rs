@@ -1,0 +1,1 @@
+//! damo-compatible record files.

@@ -1,0 +1,1 @@
+//! Reports over records and live snapshots.
