@@ -113,6 +113,8 @@ pub const PEEK_LEN: usize = 64;
 /// Names of the read-only globals user space sets at load time. Keeping them as consts stops
 /// the two sides drifting apart.
 pub mod globals {
+    /// `offsetof(struct task_struct, tgid)`, from BTF.
+    pub const TASK_TGID_OFFSET: &str = "TASK_TGID_OFFSET";
     /// `offsetof(struct task_struct, mm)`, from BTF.
     pub const TASK_MM_OFFSET: &str = "TASK_MM_OFFSET";
     /// `offsetof(struct mm_struct, pgd)`, from BTF.
@@ -132,7 +134,7 @@ pub mod programs {
     pub const WALK_TASK_VMA: &str = "walk_task_vma";
     pub const WALK_TEST_RUN: &str = "walk_test_run";
     pub const PEEK: &str = "peek";
-    pub const OWN_PGD: &str = "own_pgd";
+    pub const TASK_PGD: &str = "task_pgd";
     pub const PERF_SAMPLE: &str = "perf_sample";
 }
 

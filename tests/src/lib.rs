@@ -1,1 +1,101 @@
-//! Helpers for the integration tests.
+//! Helpers for the integration tests: privilege checks and workload processes that clean up
+//! after themselves.
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::PathBuf,
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+};
+
+use anyhow::{Context, Result, bail};
+
+/// True when the test may use BPF. When not root it prints why the test is skipped; as root
+/// (CI) it always returns true, so a failure to load or attach fails the test.
+pub fn have_root(test: &str) -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("SKIPPED {test}: needs root for BPF (run `cargo xtask test` as root)");
+    }
+    root
+}
+
+/// The `damon` binary built alongside the tests (`DAMON_BIN` overrides).
+pub fn damon_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("DAMON_BIN") {
+        return p.into();
+    }
+    // target/<profile>/deps/<test binary> -> target/<profile>/damon
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent().and_then(|d| d.parent()).map(|d| d.join("damon")).expect("target dir")
+}
+
+/// A running `damon workload`, killed and reaped on drop.
+pub struct Workload {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Workload {
+    /// Starts `damon workload ARGS` and waits for its first line of output.
+    pub fn start(args: &[&str]) -> Result<(Self, String)> {
+        let bin = damon_bin();
+        let mut child = Command::new(&bin)
+            .arg("workload")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().context("workload stdout")?);
+        let mut w = Workload { child, stdin, stdout };
+        let line = w.read_line()?;
+        Ok((w, line))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn read_line(&mut self) -> Result<String> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!("workload closed its output");
+        }
+        Ok(line.trim().to_string())
+    }
+
+    pub fn send_line(&mut self, line: &str) -> Result<()> {
+        let stdin = self.stdin.as_mut().context("stdin closed")?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Kills the workload now and waits for it.
+    pub fn kill(&mut self) {
+        self.stdin.take();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Parses `0xSTART-0xEND`.
+pub fn parse_range(s: &str) -> Result<(u64, u64)> {
+    let (a, b) = s.split_once('-').with_context(|| format!("not a range: {s}"))?;
+    let p = |x: &str| u64::from_str_radix(x.trim_start_matches("0x"), 16).with_context(|| format!("bad address {x}"));
+    Ok((p(a)?, p(b)?))
+}
+
+/// The value of `key=` in a workload line like `READY pid=1 hot=0x1-0x2 cold=0x3-0x4`.
+pub fn field<'a>(line: &'a str, key: &str) -> Result<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .with_context(|| format!("no {key}= in {line:?}"))
+}

@@ -1,1 +1,125 @@
-fn main() {}
+//! `cargo xtask`: orchestration only. Installs the prerequisites, builds, runs, tests.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+mod prereq;
+
+#[derive(Parser)]
+#[command(about = "Build, run and test damon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install prerequisites, build, and run `damon ARGS` as root (the demo without ARGS).
+    Run {
+        /// Arguments for `damon`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Install prerequisites, then run every unit and integration test.
+    Test {
+        /// Extra arguments for the test binaries (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run the criterion benchmarks and print their numbers.
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Only install the prerequisites.
+    Setup,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    match cli.command {
+        Cmd::Setup => prereq::ensure(),
+        Cmd::Run { args } => {
+            prereq::ensure()?;
+            cargo(&root, &["build", "--release", "-p", "damon-user", "--bin", "damon"])?;
+            let bin = root.join("target/release/damon");
+            let args = if args.is_empty() { vec!["demo".to_string()] } else { args };
+            run_as_root(&bin, &args)
+        }
+        Cmd::Test { args } => {
+            prereq::ensure()?;
+            test(&root, &args)
+        }
+        Cmd::Bench { args } => {
+            prereq::ensure()?;
+            let mut a = vec!["bench", "-p", "damon-user"];
+            a.extend(args.iter().map(String::as_str));
+            cargo(&root, &a)
+        }
+    }
+}
+
+fn test(root: &Path, extra: &[String]) -> Result<()> {
+    let is_root = unsafe { libc_geteuid() } == 0;
+    let mut env: Vec<(String, String)> = Vec::new();
+    match prereq::damo_venv(root) {
+        Ok(damo) => env.push(("DAMON_TEST_DAMO".into(), damo.display().to_string())),
+        Err(e) => bail!("installing damo for the cross-check tests failed: {e:#}"),
+    }
+    let mut args: Vec<String> = vec!["test".into(), "--workspace".into(), "--exclude".into(), "damon-ebpf".into()];
+    args.push("--".into());
+    if !is_root {
+        println!("xtask: not root: the tests that load eBPF programs will report themselves SKIPPED");
+    }
+    args.extend(extra.iter().cloned());
+    let status = Command::new(cargo_bin())
+        .current_dir(root)
+        .args(&args)
+        .envs(env)
+        .status()
+        .context("running cargo test")?;
+    if !status.success() {
+        bail!("tests failed");
+    }
+    Ok(())
+}
+
+fn run_as_root(bin: &Path, args: &[String]) -> Result<()> {
+    let status = if unsafe { libc_geteuid() } == 0 {
+        Command::new(bin).args(args).status()
+    } else {
+        println!("xtask: damon needs root; running it through `sudo -E`");
+        Command::new("sudo").arg("-E").arg(bin).args(args).status()
+    }
+    .with_context(|| format!("running {}", bin.display()))?;
+    if !status.success() {
+        bail!("damon exited with {status}");
+    }
+    Ok(())
+}
+
+pub fn cargo(root: &Path, args: &[&str]) -> Result<()> {
+    let status = Command::new(cargo_bin()).current_dir(root).args(args).status().context("running cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| ".".into())
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}

@@ -1,1 +1,164 @@
-//! `damon workload`
+//! `damon workload`: the bundled synthetic workload for demos and tests.
+//!
+//! `hotcold` maps a hot and a cold buffer, touches both once, then keeps touching one byte of
+//! every page of the hot buffer; with `--swap-after` the roles swap once. `touch` maps a range
+//! and touches exactly N fresh pages of it when told to (stdin), for exact fault counts.
+//! Both print their addresses on stdout and die with their parent (`PR_SET_PDEATHSIG`), so a
+//! test that fails never leaves one behind.
+use std::{
+    io::{BufRead, Write},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args as ClapArgs, Subcommand};
+
+#[derive(Debug, ClapArgs)]
+#[command(
+    about = "Run a synthetic workload with known hot and cold memory",
+    after_help = "EXAMPLES:\n  damon workload hotcold --hot-mib 32 --cold-mib 96\n  damon workload hotcold --swap-after 5 --duration 20\n  damon workload touch --pages 100"
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Mode {
+    /// A hot buffer touched continuously and a cold one touched once.
+    Hotcold {
+        /// Size of the hot buffer in MiB.
+        #[arg(long, default_value_t = 32)]
+        hot_mib: u64,
+        /// Size of the cold buffer in MiB.
+        #[arg(long, default_value_t = 96)]
+        cold_mib: u64,
+        /// Swap the hot and cold buffers once after this many seconds.
+        #[arg(long)]
+        swap_after: Option<f64>,
+        /// Exit after this many seconds (default: run until killed).
+        #[arg(long, short = 'd')]
+        duration: Option<f64>,
+        /// Back the buffers with transparent huge pages (MADV_HUGEPAGE).
+        #[arg(long)]
+        thp: bool,
+    },
+    /// Map 2*N pages; on a line from stdin, touch the first N; exit when stdin closes.
+    Touch {
+        #[arg(long)]
+        pages: u64,
+    },
+}
+
+const PAGE: usize = 4096;
+const HPAGE: usize = 2 << 20;
+
+/// An anonymous mapping aligned to 2 MiB, so THP backing (when asked for) is possible and the
+/// buffer's bounds are easy to compare with region bounds.
+struct Buffer {
+    raw: *mut libc::c_void,
+    raw_len: usize,
+    start: usize,
+    len: usize,
+}
+
+impl Buffer {
+    fn map(len: usize, thp: bool) -> Result<Self> {
+        let raw_len = len + HPAGE;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        let raw = unsafe { libc::mmap(std::ptr::null_mut(), raw_len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+        if raw == libc::MAP_FAILED {
+            bail!("mmap of {len} bytes failed: {}", std::io::Error::last_os_error());
+        }
+        let start = (raw as usize).div_ceil(HPAGE) * HPAGE;
+        let advice = if thp { libc::MADV_HUGEPAGE } else { libc::MADV_NOHUGEPAGE };
+        if unsafe { libc::madvise(start as *mut _, len, advice) } != 0 {
+            bail!("madvise failed: {}", std::io::Error::last_os_error());
+        }
+        Ok(Self { raw, raw_len, start, len })
+    }
+
+    fn touch_pages(&self, pages: usize) {
+        for i in 0..pages.min(self.len / PAGE) {
+            // SAFETY: inside our own writable mapping.
+            unsafe { ((self.start + i * PAGE) as *mut u8).write_volatile(1) };
+        }
+    }
+
+    fn read_all(&self) -> u8 {
+        let mut s = 0u8;
+        for off in (0..self.len).step_by(PAGE) {
+            // SAFETY: inside our own mapping.
+            s = s.wrapping_add(unsafe { ((self.start + off) as *const u8).read_volatile() });
+        }
+        s
+    }
+
+    fn range(&self) -> String {
+        format!("{:#x}-{:#x}", self.start, self.start + self.len)
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.raw, self.raw_len) };
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    // Die with the parent: a monitor or test that crashes must not leak its workload.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    match args.mode {
+        Mode::Hotcold { hot_mib, cold_mib, swap_after, duration, thp } => {
+            hotcold(hot_mib, cold_mib, swap_after, duration, thp)
+        }
+        Mode::Touch { pages } => touch(pages),
+    }
+}
+
+fn say(line: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|_| out.flush()).context("writing to stdout")
+}
+
+fn hotcold(hot_mib: u64, cold_mib: u64, swap_after: Option<f64>, duration: Option<f64>, thp: bool) -> Result<()> {
+    if hot_mib == 0 || cold_mib == 0 {
+        bail!("buffer sizes must be at least 1 MiB (hot {hot_mib}, cold {cold_mib})");
+    }
+    let mut hot = Buffer::map((hot_mib << 20) as usize, thp)?;
+    let mut cold = Buffer::map((cold_mib << 20) as usize, thp)?;
+    hot.touch_pages(usize::MAX);
+    cold.touch_pages(usize::MAX);
+    say(&format!("READY pid={} hot={} cold={}", std::process::id(), hot.range(), cold.range()))?;
+    let t0 = Instant::now();
+    let mut swapped = false;
+    loop {
+        std::hint::black_box(hot.read_all());
+        // A sweep of the hot buffer takes about a millisecond; resting as long again keeps
+        // every hot page accessed within each 5 ms sample while leaving CPU to the monitor.
+        std::thread::sleep(Duration::from_millis(1));
+        let elapsed = t0.elapsed().as_secs_f64();
+        if !swapped && swap_after.is_some_and(|s| elapsed >= s) {
+            std::mem::swap(&mut hot, &mut cold);
+            swapped = true;
+            say(&format!("SWAPPED hot={} cold={}", hot.range(), cold.range()))?;
+        }
+        if duration.is_some_and(|d| elapsed >= d) {
+            return Ok(());
+        }
+    }
+}
+
+fn touch(pages: u64) -> Result<()> {
+    let pages = pages as usize;
+    let buf = Buffer::map((2 * pages).max(1) * PAGE, false)?;
+    say(&format!("MAPPED {}", buf.range()))?;
+    let mut stdin = std::io::stdin().lock();
+    let mut line = String::new();
+    stdin.read_line(&mut line).context("reading stdin")?;
+    buf.touch_pages(pages);
+    say("TOUCHED")?;
+    // Stay alive (and mapped) until the parent closes stdin.
+    while stdin.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {}
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Raw system calls that neither libc's safe wrappers nor aya 0.14 cover.
+use std::{
+    fs::File,
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+};
+
+use thiserror::Error;
+
+/// A failed system call: which one, and the OS error.
+#[derive(Debug, Error)]
+#[error("{call} failed: {io_error}")]
+pub struct SyscallError {
+    pub call: &'static str,
+    #[source]
+    pub io_error: io::Error,
+}
+
+fn check(call: &'static str, r: libc::c_long) -> Result<libc::c_long, SyscallError> {
+    if r < 0 { Err(SyscallError { call, io_error: io::Error::last_os_error() }) } else { Ok(r) }
+}
+
+/// `pidfd_open(2)`: a handle on a process that does not go stale when the pid is reused.
+pub fn pidfd_open(pid: i32) -> Result<OwnedFd, SyscallError> {
+    let fd = check("pidfd_open", unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Most iovecs one `process_madvise` call takes (`UIO_MAXIOV`).
+pub const MAX_IOVECS: usize = 1024;
+
+/// `process_madvise(2)`: applies `advice` to ranges of another process; returns the bytes
+/// advised, which is short (without an error) when a range was not mapped.
+pub fn process_madvise(pidfd: &OwnedFd, iov: &[libc::iovec], advice: i32) -> Result<usize, SyscallError> {
+    let n = iov.len().min(MAX_IOVECS);
+    let r = unsafe { libc::syscall(libc::SYS_process_madvise, pidfd.as_raw_fd(), iov.as_ptr(), n, advice, 0u32) };
+    check("process_madvise", r).map(|r| r as usize)
+}
+
+fn bpf(cmd: i32, attr: &mut [u64; 16]) -> Result<RawFd, SyscallError> {
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), std::mem::size_of_val(attr) as u32) };
+    check("bpf", r).map(|r| r as RawFd)
+}
+
+/// Creates an iterator over the tasks (or VMAs) of one process and returns the file whose
+/// `read` runs it. aya 0.14's `Iter::attach` cannot pass `bpf_iter_link_info`, so the link is
+/// made here: `BPF_LINK_CREATE(BPF_TRACE_ITER, task.pid = pid)` then `BPF_ITER_CREATE`.
+pub fn iter_for_pid(prog_fd: RawFd, pid: u32) -> Result<File, SyscallError> {
+    const BPF_LINK_CREATE: i32 = 28;
+    const BPF_ITER_CREATE: i32 = 33;
+    const BPF_TRACE_ITER: u64 = 28;
+    let info: [u32; 4] = [0, pid, 0, 0]; // union bpf_iter_link_info.task { tid, pid, pid_fd }
+    let mut attr = [0u64; 16];
+    attr[0] = prog_fd as u64; // prog_fd, target_fd = 0
+    attr[1] = BPF_TRACE_ITER; // attach_type, flags = 0
+    attr[2] = info.as_ptr() as u64;
+    attr[3] = std::mem::size_of_val(&info) as u64;
+    // SAFETY: the kernel returned a new fd that only this OwnedFd owns; dropping it releases
+    // the link once the iterator file holds its own reference.
+    let link = unsafe { OwnedFd::from_raw_fd(bpf(BPF_LINK_CREATE, &mut attr)?) };
+    let mut attr = [0u64; 16];
+    attr[0] = link.as_raw_fd() as u64;
+    let it = bpf(BPF_ITER_CREATE, &mut attr)?;
+    // SAFETY: as above.
+    Ok(unsafe { File::from_raw_fd(it) })
+}
+
+/// Physical frame of `addr` in process `pid` from `/proc/PID/pagemap` (needs
+/// CAP_SYS_ADMIN to see frame numbers). `None` when the page is not present.
+pub fn pagemap_pfn(pid: u32, addr: u64) -> io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let f = File::open(format!("/proc/{pid}/pagemap"))?;
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, (addr / 4096) * 8)?;
+    let e = u64::from_le_bytes(b);
+    Ok((e >> 63 == 1).then_some(e & ((1 << 55) - 1)))
+}
+
+/// The thread id of the caller.
+pub fn gettid() -> i32 {
+    unsafe { libc::gettid() }
+}
+
+/// Paging levels of the running kernel: only a 5-level kernel lets user space map above
+/// 47 bits, so a `MAP_FIXED_NOREPLACE` probe mapping at 2^50 tells.
+pub fn pgtable_levels() -> u32 {
+    let hint = (1u64 << 50) as *mut libc::c_void;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+    let p = unsafe { libc::mmap(hint, 4096, libc::PROT_READ, flags, -1, 0) };
+    if p == libc::MAP_FAILED {
+        return 4;
+    }
+    unsafe { libc::munmap(p, 4096) };
+    if p == hint { 5 } else { 4 }
+}

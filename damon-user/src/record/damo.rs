@@ -1,0 +1,456 @@
+//! damo's JSON layout of records (`_damo_records.py`, `DamonRecord.to_kvpairs(raw=True)`).
+//!
+//! A file is a JSON list of records:
+//!
+//! ```text
+//! [{"kdamond_idx": 0, "context_idx": 0,
+//!   "intervals": {"sample_us": "5000", "aggr_us": "100000", "ops_update_us": "1000000",
+//!                 "intervals_goal": {...}},
+//!   "scheme_idx": null, "target_id": 0, "scheme_filters": [],
+//!   "snapshots": [{"start_time": "<ns>", "end_time": "<ns>",
+//!                  "regions": [{"start": "<addr>", "end": "<addr>",
+//!                               "nr_accesses": {"samples": 3, "percent": null},
+//!                               "age": {"usec": null, "aggr_intervals": "2"}, ...}],
+//!                  "total_bytes": "<bytes>", ...}],
+//!   "data_source": "unknown",
+//!   "pid": 1234, "nr_lost_snapshots": 0}]
+//! ```
+//!
+//! `pid` and `nr_lost_snapshots` are ours; damo ignores keys it does not know. We write what
+//! damo's writer writes (numbers as digit strings, `nr_accesses.samples` as a number) and read
+//! every variant damo reads: numbers or strings, separators, units, nulls for unknowns.
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ParseError, Record, RecordRegion, RecordSnapshot,
+    text::NumOrText,
+};
+use crate::core::Intervals;
+
+const NS_PER_US: u64 = 1_000;
+
+// ---- writing ----
+
+#[derive(Serialize)]
+struct OutRecord<'a> {
+    kdamond_idx: usize,
+    context_idx: usize,
+    intervals: Option<OutIntervals>,
+    scheme_idx: Option<usize>,
+    target_id: Option<u64>,
+    scheme_filters: [(); 0],
+    snapshots: Vec<OutSnapshot>,
+    data_source: &'a str,
+    pid: Option<i32>,
+    nr_lost_snapshots: u64,
+}
+
+#[derive(Serialize)]
+struct OutIntervals {
+    sample_us: String,
+    aggr_us: String,
+    ops_update_us: String,
+    intervals_goal: OutIntervalsGoal,
+}
+
+/// damo writes the (disabled) intervals auto-tuning goal with every record.
+#[derive(Serialize)]
+struct OutIntervalsGoal {
+    access_bp: &'static str,
+    aggrs: &'static str,
+    min_sample_us: &'static str,
+    max_sample_us: &'static str,
+}
+
+#[derive(Serialize)]
+struct OutSnapshot {
+    start_time: String,
+    end_time: String,
+    regions: Vec<OutRegion>,
+    total_bytes: String,
+    damos_stats: Option<()>,
+    sample_interval_us: Option<()>,
+}
+
+#[derive(Serialize)]
+struct OutRegion {
+    start: String,
+    end: String,
+    nr_accesses: OutNrAccesses,
+    age: OutAge,
+    probe_hits: [(); 0],
+    sz_filter_passed: &'static str,
+}
+
+#[derive(Serialize)]
+struct OutNrAccesses {
+    samples: u32,
+    percent: Option<()>,
+}
+
+#[derive(Serialize)]
+struct OutAge {
+    usec: Option<()>,
+    aggr_intervals: Option<String>,
+}
+
+fn out_record(r: &Record) -> OutRecord<'_> {
+    OutRecord {
+        kdamond_idx: r.kdamond_idx,
+        context_idx: r.context_idx,
+        intervals: r.intervals.map(|i| OutIntervals {
+            sample_us: i.sample_us.to_string(),
+            aggr_us: i.aggr_us.to_string(),
+            ops_update_us: i.update_us.to_string(),
+            intervals_goal: OutIntervalsGoal {
+                access_bp: "0.000000",
+                aggrs: "0",
+                min_sample_us: "0",
+                max_sample_us: "0",
+            },
+        }),
+        scheme_idx: r.scheme_idx,
+        target_id: r.target_id,
+        scheme_filters: [],
+        snapshots: r.snapshots.iter().map(out_snapshot).collect(),
+        data_source: &r.data_source,
+        pid: r.pid,
+        nr_lost_snapshots: r.nr_lost_snapshots,
+    }
+}
+
+fn out_snapshot(s: &RecordSnapshot) -> OutSnapshot {
+    OutSnapshot {
+        start_time: s.start_ns.to_string(),
+        end_time: s.end_ns.to_string(),
+        regions: s
+            .regions
+            .iter()
+            .map(|r| OutRegion {
+                start: r.start.to_string(),
+                end: r.end.to_string(),
+                nr_accesses: OutNrAccesses {
+                    samples: r.nr_accesses,
+                    percent: None,
+                },
+                age: OutAge {
+                    usec: None,
+                    aggr_intervals: r.age.map(|a| a.to_string()),
+                },
+                probe_hits: [],
+                sz_filter_passed: "0",
+            })
+            .collect(),
+        total_bytes: s.total_bytes().to_string(),
+        damos_stats: None,
+        sample_interval_us: None,
+    }
+}
+
+/// The records as damo's writer lays them out: a list, indented by four spaces.
+pub(crate) fn to_json(records: &[Record]) -> Result<Vec<u8>, serde_json::Error> {
+    let out: Vec<OutRecord> = records.iter().map(out_record).collect();
+    let mut buf = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, formatter);
+    out.serialize(&mut ser)?;
+    Ok(buf)
+}
+
+// ---- reading ----
+
+#[derive(Deserialize)]
+struct InRecord {
+    #[serde(default)]
+    kdamond_idx: Option<NumOrText>,
+    #[serde(default)]
+    context_idx: Option<NumOrText>,
+    #[serde(default)]
+    intervals: Option<InIntervals>,
+    #[serde(default)]
+    scheme_idx: Option<NumOrText>,
+    #[serde(default)]
+    target_id: Option<NumOrText>,
+    snapshots: Vec<InSnapshot>,
+    #[serde(default)]
+    data_source: Option<String>,
+    #[serde(default)]
+    pid: Option<i64>,
+    #[serde(default)]
+    nr_lost_snapshots: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct InIntervals {
+    sample_us: NumOrText,
+    aggr_us: NumOrText,
+    ops_update_us: NumOrText,
+}
+
+#[derive(Deserialize)]
+struct InSnapshot {
+    #[serde(default)]
+    start_time: Option<NumOrText>,
+    end_time: NumOrText,
+    regions: Vec<InRegion>,
+}
+
+#[derive(Deserialize)]
+struct InRegion {
+    start: NumOrText,
+    end: NumOrText,
+    #[serde(default)]
+    nr_accesses: Option<InNrAccesses>,
+    #[serde(default)]
+    age: Option<InAge>,
+}
+
+/// damo stores `nr_accesses` with its unit; very old damo stored the bare sample count.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum InNrAccesses {
+    Units {
+        #[serde(default)]
+        samples: Option<NumOrText>,
+        #[serde(default)]
+        percent: Option<NumOrText>,
+    },
+    Bare(NumOrText),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum InAge {
+    Units {
+        #[serde(default)]
+        usec: Option<NumOrText>,
+        #[serde(default)]
+        aggr_intervals: Option<NumOrText>,
+    },
+    Bare(NumOrText),
+}
+
+/// Where in the file a value is, for error messages.
+#[derive(Clone, Copy)]
+struct Location {
+    record: usize,
+    snapshot: Option<usize>,
+    region: Option<usize>,
+}
+
+impl Location {
+    fn invalid(&self, field: &'static str, value: String, reason: &'static str) -> ParseError {
+        let mut location = format!("record {}", self.record);
+        if let Some(s) = self.snapshot {
+            location += &format!(", snapshot {s}");
+        }
+        if let Some(r) = self.region {
+            location += &format!(", region {r}");
+        }
+        ParseError::InvalidValue {
+            location,
+            field,
+            value,
+            reason,
+        }
+    }
+
+    fn count(&self, field: &'static str, v: &NumOrText) -> Result<u64, ParseError> {
+        v.count()
+            .ok_or_else(|| self.invalid(field, v.shown(), "is not a non-negative integer"))
+    }
+
+    fn count_u32(&self, field: &'static str, v: &NumOrText) -> Result<u32, ParseError> {
+        let n = self.count(field, v)?;
+        u32::try_from(n).map_err(|_| self.invalid(field, v.shown(), "is above 4294967295"))
+    }
+
+    fn index(&self, field: &'static str, v: &Option<NumOrText>) -> Result<Option<usize>, ParseError> {
+        v.as_ref()
+            .map(|v| {
+                let n = self.count(field, v)?;
+                usize::try_from(n).map_err(|_| self.invalid(field, v.shown(), "is too large"))
+            })
+            .transpose()
+    }
+
+    fn duration_ns(&self, field: &'static str, v: &NumOrText, bare_unit_ns: u64) -> Result<u64, ParseError> {
+        v.duration_ns(bare_unit_ns)
+            .ok_or_else(|| self.invalid(field, v.shown(), "is not a duration"))
+    }
+}
+
+/// Parses the JSON text of a record file.
+pub(crate) fn from_json(json: &[u8]) -> Result<Vec<Record>, ParseError> {
+    let records: Vec<InRecord> =
+        serde_json::from_slice(json).map_err(|source| ParseError::Json { source })?;
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(idx, r)| convert_record(idx, r))
+        .collect()
+}
+
+fn convert_record(idx: usize, r: InRecord) -> Result<Record, ParseError> {
+    let at = Location {
+        record: idx,
+        snapshot: None,
+        region: None,
+    };
+    let intervals = r
+        .intervals
+        .map(|i| -> Result<Intervals, ParseError> {
+            Ok(Intervals {
+                sample_us: at.duration_ns("intervals.sample_us", &i.sample_us, NS_PER_US)? / NS_PER_US,
+                aggr_us: at.duration_ns("intervals.aggr_us", &i.aggr_us, NS_PER_US)? / NS_PER_US,
+                update_us: at.duration_ns("intervals.ops_update_us", &i.ops_update_us, NS_PER_US)?
+                    / NS_PER_US,
+            })
+        })
+        .transpose()?;
+    let pid = r
+        .pid
+        .map(|p| i32::try_from(p).map_err(|_| at.invalid("pid", p.to_string(), "is not a pid")))
+        .transpose()?;
+    let mut snapshots: Vec<RecordSnapshot> = Vec::with_capacity(r.snapshots.len());
+    for (sidx, s) in r.snapshots.into_iter().enumerate() {
+        let at = Location {
+            snapshot: Some(sidx),
+            ..at
+        };
+        let previous_end = snapshots.last().map(|p| p.end_ns);
+        snapshots.push(convert_snapshot(at, s, intervals, previous_end)?);
+    }
+    Ok(Record {
+        // damo (3.4) takes a missing kdamond or context index as 0, too.
+        kdamond_idx: at.index("kdamond_idx", &r.kdamond_idx)?.unwrap_or(0),
+        context_idx: at.index("context_idx", &r.context_idx)?.unwrap_or(0),
+        scheme_idx: at.index("scheme_idx", &r.scheme_idx)?,
+        target_id: r
+            .target_id
+            .as_ref()
+            .map(|t| at.count("target_id", t))
+            .transpose()?,
+        pid,
+        intervals,
+        data_source: r
+            .data_source
+            .unwrap_or_else(|| super::DATA_SOURCE_UNKNOWN.to_string()),
+        nr_lost_snapshots: r.nr_lost_snapshots.unwrap_or(0),
+        snapshots,
+    })
+}
+
+fn convert_snapshot(
+    at: Location,
+    s: InSnapshot,
+    intervals: Option<Intervals>,
+    previous_end: Option<u64>,
+) -> Result<RecordSnapshot, ParseError> {
+    let end_ns = at.duration_ns("end_time", &s.end_time, 1)?;
+    // damo leaves the start of a trace's only snapshot unknown (null).
+    let start_ns = match &s.start_time {
+        Some(t) => at.duration_ns("start_time", t, 1)?,
+        None => previous_end
+            .or_else(|| intervals.map(|i| end_ns.saturating_sub(i.aggr_us * NS_PER_US)))
+            .ok_or_else(|| at.invalid("start_time", "null".into(), "is unknown and so are the intervals"))?,
+    };
+    if end_ns < start_ns {
+        return Err(at.invalid("end_time", s.end_time.shown(), "is before start_time"));
+    }
+    let regions = s
+        .regions
+        .into_iter()
+        .enumerate()
+        .map(|(ridx, r)| {
+            convert_region(
+                Location {
+                    region: Some(ridx),
+                    ..at
+                },
+                r,
+                intervals,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(RecordSnapshot {
+        start_ns,
+        end_ns,
+        regions,
+    })
+}
+
+fn convert_region(
+    at: Location,
+    r: InRegion,
+    intervals: Option<Intervals>,
+) -> Result<RecordRegion, ParseError> {
+    let start = at.count("start", &r.start)?;
+    let end = at.count("end", &r.end)?;
+    if end < start {
+        return Err(at.invalid("end", r.end.shown(), "is below start"));
+    }
+    let nr_accesses = match r.nr_accesses {
+        None => return Err(at.invalid("nr_accesses", "null".into(), "is missing")),
+        Some(InNrAccesses::Bare(n)) => at.count_u32("nr_accesses", &n)?,
+        Some(InNrAccesses::Units {
+            samples: Some(n), ..
+        }) => at.count_u32("nr_accesses.samples", &n)?,
+        Some(InNrAccesses::Units {
+            samples: None,
+            percent: Some(p),
+        }) => samples_of_percent(at, &p, intervals)?,
+        Some(InNrAccesses::Units {
+            samples: None,
+            percent: None,
+        }) => return Err(at.invalid("nr_accesses", "null".into(), "has neither samples nor percent")),
+    };
+    let age = match r.age {
+        None => None,
+        Some(InAge::Bare(a)) => Some(at.count_u32("age", &a)?),
+        Some(InAge::Units {
+            aggr_intervals: Some(a),
+            ..
+        }) => Some(at.count_u32("age.aggr_intervals", &a)?),
+        Some(InAge::Units {
+            aggr_intervals: None,
+            usec: Some(u),
+        }) => match intervals {
+            Some(i) if i.aggr_us > 0 => {
+                let us = at.duration_ns("age.usec", &u, NS_PER_US)? / NS_PER_US;
+                Some(u32::try_from(us / i.aggr_us).unwrap_or(u32::MAX))
+            }
+            _ => None,
+        },
+        Some(InAge::Units {
+            aggr_intervals: None,
+            usec: None,
+        }) => None,
+    };
+    Ok(RecordRegion {
+        start,
+        end,
+        nr_accesses,
+        age,
+    })
+}
+
+/// damo's `DamonNrAccesses.add_unset_unit`: `int(percent * (aggr / sample) / 100)`.
+fn samples_of_percent(
+    at: Location,
+    percent: &NumOrText,
+    intervals: Option<Intervals>,
+) -> Result<u32, ParseError> {
+    let p = percent
+        .real()
+        .ok_or_else(|| at.invalid("nr_accesses.percent", percent.shown(), "is not a percentage"))?;
+    let i = intervals.filter(|i| i.sample_us > 0).ok_or_else(|| {
+        at.invalid(
+            "nr_accesses.percent",
+            percent.shown(),
+            "cannot be turned into samples without intervals",
+        )
+    })?;
+    let max = i.aggr_us as f64 / i.sample_us as f64;
+    Ok((p * max / 100.0) as u32)
+}

@@ -1,0 +1,61 @@
+//! Errors of reading and writing record files.
+use std::{io, path::PathBuf};
+
+use thiserror::Error;
+
+/// What is wrong with the bytes of a record file, independent of where they came from.
+#[derive(Debug, Error)]
+pub enum ParseError {
+    /// Neither JSON nor zlib: damo's `file -b` check would reject it too.
+    #[error("not a damo json or json_compressed record (starts with {head:?})")]
+    UnknownFormat { head: String },
+    #[error("zlib data of json_compressed record is corrupt: {source}")]
+    Decompress {
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid record json: {source}")]
+    Json {
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A value that parsed but makes no sense, e.g. a region that ends before it starts.
+    #[error("{location}: {field} {value:?} {reason}")]
+    InvalidValue {
+        location: String,
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+/// Errors of [`read_records`](super::read_records), [`RecordWriter`](super::RecordWriter) and
+/// [`RecordFormat`](super::RecordFormat).
+#[derive(Debug, Error)]
+pub enum RecordError {
+    #[error("cannot read record file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write record file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: ParseError,
+    },
+    #[error("cannot encode records as json: {source}")]
+    Encode {
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("unknown record format {name:?}, expected \"json\" or \"json_compressed\"")]
+    UnknownFormatName { name: String },
+}

@@ -1,0 +1,113 @@
+//! The in-memory form of a record file: what damo calls `DamonRecord`s.
+use serde::{Deserialize, Serialize};
+
+use crate::core::{Intervals, RegionSnapshot, Snapshot, TargetSnapshot};
+
+/// The aggregations of one target under one set of intervals, in time order.
+///
+/// damo keys records by kdamond, context, scheme, target and intervals; a change of any of
+/// them starts a new record, so each record has one `intervals`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub kdamond_idx: usize,
+    pub context_idx: usize,
+    /// Set in damo's records made from DAMOS tried regions; our files leave it out.
+    pub scheme_idx: Option<usize>,
+    /// damo's target id. Ours is the target's index in its context; damo's trace-based
+    /// records hold a kernel address here, and its snapshot-based ones nothing.
+    pub target_id: Option<u64>,
+    /// The monitored process, when the file says (our files do; damo's don't).
+    pub pid: Option<i32>,
+    /// Unknown in damo's old trace-based records; access rates in percent or Hz need them.
+    pub intervals: Option<Intervals>,
+    /// damo's `data_source`: "unknown" unless the record came from DAMON_STAT.
+    pub data_source: String,
+    /// Aggregations of this record's context that the recorder dropped, e.g. on a full buffer.
+    pub nr_lost_snapshots: u64,
+    pub snapshots: Vec<RecordSnapshot>,
+}
+
+/// The regions of a target at the end of one aggregation interval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSnapshot {
+    /// Start and end of the aggregation, in nanoseconds of the recorder's clock.
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub regions: Vec<RecordRegion>,
+}
+
+/// One region: `[start, end)`, sampled accesses, and age in aggregation intervals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordRegion {
+    pub start: u64,
+    pub end: u64,
+    pub nr_accesses: u32,
+    /// Unknown in records of kernels whose trace events lack it.
+    pub age: Option<u32>,
+}
+
+impl RecordRegion {
+    pub fn size(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+}
+
+impl From<&RegionSnapshot> for RecordRegion {
+    fn from(r: &RegionSnapshot) -> Self {
+        RecordRegion {
+            start: r.start,
+            end: r.end,
+            nr_accesses: r.nr_accesses,
+            age: Some(r.age),
+        }
+    }
+}
+
+impl RecordSnapshot {
+    pub fn of_target(snapshot: &Snapshot, target: &TargetSnapshot) -> Self {
+        RecordSnapshot {
+            start_ns: snapshot.start_ns,
+            end_ns: snapshot.end_ns,
+            regions: target.regions.iter().map(RecordRegion::from).collect(),
+        }
+    }
+
+    /// Bytes in regions that were accessed at least once: DAMON's working set size.
+    pub fn working_set_bytes(&self) -> u64 {
+        self.regions
+            .iter()
+            .filter(|r| r.nr_accesses > 0)
+            .map(RecordRegion::size)
+            .sum()
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.regions.iter().map(RecordRegion::size).sum()
+    }
+}
+
+impl Record {
+    /// An empty record for `target` of the context that produced `snapshot`.
+    pub fn for_target(snapshot: &Snapshot, target: &TargetSnapshot) -> Self {
+        Record {
+            kdamond_idx: snapshot.kdamond_idx,
+            context_idx: snapshot.context_idx,
+            scheme_idx: None,
+            target_id: Some(target.target_idx as u64),
+            pid: Some(target.pid),
+            intervals: Some(snapshot.intervals),
+            data_source: super::DATA_SOURCE_UNKNOWN.to_string(),
+            nr_lost_snapshots: 0,
+            snapshots: Vec::new(),
+        }
+    }
+
+    /// Converts live snapshots to one record per target (and per change of intervals).
+    pub fn from_snapshots(snapshots: &[Snapshot]) -> Vec<Record> {
+        let mut writer = super::RecordWriter::new(super::RecordFormat::Json);
+        for s in snapshots {
+            writer.push(s);
+        }
+        writer.into_records()
+    }
+}
