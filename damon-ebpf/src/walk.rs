@@ -186,8 +186,8 @@ fn walk_slot(pgd: u64, slot: u32) -> i32 {
 }
 
 /// `iter/task_vma` on a link filtered to the target's pid. The iterator calls this once per
-/// VMA of each thread; the first call of a generation walks every sample, the rest return at
-/// once (the generation stamp makes the walk idempotent).
+/// VMA of each thread; the first call (sequence number 0) walks every sample, the rest return
+/// at once.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/task_vma")]
 pub fn walk_task_vma(ctx: *mut core::ffi::c_void) -> i32 {
@@ -203,11 +203,12 @@ pub fn walk_task_vma(ctx: *mut core::ffi::c_void) -> i32 {
     let Some(slot) = (unsafe { TARGETS.get(&tgid) }).map(|t| t.slot) else {
         return 0;
     };
-    let (Some(samples), Some(out)) = (SAMPLES.get(slot), OUTPUT.get(slot)) else {
-        return 0;
-    };
-    if out.walk_gen == samples.generation {
-        return 0;
+    // Walk once per run of the iterator: at its first object. Every run is a fresh sample.
+    let meta = unsafe { *(ctx as *const u64) };
+    // struct bpf_iter_meta { seq; session_id; seq_num; }
+    match unsafe { bpf_probe_read_kernel((meta + 16) as *const u64) } {
+        Ok(0) => {}
+        _ => return 0,
     }
     let Ok(mm) = (unsafe { bpf_probe_read_kernel((task + globals::task_mm_offset()) as *const u64) }) else {
         return 0;

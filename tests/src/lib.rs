@@ -99,3 +99,38 @@ pub fn field<'a>(line: &'a str, key: &str) -> Result<&'a str> {
         .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
         .with_context(|| format!("no {key}= in {line:?}"))
 }
+
+/// Size-weighted access rate (0..=1) of the part of `range` that regions cover.
+pub fn weighted_rate(regions: &[damon_user::core::RegionSnapshot], range: (u64, u64), max_nr_accesses: u32) -> f64 {
+    let (mut sum, mut bytes) = (0.0, 0u64);
+    for r in regions {
+        let (s, e) = (r.start.max(range.0), r.end.min(range.1));
+        if s < e {
+            sum += (e - s) as f64 * r.nr_accesses as f64 / max_nr_accesses.max(1) as f64;
+            bytes += e - s;
+        }
+    }
+    if bytes == 0 { 0.0 } else { sum / bytes as f64 }
+}
+
+/// Bytes of `range` that regions cover.
+pub fn covered(regions: &[damon_user::core::RegionSnapshot], range: (u64, u64)) -> u64 {
+    regions.iter().map(|r| r.end.min(range.1).saturating_sub(r.start.max(range.0))).sum()
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds, the clock of snapshot timestamps.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// `AnonHugePages` of a process, in KiB.
+pub fn anon_huge_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("AnonHugePages:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}

@@ -20,7 +20,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Record(cmd::record::Args),
     Faults(cmd::faults::Args),
+    Check(cmd::check::Args),
     Workload(cmd::workload::Args),
 }
 
@@ -28,7 +30,9 @@ fn main() -> std::process::ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Record(a) => cmd::record::run(a),
         Command::Faults(a) => cmd::faults::run(a),
+        Command::Check(a) => cmd::check::run(a),
         Command::Workload(a) => cmd::workload::run(a),
     };
     match result {

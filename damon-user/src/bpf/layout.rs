@@ -31,6 +31,10 @@ pub enum LayoutError {
     NoPgd,
     #[error("the kernel's direct map base was not found below {pgd:#x} after {probes} probes")]
     NoDirectMap { pgd: u64, probes: u64 },
+    #[error(
+        "validation of the page-table walk failed: it found frame {walked:#x} for a probe page that /proc/self/pagemap puts at {expected:#x}; refusing to monitor with a walk that reads the wrong memory"
+    )]
+    Validation { walked: u64, expected: u64 },
 }
 
 /// Offsets, direct-map base and paging depth of the running kernel.
@@ -79,6 +83,7 @@ impl KernelLayout {
             calibration: Duration::ZERO,
         };
         layout.page_offset_base = calibrate_page_offset_base(&layout)?;
+        validate(&layout)?;
         layout.calibration = t.elapsed();
         log::debug!("kernel layout: {layout:x?}");
         Ok(layout)
@@ -116,6 +121,25 @@ fn calibrate_page_offset_base(layout: &KernelLayout) -> Result<u64, LayoutError>
         }
     }
     Err(LayoutError::NoDirectMap { pgd, probes: max_probes })
+}
+
+/// Walks a page of ours with the production walker and checks that the frame in its page-table
+/// entry is the one `/proc/self/pagemap` reports. A wrong base, offset or paging depth shows
+/// here instead of as silently wrong access data.
+fn validate(layout: &KernelLayout) -> Result<(), LayoutError> {
+    let marker = Marker::new();
+    let me = std::process::id();
+    let expected = sys::pagemap_pfn(me, marker.addr()).map_err(LayoutError::Pagemap)?.ok_or(LayoutError::NoFrame)?;
+    let mut progs = super::MonitorPrograms::load(Some(layout), Default::default())?;
+    let slot = progs.add_target(me as i32)?;
+    progs.set_regions(slot, &[(marker.addr(), marker.addr() + 4096)])?;
+    progs.set_samples(slot, 1, &[marker.addr()], &[])?;
+    let out = progs.walk(me as i32)?;
+    let walked = (out.leaf0 & 0x000f_ffff_ffff_f000) >> 12;
+    if walked != expected {
+        return Err(LayoutError::Validation { walked, expected });
+    }
+    Ok(())
 }
 
 /// `mm->pgd` of process `pid`, through the `task_pgd` iterator on a pid-filtered link.

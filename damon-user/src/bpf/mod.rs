@@ -13,7 +13,7 @@ pub mod programs;
 pub mod sys;
 
 pub use layout::KernelLayout;
-pub use programs::{BpfError, MonitorPrograms, ProgramOptions};
+pub use programs::{BpfError, MonitorPrograms, ProgramOptions, WalkPath};
 
 /// The eBPF object built by `build.rs`, embedded in the binary.
 pub(crate) static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/damon-ebpf"));

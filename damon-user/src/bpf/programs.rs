@@ -84,7 +84,33 @@ pub struct MonitorPrograms {
     ebpf: Ebpf,
     slots: [Option<u32>; MAX_TARGETS as usize],
     perf_sampler: bool,
+    walk_path: Option<WalkPath>,
     logger: Option<LoggerThread>,
+}
+
+/// How the page-table walk is run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkPath {
+    /// `iter/task_vma` on a pid-filtered link: the target's mmap lock is held (Linux 5.12+).
+    TaskVma,
+    /// `BPF_PROG_TEST_RUN` of a raw_tp program with the target's page-table root: lock-free.
+    TestRun,
+}
+
+fn load_walker(ebpf: &mut Ebpf) -> Result<WalkPath, BpfError> {
+    let btf = aya::Btf::from_sys_fs().map_err(BpfError::Btf)?;
+    let it: &mut Iter = program_mut(ebpf, programs::TASK_PGD)?;
+    it.load("task", &btf).map_err(prog_err(programs::TASK_PGD))?;
+    let raw: &mut RawTracePoint = program_mut(ebpf, programs::WALK_TEST_RUN)?;
+    raw.load().map_err(prog_err(programs::WALK_TEST_RUN))?;
+    let it: &mut Iter = program_mut(ebpf, programs::WALK_TASK_VMA)?;
+    match it.load("task_vma", &btf) {
+        Ok(()) => Ok(WalkPath::TaskVma),
+        Err(e) => {
+            log::info!("iter/task_vma unavailable ({e}); walking page tables through BPF_PROG_TEST_RUN");
+            Ok(WalkPath::TestRun)
+        }
+    }
 }
 
 impl MonitorPrograms {
@@ -93,12 +119,9 @@ impl MonitorPrograms {
     pub fn load(layout: Option<&KernelLayout>, opts: ProgramOptions) -> Result<Self, BpfError> {
         let mut ebpf = load_object(layout.unwrap_or(&KernelLayout::UNKNOWN), opts.fault_in_region_is_access)?;
         let logger = LoggerThread::start(&mut ebpf);
+        let mut walk_path = None;
         if layout.is_some() {
-            let btf = aya::Btf::from_sys_fs().map_err(BpfError::Btf)?;
-            let it: &mut Iter = program_mut(&mut ebpf, programs::WALK_TASK_VMA)?;
-            it.load("task_vma", &btf).map_err(prog_err(programs::WALK_TASK_VMA))?;
-            let raw: &mut RawTracePoint = program_mut(&mut ebpf, programs::WALK_TEST_RUN)?;
-            raw.load().map_err(prog_err(programs::WALK_TEST_RUN))?;
+            walk_path = Some(load_walker(&mut ebpf)?);
         }
         if opts.fault_tracepoint {
             super::probe::ensure_tracefs();
@@ -110,7 +133,7 @@ impl MonitorPrograms {
             let pe: &mut PerfEvent = program_mut(&mut ebpf, programs::PERF_SAMPLE)?;
             pe.load().map_err(prog_err(programs::PERF_SAMPLE))?;
         }
-        Ok(Self { ebpf, slots: [None; MAX_TARGETS as usize], perf_sampler: opts.perf_sampler, logger })
+        Ok(Self { ebpf, slots: [None; MAX_TARGETS as usize], perf_sampler: opts.perf_sampler, walk_path, logger })
     }
 
     /// Registers process `pid` (a tgid) and returns its slot.
@@ -203,26 +226,47 @@ impl MonitorPrograms {
         arr.get(&slot, 0).map(Box::new).map_err(map_err(maps::OUTPUT))
     }
 
-    /// Walks the page tables of process `pid` at the sampling addresses of its slot, with the
-    /// target's mmap lock held (the `iter/task_vma` path).
-    pub fn walk(&self, pid: i32) -> Result<(), BpfError> {
-        self.slot_of(pid).ok_or(BpfError::UnknownTarget { pid })?;
-        let fd = self.prog_fd::<Iter>(programs::WALK_TASK_VMA)?;
-        let mut f = sys::iter_for_pid(fd, pid as u32)?;
-        let mut sink = [0u8; 64];
-        // The program prints nothing; reading runs it to the end.
-        while f.read(&mut sink).map_err(BpfError::Iterator)? > 0 {}
-        Ok(())
+    /// The walk path in use, `None` when loaded without a kernel layout.
+    pub fn walk_path(&self) -> Option<WalkPath> {
+        self.walk_path
     }
 
-    /// Walks `slot` from page-table root `pgd` through `BPF_PROG_TEST_RUN` (no lock; the
-    /// fallback path). Returns the number of young samples.
+    /// Walks the page tables of process `pid` at the sampling addresses of its slot and
+    /// returns what the programs recorded.
+    pub fn walk(&self, pid: i32) -> Result<Box<SampleOutput>, BpfError> {
+        let slot = self.slot_of(pid).ok_or(BpfError::UnknownTarget { pid })?;
+        match self.walk_path {
+            Some(WalkPath::TaskVma) => {
+                let fd = self.prog_fd::<Iter>(programs::WALK_TASK_VMA)?;
+                let mut f = sys::iter_for_pid(fd, pid as u32)?;
+                let mut sink = [0u8; 64];
+                // The program prints nothing; reading runs it to the end.
+                while f.read(&mut sink).map_err(BpfError::Iterator)? > 0 {}
+            }
+            Some(WalkPath::TestRun) => {
+                let pgd = super::layout::task_pgd(&self.ebpf, pid as u32)?.ok_or(BpfError::UnknownTarget { pid })?;
+                self.walk_test_run(pgd, slot)?;
+            }
+            None => return Err(BpfError::Missing { kind: "program", name: programs::WALK_TASK_VMA }),
+        }
+        self.output(slot)
+    }
+
+    /// Walks `slot` from page-table root `pgd` through `BPF_PROG_TEST_RUN`. Returns the number
+    /// of young samples.
     pub fn walk_test_run(&self, pgd: u64, slot: u32) -> Result<u32, BpfError> {
         let p: &RawTracePoint = program(&self.ebpf, programs::WALK_TEST_RUN)?;
         let mut o = RawTracePointRunOptions::new();
         o.args[0] = pgd;
         o.args[1] = slot as u64;
         Ok(p.test_run(o).map_err(prog_err(programs::WALK_TEST_RUN))?.return_value)
+    }
+
+    /// Sets `walk_path` (tests compare the two paths).
+    pub fn set_walk_path(&mut self, path: WalkPath) {
+        if self.walk_path.is_some() {
+            self.walk_path = Some(path);
+        }
     }
 
     fn prog_fd<P>(&self, name: &'static str) -> Result<RawFd, BpfError>

@@ -4,23 +4,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 
-use crate::bpf::{MonitorPrograms, ProgramOptions};
+use crate::{
+    bpf::{MonitorPrograms, ProgramOptions},
+    core::read_proc_maps,
+};
 
-// TODO(core): replace with core::read_proc_maps once it lands.
-struct R {
-    start: u64,
-    end: u64,
-}
-fn read_proc_maps(pid: i32) -> std::io::Result<Vec<R>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| {
-            let (s, e) = l.split_whitespace().next()?.split_once('-')?;
-            Some(R { start: u64::from_str_radix(s, 16).ok()?, end: u64::from_str_radix(e, 16).ok()? })
-        })
-        .collect())
-}
+
 
 #[derive(Debug, ClapArgs)]
 #[command(

@@ -1,8 +1,10 @@
 //! The `damon` subcommands: each module has `Args` (clap) and `run`.
+pub mod check;
 pub mod faults;
 pub mod fs;
 pub mod record;
 pub mod report;
+pub mod session;
 pub mod top;
 pub mod workload;
 

@@ -1,0 +1,208 @@
+//! A live monitoring session shared by `damon record` and `damon top`: the monitoring
+//! options, an optional command to start, one kdamond with the eBPF access check, and
+//! clean-up of all of it on drop.
+use std::{
+    process::{Child, Command},
+    sync::mpsc::{Receiver, channel},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args as ClapArgs, ValueEnum};
+
+use crate::{
+    bpf::probe,
+    core::{AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec, start_kdamond},
+    ops::{EbpfOps, EbpfOpsOptions, FaultScope},
+};
+
+/// Monitoring options common to the live commands. Defaults are damo's.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct MonitorArgs {
+    /// Process to monitor (repeatable).
+    #[arg(short, long = "pid", value_name = "PID")]
+    pub pids: Vec<i32>,
+    /// Sampling interval in microseconds.
+    #[arg(long, value_name = "US", default_value_t = 5_000)]
+    pub sample_us: u64,
+    /// Aggregation interval in microseconds.
+    #[arg(long, value_name = "US", default_value_t = 100_000)]
+    pub aggr_us: u64,
+    /// Operations update interval in microseconds (how often regions follow the mappings).
+    #[arg(long, value_name = "US", default_value_t = 1_000_000)]
+    pub update_us: u64,
+    /// Minimum number of regions.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub min_regions: u64,
+    /// Maximum number of regions.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_regions: u64,
+    /// Operations: vaddr (regions follow the mappings) or fvaddr (only the --range ranges).
+    #[arg(long, value_name = "OPS", default_value = "vaddr", value_parser = parse_ops)]
+    pub ops: OpsKind,
+    /// Address range to monitor with fvaddr, START-END (hex with 0x, or decimal; repeatable).
+    #[arg(long = "range", value_name = "START-END", value_parser = parse_range)]
+    pub ranges: Vec<AddrRange>,
+    /// Which page faults count as an access: one on the sampled page (DAMON's meaning) or any
+    /// in the region.
+    #[arg(long, value_enum, default_value_t = FaultScopeArg::Sample)]
+    pub fault_scope: FaultScopeArg,
+    /// Also attribute sampled data addresses from a perf event (the software page-fault event;
+    /// a PMU with data addresses where one exists).
+    #[arg(long)]
+    pub perf_sampler: bool,
+    /// Seed of the sampling RNG (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Command to start and monitor until it exits.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FaultScopeArg {
+    Sample,
+    Region,
+}
+
+fn parse_ops(s: &str) -> Result<OpsKind, String> {
+    s.parse().map_err(|e: crate::core::CoreError| e.to_string())
+}
+
+/// Parses `START-END` with each bound in decimal or `0x` hex.
+pub fn parse_range(s: &str) -> Result<AddrRange, String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("range {s:?} is not START-END"))?;
+    let num = |x: &str| {
+        let x = x.trim();
+        let r = match x.strip_prefix("0x").or_else(|| x.strip_prefix("0X")) {
+            Some(h) => u64::from_str_radix(h, 16),
+            None => x.parse(),
+        };
+        r.map_err(|_| format!("{x:?} in range {s:?} is not a number"))
+    };
+    let (start, end) = (num(a)?, num(b)?);
+    if start >= end {
+        return Err(format!("range {s:?} is empty or reversed"));
+    }
+    Ok(AddrRange { start, end })
+}
+
+impl MonitorArgs {
+    pub fn attrs(&self) -> Attrs {
+        Attrs {
+            sample_us: self.sample_us,
+            aggr_us: self.aggr_us,
+            update_us: self.update_us,
+            min_nr_regions: self.min_regions,
+            max_nr_regions: self.max_regions,
+        }
+    }
+
+    /// Checks everything that can be checked before starting anything.
+    pub fn validate(&self) -> Result<()> {
+        if self.pids.is_empty() && self.command.is_empty() {
+            bail!("nothing to monitor: give -p PID or -- COMMAND");
+        }
+        if self.ops == OpsKind::Vaddr && !self.ranges.is_empty() {
+            bail!("--range needs --ops fvaddr");
+        }
+        if self.ops == OpsKind::Fvaddr && self.ranges.is_empty() {
+            bail!("--ops fvaddr needs at least one --range");
+        }
+        if self.max_regions * 3 / 2 > damon_common::MAX_REGIONS as u64 {
+            bail!(
+                "--max-regions {} is above {}: the eBPF tables hold {} regions per target and splitting can reach 1.5 x max",
+                self.max_regions,
+                damon_common::MAX_REGIONS as u64 * 2 / 3,
+                damon_common::MAX_REGIONS
+            );
+        }
+        self.spec(&[1]).validate().context("invalid monitoring attributes")?;
+        Ok(())
+    }
+
+    fn spec(&self, pids: &[i32]) -> ContextSpec {
+        let mut ranges = self.ranges.clone();
+        ranges.sort();
+        ContextSpec {
+            ops: self.ops,
+            attrs: self.attrs(),
+            targets: pids.iter().map(|&pid| TargetSpec { pid, ranges: ranges.clone() }).collect(),
+        }
+    }
+}
+
+/// A running kdamond over the targets, and the command it started, if any. Dropping it stops
+/// the kdamond and terminates the command.
+pub struct Session {
+    pub kdamond: KdamondHandle,
+    pub snapshots: Receiver<Snapshot>,
+    pub pids: Vec<i32>,
+    child: ChildGuard,
+}
+
+/// The command we started: terminated (SIGTERM, then SIGKILL after 2 s) and reaped on drop.
+struct ChildGuard(Option<Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            if matches!(c.try_wait(), Ok(None)) {
+                // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+                unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+                let t = std::time::Instant::now();
+                while matches!(c.try_wait(), Ok(None)) && t.elapsed().as_secs() < 2 {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Session {
+    pub fn start(args: &MonitorArgs) -> Result<Session> {
+        args.validate()?;
+        let missing = probe::check_kernel();
+        if !missing.is_empty() {
+            let list: Vec<String> = missing.into_iter().map(|m| format!("  - {}", m.0)).collect();
+            bail!("this system lacks what monitoring needs:\n{}", list.join("\n"));
+        }
+        let mut pids = args.pids.clone();
+        let mut child = ChildGuard(None);
+        if let Some((prog, rest)) = args.command.split_first() {
+            let c = Command::new(prog).args(rest).spawn().with_context(|| format!("starting {prog}"))?;
+            pids.push(c.id() as i32);
+            child.0 = Some(c);
+        }
+        let opts = EbpfOpsOptions {
+            fault_scope: match args.fault_scope {
+                FaultScopeArg::Sample => FaultScope::SampledPage,
+                FaultScopeArg::Region => FaultScope::Region,
+            },
+            perf_sampler: args.perf_sampler,
+        };
+        let seed = args.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+        });
+        let ops = EbpfOps::new(opts, seed).context("setting up the eBPF access check")?;
+        let (tx, snapshots) = channel();
+        let kdamond = start_kdamond(0, args.spec(&pids), Box::new(ops), tx, seed).context("starting the kdamond")?;
+        Ok(Session { kdamond, snapshots, pids, child })
+    }
+
+    /// Whether the command we started is still running (true when there is none).
+    pub fn command_running(&mut self) -> bool {
+        match &mut self.child.0 {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The kdamond first, so the command's exit is not seen as a vanished target mid-sample.
+        self.kdamond.stop();
+    }
+}
