@@ -38,3 +38,24 @@ fn faults_are_counted_per_region_and_programs_unload() {
     let still: Vec<u32> = loaded_programs().filter_map(|p| p.ok()).map(|p| p.id()).filter(|id| ids.contains(id)).collect();
     assert!(still.is_empty(), "programs {still:?} still loaded after drop");
 }
+
+#[test]
+fn perf_sampler_attributes_fault_addresses_to_regions() {
+    if !have_root("perf_sampler_attributes_fault_addresses_to_regions") {
+        return;
+    }
+    const N: u64 = 32;
+    let (mut w, line) = Workload::start(&["touch", "--pages", &N.to_string()]).expect("workload");
+    let (start, end) = parse_range(line.strip_prefix("MAPPED ").expect("MAPPED line")).expect("range");
+    // The perf_event program alone, on the software page-fault event (period 1).
+    let opts = ProgramOptions { perf_sampler: true, ..Default::default() };
+    let mut progs = MonitorPrograms::load(None, opts).expect("load");
+    let slot = progs.add_target(w.pid()).expect("attach perf event to the target");
+    let mid = start + N * 4096;
+    progs.set_regions(slot, &[(start, mid), (mid, end)]).expect("regions");
+    w.send_line("go").expect("tell workload");
+    assert_eq!(w.read_line().expect("reply"), "TOUCHED");
+    let faults = progs.faults(w.pid(), 2).expect("read");
+    assert!((N..=N + 2).contains(&faults[0]), "sampled addresses in the touched half: {}", faults[0]);
+    assert_eq!(faults[1], 0);
+}

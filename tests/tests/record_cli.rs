@@ -1,0 +1,66 @@
+//! `damon record` as a user runs it.
+use std::process::Command;
+
+use damon_tests::{Workload, damon_bin, have_root};
+use damon_user::record::read_records;
+
+#[test]
+fn record_ends_with_a_valid_file_when_the_target_exits() {
+    if !have_root("record_ends_with_a_valid_file_when_the_target_exits") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run.data");
+    let (w, _) = Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4", "--duration", "2"]).expect("workload");
+    let status = Command::new(damon_bin())
+        .args(["record", "-p", &w.pid().to_string(), "-o"])
+        .arg(&out)
+        .args(["-d", "30"])
+        .status()
+        .expect("damon record");
+    assert!(status.success(), "damon record exited with {status}");
+    let records = read_records(&out).expect("a readable record file");
+    let snapshots: usize = records.iter().map(|r| r.snapshots.len()).sum();
+    assert!(snapshots >= 5, "only {snapshots} snapshots recorded");
+    let mode = std::fs::metadata(&out).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap();
+    assert_eq!(mode, 0o600, "record file mode");
+}
+
+#[test]
+fn record_with_a_command_monitors_it_until_it_exits() {
+    if !have_root("record_with_a_command_monitors_it_until_it_exits") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("cmd.data");
+    let bin = damon_bin();
+    let status = Command::new(&bin)
+        .args(["record", "--format", "json", "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(&bin)
+        .args(["workload", "hotcold", "--hot-mib", "4", "--cold-mib", "4", "--duration", "1.5"])
+        .status()
+        .expect("damon record");
+    assert!(status.success());
+    let text = std::fs::read_to_string(&out).expect("json record");
+    assert!(text.trim_start().starts_with('['), "json format is a list of records");
+    assert!(!read_records(&out).expect("parse").is_empty());
+}
+
+#[test]
+fn bad_arguments_are_rejected_with_the_value_named() {
+    for (args, needle) in [
+        (vec!["record", "-p", "1", "--min-regions", "2"], "2"),
+        (vec!["record", "-p", "1", "--format", "xml"], "xml"),
+        (vec!["record", "-p", "1", "--ops", "paddr"], "paddr"),
+        (vec!["record", "-p", "1", "--ops", "fvaddr", "--range", "0x2000-0x1000"], "0x2000-0x1000"),
+        (vec!["record", "-p", "1", "-d", "-3"], "-3"),
+        (vec!["record"], "nothing to monitor"),
+    ] {
+        let out = Command::new(damon_bin()).args(&args).output().expect("run damon");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(needle), "{args:?}: error does not name {needle:?}: {err}");
+    }
+}
