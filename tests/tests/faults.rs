@@ -2,7 +2,7 @@
 //! ours left loaded afterwards.
 use aya::programs::loaded_programs;
 use damon_tests::{Workload, have_root, parse_range};
-use damon_user::bpf::{MonitorPrograms, ProgramOptions};
+use damon_user::bpf::{MonitorPrograms, PerfSampler, ProgramOptions};
 
 #[test]
 fn faults_are_counted_per_region_and_programs_unload() {
@@ -48,7 +48,7 @@ fn perf_sampler_attributes_fault_addresses_to_regions() {
     let (mut w, line) = Workload::start(&["touch", "--pages", &N.to_string()]).expect("workload");
     let (start, end) = parse_range(line.strip_prefix("MAPPED ").expect("MAPPED line")).expect("range");
     // The perf_event program alone, on the software page-fault event (period 1).
-    let opts = ProgramOptions { perf_sampler: true, ..Default::default() };
+    let opts = ProgramOptions { perf_sampler: Some(PerfSampler::PageFaults), ..Default::default() };
     let mut progs = MonitorPrograms::load(None, opts).expect("load");
     let slot = progs.add_target(w.pid()).expect("attach perf event to the target");
     let mid = start + N * 4096;

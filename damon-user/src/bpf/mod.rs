@@ -8,11 +8,13 @@
 //! - [`sys`]: raw system calls.
 pub mod btf;
 pub mod layout;
+pub mod pmu;
 pub mod probe;
 pub mod programs;
 pub mod sys;
 
 pub use layout::KernelLayout;
+pub use pmu::{PerfSampler, PmuError};
 pub use programs::{BpfError, MonitorPrograms, ProgramOptions, WalkPath};
 
 /// The eBPF object built by `build.rs`, embedded in the binary.

@@ -18,7 +18,7 @@ use aya::{
     maps::{Array, HashMap, MapData},
     programs::{
         Iter, PerfEvent, RawTracePoint, RawTracePointRunOptions, TestRun, TracePoint,
-        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+        perf_event::{PerfEventScope, SamplePolicy},
     },
 };
 use damon_common::{
@@ -27,7 +27,7 @@ use damon_common::{
 };
 use thiserror::Error;
 
-use super::{EBPF_OBJECT, KernelLayout, sys};
+use super::{EBPF_OBJECT, KernelLayout, PerfSampler, sys};
 
 #[derive(Debug, Error)]
 pub enum BpfError {
@@ -75,15 +75,15 @@ pub struct ProgramOptions {
     pub fault_tracepoint: bool,
     /// Any fault in a region counts as an access to it, not only one on the sampled page.
     pub fault_in_region_is_access: bool,
-    /// Attach the `perf_event` sampler to the software page-fault event of each target.
-    pub perf_sampler: bool,
+    /// Attach the `perf_event` sampler to this event of each target.
+    pub perf_sampler: Option<PerfSampler>,
 }
 
 /// A loaded program set. Slots map targets to table entries.
 pub struct MonitorPrograms {
     ebpf: Ebpf,
     slots: [Option<u32>; MAX_TARGETS as usize],
-    perf_sampler: bool,
+    perf_sampler: Option<PerfSampler>,
     walk_path: Option<WalkPath>,
     logger: Option<LoggerThread>,
 }
@@ -129,7 +129,7 @@ impl MonitorPrograms {
             tp.load().map_err(prog_err(programs::PAGE_FAULT_USER))?;
             tp.attach("exceptions", "page_fault_user").map_err(prog_err(programs::PAGE_FAULT_USER))?;
         }
-        if opts.perf_sampler {
+        if opts.perf_sampler.is_some() {
             let pe: &mut PerfEvent = program_mut(&mut ebpf, programs::PERF_SAMPLE)?;
             pe.load().map_err(prog_err(programs::PERF_SAMPLE))?;
         }
@@ -146,10 +146,10 @@ impl MonitorPrograms {
         let mut targets: HashMap<_, u32, TargetSlot> = self.map_mut(maps::TARGETS)?;
         targets.insert(pid as u32, TargetSlot { slot, flags: 0 }, 0).map_err(map_err(maps::TARGETS))?;
         self.slots[slot as usize] = Some(pid as u32);
-        if self.perf_sampler {
+        if let Some(sampler) = self.perf_sampler {
             let pe: &mut PerfEvent = program_mut(&mut self.ebpf, programs::PERF_SAMPLE)?;
             pe.attach(
-                PerfEventConfig::Software(SoftwareEvent::PageFaults),
+                sampler.config(),
                 PerfEventScope::OneProcess { pid: pid as u32, cpu: None },
                 SamplePolicy::Period(1),
                 true,

@@ -13,9 +13,9 @@ checks the page-table walk against /proc/self/pagemap. Exits non-zero when anyth
 EXAMPLES:\n  damon check\n  RUST_LOG=debug damon check"
 )]
 pub struct Args {
-    /// Also attach the perf_event sampler (software page-fault event).
-    #[arg(long)]
-    pub perf_sampler: bool,
+    /// Also attach the perf_event sampler to this source.
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub perf_sampler: Option<super::session::SamplerArg>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -36,16 +36,17 @@ pub fn run(args: Args) -> Result<()> {
         layout.mm_pgd_offset,
         layout.calibration.as_secs_f64() * 1e3
     );
-    let opts = ProgramOptions { fault_tracepoint: true, fault_in_region_is_access: false, perf_sampler: args.perf_sampler };
+    let sampler = args.perf_sampler.map(|s| s.resolve()).transpose()?;
+    let opts = ProgramOptions { fault_tracepoint: true, fault_in_region_is_access: false, perf_sampler: sampler };
     let mut progs = MonitorPrograms::load(Some(&layout), opts)?;
-    if args.perf_sampler {
+    if sampler.is_some() {
         progs.add_target(std::process::id() as i32)?;
     }
     println!(
         "programs: {} loaded; page-table walk via {:?}; exceptions:page_fault_user attached{}",
         progs.program_ids().len(),
         progs.walk_path().map(|p| format!("{p:?}")).unwrap_or_default(),
-        if args.perf_sampler { "; perf_event sampler attached" } else { "" }
+        sampler.map(|s| format!("; perf_event sampler attached to {s:?}")).unwrap_or_default()
     );
     println!("OK");
     Ok(())

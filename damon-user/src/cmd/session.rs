@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, ValueEnum};
 
 use crate::{
-    bpf::probe,
+    bpf::{PerfSampler, PmuError, probe},
     core::{AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec, start_kdamond},
     ops::{EbpfOps, EbpfOpsOptions, FaultScope},
 };
@@ -46,16 +46,31 @@ pub struct MonitorArgs {
     /// in the region.
     #[arg(long, value_enum, default_value_t = FaultScopeArg::Sample)]
     pub fault_scope: FaultScopeArg,
-    /// Also attribute sampled data addresses from a perf event (the software page-fault event;
-    /// a PMU with data addresses where one exists).
-    #[arg(long)]
-    pub perf_sampler: bool,
+    /// Also attribute sampled data addresses from a perf event: every page fault, or a PMU
+    /// with data-address sampling (PEBS / IBS / SPE) where the machine has one.
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub perf_sampler: Option<SamplerArg>,
     /// Seed of the sampling RNG (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Command to start and monitor until it exits.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SamplerArg {
+    PageFaults,
+    Pmu,
+}
+
+impl SamplerArg {
+    pub fn resolve(self) -> Result<PerfSampler, PmuError> {
+        match self {
+            SamplerArg::PageFaults => Ok(PerfSampler::PageFaults),
+            SamplerArg::Pmu => PerfSampler::detect_pmu(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -180,7 +195,7 @@ impl Session {
                 FaultScopeArg::Sample => FaultScope::SampledPage,
                 FaultScopeArg::Region => FaultScope::Region,
             },
-            perf_sampler: args.perf_sampler,
+            perf_sampler: args.perf_sampler.map(SamplerArg::resolve).transpose()?,
         };
         let seed = args.seed.unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)

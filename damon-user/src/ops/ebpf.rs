@@ -23,7 +23,7 @@ use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 use super::mkold::{coalesce, mkold};
 use crate::{
-    bpf::{BpfError, KernelLayout, MonitorPrograms, ProgramOptions, sys},
+    bpf::{BpfError, KernelLayout, MonitorPrograms, PerfSampler, ProgramOptions, sys},
     core::{AddrRange, OpsError, Operations, Region, TargetRef, read_proc_maps},
 };
 
@@ -40,8 +40,8 @@ pub enum FaultScope {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EbpfOpsOptions {
     pub fault_scope: FaultScope,
-    /// Also attribute perf data-address samples (here: the software page-fault event).
-    pub perf_sampler: bool,
+    /// Also attribute sampled data addresses from this perf event.
+    pub perf_sampler: Option<PerfSampler>,
 }
 
 /// Counters of what the access check did, for tests and `--verbose` output.
