@@ -4,6 +4,7 @@
 //! - [`core`]: DAMON's monitoring model: kdamonds, contexts, targets, adaptive regions.
 //! - [`bpf`]: loading and driving the eBPF programs.
 //! - [`ops`]: the production access check (eBPF walk, MADV_COLD, page faults).
+//! - [`monitor`]: the admin tree's production backend (core + eBPF ops).
 //! - [`admin`]: DAMON's sysfs admin tree as a model, and served over FUSE.
 //! - [`record`]: damo-compatible record files.
 //! - [`report`]: reports over records and live snapshots.
@@ -12,6 +13,7 @@ pub mod admin;
 pub mod bpf;
 pub mod cmd;
 pub mod core;
+pub mod monitor;
 pub mod ops;
 pub mod record;
 pub mod report;

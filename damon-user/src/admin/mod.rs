@@ -1,1 +1,56 @@
-//! DAMON admin tree (sysfs ABI) model and its FUSE server.
+//! DAMON's sysfs admin tree (`/sys/kernel/mm/damon/admin`) as a user-space model, served
+//! over FUSE so that scripts and tools written for the kernel (damo) drive our monitor
+//! unchanged.
+//!
+//! - [`tree`]: the whole tree behind one lock ([`Admin`]), with the kernel's defaults, modes,
+//!   parsing ([`parse`]) and errno for every file; values are staged and take effect at `on`
+//!   or `commit`.
+//! - [`kdamond`]: the `state` keywords; [`config`] validates the staged files into a
+//!   [`KdamondConfig`] for the [`KdamondBackend`] seam ([`backend`]); [`snapshot`] computes
+//!   what the `stat` scheme reports.
+//! - [`fuse`]: the FUSE file system, and [`mount`] its mount/unmount ([`mount_background`]
+//!   returns a [`MountGuard`]).
+//! - [`fake`]: a backend without a monitor, for tests.
+//!
+//! # Differences from the kernel tree
+//! - `avail_operations` lists `vaddr` and `fvaddr` only; `paddr` is accepted by `operations`
+//!   (as the kernel accepts any operations set it knows) and refused at `on`/`commit`.
+//! - Only the `stat` action is applied, without filters; other actions and any filter are
+//!   stored but make `on`/`commit` fail with EINVAL. Quotas and watermarks are stored and
+//!   passed on, but do not limit `stat`.
+//! - `stats/` describe the latest snapshot (the regions the access pattern matches now), not
+//!   counters accumulated over every apply interval.
+//! - Writes to `state` and `nr_*` files use a try-lock (EBUSY when another writer holds the
+//!   tree) like the kernel; plain value stores, which take no lock in the kernel, wait.
+//!
+//! # Recovering a mount whose server was killed
+//! A server killed with SIGKILL cannot unmount: the mount stays, and every access to it fails
+//! with ENOTCONN ("Transport endpoint is not connected"). `umount -l DIR` (or
+//! `umount DIR` when nothing uses it) removes it; then `damon fs DIR` can mount again.
+pub mod backend;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod fake;
+pub mod filters;
+pub mod fuse;
+pub mod kdamond;
+pub mod mount;
+pub mod node;
+pub mod parse;
+pub mod quotas;
+pub mod scheme;
+pub mod snapshot;
+pub mod tree;
+
+pub use backend::{
+    BackendError, ContextConfig, KdamondBackend, KdamondConfig, LiveRegion, RunningKdamond,
+    SchemeConfig, TargetConfig,
+};
+pub use error::AdminError;
+pub use mount::{MountGuard, MountOptions, mount_background, mount_background_with};
+pub use node::{Access, EntryKind};
+pub use tree::{Admin, Tree};
+
+#[cfg(test)]
+mod tests;

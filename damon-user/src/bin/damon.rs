@@ -21,6 +21,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Record(cmd::record::Args),
+    #[command(
+        about = "Serve DAMON's sysfs admin tree over FUSE at a directory",
+        after_help = "Scripts and tools written for /sys/kernel/mm/damon/admin work unchanged against the \
+mount; `echo on > kdamonds/0/state` starts a kdamond with the eBPF access check. Runs in the \
+foreground until Ctrl-C, SIGTERM or `umount DIR`. After a SIGKILL the mount is left broken \
+(\"Transport endpoint is not connected\"): `umount -l DIR` removes it.\n\n\
+EXAMPLES:\n  damon fs /tmp/damon &\n  cd /tmp/damon && echo 1 > kdamonds/nr_kdamonds\n  \
+sudo unshare -m sh -c 'mount --bind /tmp/damon /sys/kernel/mm/damon/admin && damo status'"
+    )]
+    Fs(cmd::fs::Args),
     Faults(cmd::faults::Args),
     Check(cmd::check::Args),
     Workload(cmd::workload::Args),
@@ -31,6 +41,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Record(a) => cmd::record::run(a),
+        Command::Fs(a) => cmd::fs::run(a, std::sync::Arc::new(damon_user::monitor::EbpfBackend::default())),
         Command::Faults(a) => cmd::faults::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Workload(a) => cmd::workload::run(a),

@@ -1,0 +1,208 @@
+//! Turning the staged files of a context into a [`ContextConfig`] at `on`/`commit`, with the
+//! checks of the kernel's `damon_sysfs_build_ctx()` plus what this build cannot do yet.
+
+use std::path::Path;
+
+use super::backend::{
+    AccessPatternConfig, ContextConfig, FilterConfig, IntervalsGoalConfig, QuotaGoalConfig,
+    QuotasConfig, Range, SchemeConfig, TargetConfig, WatermarksConfig,
+};
+use super::context::{AVAIL_OPERATIONS, Context, OPERATIONS, UlRange};
+use super::filters::Filter;
+use super::node::keyword;
+use super::quotas::WMARK_METRICS;
+use super::scheme::{STAT_ACTION, Scheme};
+
+/// Why a context cannot be started; becomes [`super::AdminError::InvalidConfig`] (EINVAL).
+pub type Invalid = String;
+
+/// Build and validate the config of `ctx`, in the kernel's order: operations, attributes,
+/// targets, schemes.
+pub fn build_context(ctx: &Context) -> Result<ContextConfig, Invalid> {
+    let ops = ctx.operations;
+    if !AVAIL_OPERATIONS.contains(&ops) {
+        return Err(format!(
+            "operations {} is not supported by this build (avail_operations: vaddr, fvaddr)",
+            keyword(ops, &OPERATIONS)
+        ));
+    }
+    if ctx.addr_unit != 1 {
+        return Err(format!(
+            "addr_unit {} is only meaningful for paddr; virtual address spaces need 1",
+            ctx.addr_unit
+        ));
+    }
+
+    let intervals = &ctx.attrs.intervals;
+    let nr_regions = ctx.attrs.nr_regions;
+    // damon_set_attrs()
+    if nr_regions.min < 3 {
+        return Err(format!("nr_regions min {} is less than 3", nr_regions.min));
+    }
+    if nr_regions.min > nr_regions.max {
+        return Err(format!(
+            "nr_regions min {} is larger than max {}",
+            nr_regions.min, nr_regions.max
+        ));
+    }
+    if intervals.sample_us > intervals.aggr_us {
+        return Err(format!(
+            "sample_us {} is larger than aggr_us {}",
+            intervals.sample_us, intervals.aggr_us
+        ));
+    }
+    let goal = intervals.goal;
+    if goal.aggrs != 0 && goal.min_sample_us > goal.max_sample_us {
+        return Err(format!(
+            "intervals_goal min_sample_us {} is larger than max_sample_us {}",
+            goal.min_sample_us, goal.max_sample_us
+        ));
+    }
+
+    let targets = ctx
+        .targets
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, t)| build_target(i, t.pid, &t.regions.items))
+        .collect::<Result<Vec<_>, _>>()?;
+    let schemes = ctx
+        .schemes
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| build_scheme(i, s))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    Ok(ContextConfig {
+        operations: keyword(ops, &OPERATIONS).to_string(),
+        sample_us: intervals.sample_us,
+        aggr_us: intervals.aggr_us,
+        update_us: intervals.update_us,
+        intervals_goal: IntervalsGoalConfig {
+            access_bp: goal.access_bp,
+            aggrs: goal.aggrs,
+            min_sample_us: goal.min_sample_us,
+            max_sample_us: goal.max_sample_us,
+        },
+        min_nr_regions: nr_regions.min,
+        max_nr_regions: nr_regions.max,
+        targets,
+        schemes,
+    })
+}
+
+/// Whether `pid` names a live task, as the kernel's `find_get_pid()` (pid 0 never does).
+fn task_exists(pid: i32) -> bool {
+    pid > 0 && Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn build_target(
+    idx: usize,
+    pid: i32,
+    regions: &[super::context::Region],
+) -> Result<TargetConfig, Invalid> {
+    if !task_exists(pid) {
+        return Err(format!("target {idx}: pid_target {pid} names no process"));
+    }
+    // damon_sysfs_set_regions(): each region start <= end, sorted, not overlapping.
+    let mut prev_end = None;
+    for (i, r) in regions.iter().enumerate() {
+        if r.start > r.end {
+            return Err(format!(
+                "target {idx} region {i}: start {:#x} is after end {:#x}",
+                r.start, r.end
+            ));
+        }
+        if let Some(prev_end) = prev_end.filter(|&e| e > r.start) {
+            return Err(format!(
+                "target {idx} region {i}: starts at {:#x}, before the previous region ends \
+                 ({prev_end:#x}): regions must be sorted and not overlap",
+                r.start
+            ));
+        }
+        prev_end = Some(r.end);
+    }
+    Ok(TargetConfig {
+        pid,
+        regions: regions.iter().map(|r| (r.start, r.end)).collect(),
+    })
+}
+
+fn range(r: UlRange) -> Range {
+    Range {
+        min: r.min,
+        max: r.max,
+    }
+}
+
+fn filter_config(f: &Filter) -> FilterConfig {
+    FilterConfig {
+        filter_type: f.filter_type.word().to_string(),
+        matching: f.matching,
+        allow: f.allow,
+        memcg_path: f.memcg_path.clone(),
+        addr_start: f.addr_start,
+        addr_end: f.addr_end,
+        damon_target_idx: f.damon_target_idx,
+        min: f.min,
+        max: f.max,
+    }
+}
+
+fn build_scheme(idx: usize, s: &Scheme) -> Result<SchemeConfig, Invalid> {
+    if s.action != STAT_ACTION {
+        return Err(format!(
+            "scheme {idx}: action {} cannot be applied by this build yet (only stat)",
+            s.action
+        ));
+    }
+    let filters: Vec<FilterConfig> = [&s.core_filters, &s.ops_filters, &s.filters]
+        .iter()
+        .flat_map(|dir| dir.items.iter().map(filter_config))
+        .collect();
+    if !filters.is_empty() {
+        return Err(format!(
+            "scheme {idx}: DAMOS filters cannot be applied by this build yet"
+        ));
+    }
+    let q = &s.quotas;
+    let w = &s.watermarks;
+    Ok(SchemeConfig {
+        action: s.action.to_string(),
+        access_pattern: AccessPatternConfig {
+            sz: range(s.access_pattern.sz),
+            nr_accesses: range(s.access_pattern.nr_accesses),
+            age: range(s.access_pattern.age),
+        },
+        apply_interval_us: s.apply_interval_us,
+        target_nid: s.target_nid,
+        quotas: QuotasConfig {
+            ms: q.ms,
+            bytes: q.bytes,
+            reset_interval_ms: q.reset_interval_ms,
+            weight_sz_permil: q.weights.sz_permil,
+            weight_nr_accesses_permil: q.weights.nr_accesses_permil,
+            weight_age_permil: q.weights.age_permil,
+            goals: q
+                .goals
+                .items
+                .iter()
+                .map(|g| QuotaGoalConfig {
+                    target_metric: g.metric.to_string(),
+                    target_value: g.target_value,
+                    current_value: g.current_value,
+                    nid: g.nid,
+                })
+                .collect(),
+        },
+        watermarks: WatermarksConfig {
+            metric: keyword(w.metric, &WMARK_METRICS).to_string(),
+            interval_us: w.interval_us,
+            high: w.high,
+            mid: w.mid,
+            low: w.low,
+        },
+        filters,
+    })
+}

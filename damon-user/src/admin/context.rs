@@ -1,0 +1,314 @@
+//! `contexts/N/`: operations, monitoring attributes and targets of one monitoring context
+//! (its schemes are in [`super::scheme`]).
+
+use super::error::AdminError;
+use super::node::{
+    Access, Dir, Numbered, OnError, keyword, line, store_int, store_keyword, store_ul,
+};
+use super::scheme::Scheme;
+
+/// Operation sets the kernel knows (`enum damon_ops_id`, in its order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operations {
+    Vaddr,
+    Fvaddr,
+    Paddr,
+}
+
+/// The kernel's words for [`Operations`]: all of them are accepted by the `operations` file;
+/// unsupported ones are refused at `on`/`commit`, like the kernel's `damon_select_ops()`.
+pub const OPERATIONS: [(Operations, &str); 3] = [
+    (Operations::Vaddr, "vaddr"),
+    (Operations::Fvaddr, "fvaddr"),
+    (Operations::Paddr, "paddr"),
+];
+
+/// Operation sets this build can run (`avail_operations`): the eBPF monitor watches virtual
+/// address spaces only.
+pub const AVAIL_OPERATIONS: [Operations; 2] = [Operations::Vaddr, Operations::Fvaddr];
+
+/// `[min, max]` directory of unsigned longs (`nr_regions/`, the access pattern ranges). Its
+/// stores report every parse failure as EINVAL, as the kernel's `damon_sysfs_ul_range`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UlRange {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Dir for UlRange {
+    fn files(&self) -> Vec<(&'static str, Access)> {
+        vec![("min", Access::ReadWrite), ("max", Access::ReadWrite)]
+    }
+    fn show(&self, name: &str) -> String {
+        line(if name == "min" { self.min } else { self.max })
+    }
+    fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
+        let v = store_ul(name, input, OnError::Einval)?;
+        if name == "min" {
+            self.min = v;
+        } else {
+            self.max = v;
+        }
+        Ok(())
+    }
+}
+
+/// `intervals/intervals_goal/`: the auto-tuning goal, all zero (off) by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IntervalsGoal {
+    pub access_bp: u64,
+    pub aggrs: u64,
+    pub min_sample_us: u64,
+    pub max_sample_us: u64,
+}
+
+impl Dir for IntervalsGoal {
+    fn files(&self) -> Vec<(&'static str, Access)> {
+        ["access_bp", "aggrs", "min_sample_us", "max_sample_us"]
+            .map(|f| (f, Access::ReadWrite))
+            .to_vec()
+    }
+    fn show(&self, name: &str) -> String {
+        line(match name {
+            "access_bp" => self.access_bp,
+            "aggrs" => self.aggrs,
+            "min_sample_us" => self.min_sample_us,
+            _ => self.max_sample_us,
+        })
+    }
+    fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
+        let v = store_ul(name, input, OnError::AsIs)?;
+        match name {
+            "access_bp" => self.access_bp = v,
+            "aggrs" => self.aggrs = v,
+            "min_sample_us" => self.min_sample_us = v,
+            _ => self.max_sample_us = v,
+        }
+        Ok(())
+    }
+}
+
+/// `monitoring_attrs/intervals/`, in microseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Intervals {
+    pub sample_us: u64,
+    pub aggr_us: u64,
+    pub update_us: u64,
+    pub goal: IntervalsGoal,
+}
+
+impl Default for Intervals {
+    /// The kernel's defaults: 5 ms sampling, 100 ms aggregation, 60 s operations update.
+    fn default() -> Self {
+        Self {
+            sample_us: 5_000,
+            aggr_us: 100_000,
+            update_us: 60_000_000,
+            goal: IntervalsGoal::default(),
+        }
+    }
+}
+
+impl Dir for Intervals {
+    fn files(&self) -> Vec<(&'static str, Access)> {
+        ["sample_us", "aggr_us", "update_us"]
+            .map(|f| (f, Access::ReadWrite))
+            .to_vec()
+    }
+    fn dirs(&self) -> Vec<String> {
+        vec!["intervals_goal".into()]
+    }
+    fn dir(&self, name: &str) -> Option<&dyn Dir> {
+        (name == "intervals_goal").then_some(&self.goal as &dyn Dir)
+    }
+    fn dir_mut(&mut self, name: &str) -> Option<&mut dyn Dir> {
+        (name == "intervals_goal").then_some(&mut self.goal as &mut dyn Dir)
+    }
+    fn show(&self, name: &str) -> String {
+        line(match name {
+            "sample_us" => self.sample_us,
+            "aggr_us" => self.aggr_us,
+            _ => self.update_us,
+        })
+    }
+    fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
+        let v = store_ul(name, input, OnError::AsIs)?;
+        match name {
+            "sample_us" => self.sample_us = v,
+            "aggr_us" => self.aggr_us = v,
+            _ => self.update_us = v,
+        }
+        Ok(())
+    }
+}
+
+/// `monitoring_attrs/`.
+pub struct MonitoringAttrs {
+    pub intervals: Intervals,
+    pub nr_regions: UlRange,
+}
+
+impl Default for MonitoringAttrs {
+    fn default() -> Self {
+        Self {
+            intervals: Intervals::default(),
+            nr_regions: UlRange { min: 10, max: 1000 },
+        }
+    }
+}
+
+impl Dir for MonitoringAttrs {
+    fn dirs(&self) -> Vec<String> {
+        vec!["intervals".into(), "nr_regions".into()]
+    }
+    fn dir(&self, name: &str) -> Option<&dyn Dir> {
+        match name {
+            "intervals" => Some(&self.intervals),
+            "nr_regions" => Some(&self.nr_regions),
+            _ => None,
+        }
+    }
+    fn dir_mut(&mut self, name: &str) -> Option<&mut dyn Dir> {
+        match name {
+            "intervals" => Some(&mut self.intervals),
+            "nr_regions" => Some(&mut self.nr_regions),
+            _ => None,
+        }
+    }
+}
+
+/// `targets/N/regions/M/`: an initial monitoring region.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Dir for Region {
+    fn files(&self) -> Vec<(&'static str, Access)> {
+        vec![("start", Access::ReadWrite), ("end", Access::ReadWrite)]
+    }
+    fn show(&self, name: &str) -> String {
+        line(if name == "start" {
+            self.start
+        } else {
+            self.end
+        })
+    }
+    fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
+        let v = store_ul(name, input, OnError::AsIs)?;
+        if name == "start" {
+            self.start = v;
+        } else {
+            self.end = v;
+        }
+        Ok(())
+    }
+}
+
+/// `targets/N/`: a monitored process and its optional initial regions.
+pub struct Target {
+    pub pid: i32,
+    pub regions: Numbered<Region>,
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Self {
+            pid: 0,
+            regions: Numbered::new("nr_regions", Region::default),
+        }
+    }
+}
+
+impl Dir for Target {
+    fn files(&self) -> Vec<(&'static str, Access)> {
+        vec![("pid_target", Access::ReadWrite)]
+    }
+    fn dirs(&self) -> Vec<String> {
+        vec!["regions".into()]
+    }
+    fn dir(&self, name: &str) -> Option<&dyn Dir> {
+        (name == "regions").then_some(&self.regions as &dyn Dir)
+    }
+    fn dir_mut(&mut self, name: &str) -> Option<&mut dyn Dir> {
+        (name == "regions").then_some(&mut self.regions as &mut dyn Dir)
+    }
+    fn show(&self, _: &str) -> String {
+        line(self.pid)
+    }
+    fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
+        self.pid = store_int(name, input, OnError::Einval)?;
+        Ok(())
+    }
+}
+
+/// `contexts/N/`.
+pub struct Context {
+    pub operations: Operations,
+    /// Scale of addresses for paddr (6.18); only 1 is meaningful for virtual addresses.
+    pub addr_unit: u64,
+    pub attrs: MonitoringAttrs,
+    pub targets: Numbered<Target>,
+    pub schemes: Numbered<Scheme>,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self {
+            operations: Operations::Vaddr,
+            addr_unit: 1,
+            attrs: MonitoringAttrs::default(),
+            targets: Numbered::new("nr_targets", Target::default),
+            schemes: Numbered::new("nr_schemes", Scheme::default),
+        }
+    }
+}
+
+impl Dir for Context {
+    fn files(&self) -> Vec<(&'static str, Access)> {
+        vec![
+            ("avail_operations", Access::ReadOnly),
+            ("operations", Access::ReadWrite),
+            ("addr_unit", Access::ReadWrite),
+        ]
+    }
+    fn dirs(&self) -> Vec<String> {
+        ["monitoring_attrs", "targets", "schemes"]
+            .map(String::from)
+            .to_vec()
+    }
+    fn dir(&self, name: &str) -> Option<&dyn Dir> {
+        match name {
+            "monitoring_attrs" => Some(&self.attrs),
+            "targets" => Some(&self.targets),
+            "schemes" => Some(&self.schemes),
+            _ => None,
+        }
+    }
+    fn dir_mut(&mut self, name: &str) -> Option<&mut dyn Dir> {
+        match name {
+            "monitoring_attrs" => Some(&mut self.attrs),
+            "targets" => Some(&mut self.targets),
+            "schemes" => Some(&mut self.schemes),
+            _ => None,
+        }
+    }
+    fn show(&self, name: &str) -> String {
+        match name {
+            "avail_operations" => AVAIL_OPERATIONS
+                .iter()
+                .map(|&ops| line(keyword(ops, &OPERATIONS)))
+                .collect(),
+            "operations" => line(keyword(self.operations, &OPERATIONS)),
+            _ => line(self.addr_unit),
+        }
+    }
+    fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
+        match name {
+            "operations" => self.operations = store_keyword(name, input, &OPERATIONS)?,
+            _ => self.addr_unit = store_ul(name, input, OnError::AsIs)?,
+        }
+        Ok(())
+    }
+}

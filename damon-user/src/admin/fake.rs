@@ -1,0 +1,191 @@
+//! A [`KdamondBackend`] that monitors nothing, for tests and demonstrations of the tree.
+//!
+//! Each started kdamond is a real thread (so `pid` names a real task, as damo expects) that
+//! idles until `off`, or stops by itself once none of its target processes is alive, as a
+//! vaddr kdamond does. Its regions are whatever the test sets with
+//! [`FakeBackend::set_regions`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use super::backend::{BackendError, KdamondBackend, KdamondConfig, LiveRegion, RunningKdamond};
+
+#[derive(Default)]
+struct Shared {
+    regions: Vec<Vec<LiveRegion>>,
+    fail_start: Option<String>,
+    fail_commit: Option<String>,
+    started: Vec<(usize, KdamondConfig)>,
+    committed: Vec<KdamondConfig>,
+}
+
+/// The fake monitor. Cloning shares the state, so a test keeps a clone to steer and inspect
+/// the backend it gave to the tree.
+#[derive(Clone, Default)]
+pub struct FakeBackend {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl FakeBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What `regions_now` returns from now on: one list per target.
+    pub fn set_regions(&self, regions: Vec<Vec<LiveRegion>>) {
+        self.shared().regions = regions;
+    }
+
+    /// Make the next `start` calls fail with `message` (`None`: succeed again).
+    pub fn fail_start(&self, message: Option<&str>) {
+        self.shared().fail_start = message.map(String::from);
+    }
+
+    /// Make the next `commit` calls fail with `message` (`None`: succeed again).
+    pub fn fail_commit(&self, message: Option<&str>) {
+        self.shared().fail_commit = message.map(String::from);
+    }
+
+    /// Every successful `start`: kdamond index and configuration.
+    pub fn started(&self) -> Vec<(usize, KdamondConfig)> {
+        self.shared().started.clone()
+    }
+
+    /// Every successful `commit`.
+    pub fn committed(&self) -> Vec<KdamondConfig> {
+        self.shared().committed.clone()
+    }
+}
+
+/// Whether `pid` is a process that has not exited: a zombie has no address space left to
+/// monitor, so it counts as exited, as for the kernel's vaddr `target_valid()`.
+pub fn process_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state is the first field after the parenthesised command name.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    !matches!(state, Some("Z" | "X") | None)
+}
+
+fn gettid() -> i32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+struct FakeKdamond {
+    tid: i32,
+    stop: Arc<AtomicBool>,
+    running: Arc<AtomicBool>,
+    worker: Option<JoinHandle<()>>,
+    shared: Arc<Mutex<Shared>>,
+    sample_us: u64,
+    aggr_us: u64,
+}
+
+impl KdamondBackend for FakeBackend {
+    fn start(
+        &self,
+        kdamond_idx: usize,
+        cfg: &KdamondConfig,
+    ) -> Result<Box<dyn RunningKdamond>, BackendError> {
+        if let Some(message) = self.shared().fail_start.clone() {
+            return Err(BackendError::new(message));
+        }
+        let ctx = cfg
+            .contexts
+            .first()
+            .ok_or_else(|| BackendError::new("no context"))?;
+        let pids: Vec<i32> = ctx.targets.iter().map(|t| t.pid).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let running = Arc::new(AtomicBool::new(true));
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let worker = {
+            let (stop, running) = (stop.clone(), running.clone());
+            thread::Builder::new()
+                .name(format!("kdamond.{kdamond_idx}"))
+                .spawn(move || {
+                    let _ = tid_tx.send(gettid());
+                    while !stop.load(Ordering::Acquire) && pids.iter().any(|&p| process_alive(p)) {
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    running.store(false, Ordering::Release);
+                })
+                .map_err(|e| BackendError::new(format!("spawning the fake kdamond: {e}")))?
+        };
+        let tid = tid_rx
+            .recv()
+            .map_err(|_| BackendError::new("the fake kdamond died before reporting its tid"))?;
+        self.shared().started.push((kdamond_idx, cfg.clone()));
+        Ok(Box::new(FakeKdamond {
+            tid,
+            stop,
+            running,
+            worker: Some(worker),
+            shared: self.shared.clone(),
+            sample_us: ctx.sample_us,
+            aggr_us: ctx.aggr_us,
+        }))
+    }
+}
+
+impl RunningKdamond for FakeKdamond {
+    fn pid(&self) -> i32 {
+        self.tid
+    }
+
+    fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+
+    fn commit(&mut self, cfg: &KdamondConfig) -> Result<(), BackendError> {
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(message) = shared.fail_commit.clone() {
+            return Err(BackendError::new(message));
+        }
+        if let Some(ctx) = cfg.contexts.first() {
+            self.sample_us = ctx.sample_us;
+            self.aggr_us = ctx.aggr_us;
+        }
+        shared.committed.push(cfg.clone());
+        Ok(())
+    }
+
+    fn regions_now(&self) -> Result<Vec<Vec<LiveRegion>>, BackendError> {
+        Ok(self
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .regions
+            .clone())
+    }
+
+    fn sample_us(&self) -> u64 {
+        self.sample_us
+    }
+
+    fn aggr_us(&self) -> u64 {
+        self.aggr_us
+    }
+}
+
+impl Drop for FakeKdamond {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

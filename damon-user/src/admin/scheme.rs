@@ -1,0 +1,261 @@
+//! `schemes/N/`: one DAMON-based operation scheme, its access pattern and its results
+//! (`stats/`, `tried_regions/`).
+
+use super::context::UlRange;
+use super::error::AdminError;
+use super::filters::{Filter, Layer};
+use super::node::{
+    Access, Dir, Numbered, OnError, child_index, keyword, line, store_int, store_keyword, store_ul,
+};
+use super::quotas::{Quotas, Watermarks};
+
+/// `enum damos_action` (6.18) words, in the kernel's order.
+pub const ACTIONS: [&str; 10] = [
+    "willneed",
+    "cold",
+    "pageout",
+    "hugepage",
+    "nohugepage",
+    "lru_prio",
+    "lru_deprio",
+    "migrate_hot",
+    "migrate_cold",
+    "stat",
+];
+
+/// The only action this build applies: it changes nothing in memory, it only reports.
+pub const STAT_ACTION: &str = "stat";
+
+fn action_table() -> [(&'static str, &'static str); 10] {
+    ACTIONS.map(|a| (a, a))
+}
+
+/// `access_pattern/`: three `[min, max]` ranges, all `0, 0` by default as in the kernel.
+pub struct AccessPattern {
+    pub sz: UlRange,
+    pub nr_accesses: UlRange,
+    pub age: UlRange,
+}
+
+impl Default for AccessPattern {
+    fn default() -> Self {
+        let zero = UlRange { min: 0, max: 0 };
+        Self {
+            sz: zero,
+            nr_accesses: zero,
+            age: zero,
+        }
+    }
+}
+
+impl Dir for AccessPattern {
+    fn dirs(&self) -> Vec<String> {
+        ["sz", "nr_accesses", "age"].map(String::from).to_vec()
+    }
+    fn dir(&self, name: &str) -> Option<&dyn Dir> {
+        match name {
+            "sz" => Some(&self.sz),
+            "nr_accesses" => Some(&self.nr_accesses),
+            "age" => Some(&self.age),
+            _ => None,
+        }
+    }
+    fn dir_mut(&mut self, name: &str) -> Option<&mut dyn Dir> {
+        match name {
+            "sz" => Some(&mut self.sz),
+            "nr_accesses" => Some(&mut self.nr_accesses),
+            "age" => Some(&mut self.age),
+            _ => None,
+        }
+    }
+}
+
+/// `stats/`: read-only, filled by `update_schemes_stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub nr_tried: u64,
+    pub sz_tried: u64,
+    pub nr_applied: u64,
+    pub sz_applied: u64,
+    pub sz_ops_filter_passed: u64,
+    pub qt_exceeds: u64,
+}
+
+const STATS_FILES: [&str; 6] = [
+    "nr_tried",
+    "sz_tried",
+    "nr_applied",
+    "sz_applied",
+    "sz_ops_filter_passed",
+    "qt_exceeds",
+];
+
+impl Dir for Stats {
+    fn files(&self) -> Vec<(&'static str, Access)> {
+        STATS_FILES.map(|f| (f, Access::ReadOnly)).to_vec()
+    }
+    fn show(&self, name: &str) -> String {
+        line(match name {
+            "nr_tried" => self.nr_tried,
+            "sz_tried" => self.sz_tried,
+            "nr_applied" => self.nr_applied,
+            "sz_applied" => self.sz_applied,
+            "sz_ops_filter_passed" => self.sz_ops_filter_passed,
+            _ => self.qt_exceeds,
+        })
+    }
+}
+
+/// `tried_regions/N/`: one region the scheme's access pattern matched in the last snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TriedRegion {
+    pub start: u64,
+    pub end: u64,
+    pub nr_accesses: u32,
+    pub age: u32,
+    pub sz_filter_passed: u64,
+}
+
+impl Dir for TriedRegion {
+    fn files(&self) -> Vec<(&'static str, Access)> {
+        ["start", "end", "nr_accesses", "age", "sz_filter_passed"]
+            .map(|f| (f, Access::ReadOnly))
+            .to_vec()
+    }
+    fn show(&self, name: &str) -> String {
+        match name {
+            "start" => line(self.start),
+            "end" => line(self.end),
+            "nr_accesses" => line(self.nr_accesses),
+            "age" => line(self.age),
+            _ => line(self.sz_filter_passed),
+        }
+    }
+}
+
+/// `tried_regions/`: read-only, filled by `update_schemes_tried_regions` (regions and
+/// `total_bytes`) or `update_schemes_tried_bytes` (only `total_bytes`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TriedRegions {
+    pub total_bytes: u64,
+    pub regions: Vec<TriedRegion>,
+}
+
+impl Dir for TriedRegions {
+    fn files(&self) -> Vec<(&'static str, Access)> {
+        vec![("total_bytes", Access::ReadOnly)]
+    }
+    fn dirs(&self) -> Vec<String> {
+        (0..self.regions.len()).map(|i| i.to_string()).collect()
+    }
+    fn dir(&self, name: &str) -> Option<&dyn Dir> {
+        child_index(name)
+            .and_then(|i| self.regions.get(i))
+            .map(|r| r as &dyn Dir)
+    }
+    fn dir_mut(&mut self, name: &str) -> Option<&mut dyn Dir> {
+        child_index(name)
+            .and_then(|i| self.regions.get_mut(i))
+            .map(|r| r as &mut dyn Dir)
+    }
+    fn show(&self, _: &str) -> String {
+        line(self.total_bytes)
+    }
+}
+
+/// `schemes/N/`. Defaults as the kernel's `damon_sysfs_scheme_alloc(DAMOS_STAT, 0,
+/// NUMA_NO_NODE)`.
+pub struct Scheme {
+    pub action: &'static str,
+    pub target_nid: i32,
+    pub apply_interval_us: u64,
+    pub access_pattern: AccessPattern,
+    pub quotas: Quotas,
+    pub watermarks: Watermarks,
+    pub filters: Numbered<Filter>,
+    pub core_filters: Numbered<Filter>,
+    pub ops_filters: Numbered<Filter>,
+    pub stats: Stats,
+    pub tried_regions: TriedRegions,
+}
+
+impl Default for Scheme {
+    fn default() -> Self {
+        Self {
+            action: STAT_ACTION,
+            target_nid: -1,
+            apply_interval_us: 0,
+            access_pattern: AccessPattern::default(),
+            quotas: Quotas::default(),
+            watermarks: Watermarks::default(),
+            filters: Numbered::new("nr_filters", || Filter::new(Layer::Both)),
+            core_filters: Numbered::new("nr_filters", || Filter::new(Layer::Core)),
+            ops_filters: Numbered::new("nr_filters", || Filter::new(Layer::Ops)),
+            stats: Stats::default(),
+            tried_regions: TriedRegions::default(),
+        }
+    }
+}
+
+const SCHEME_DIRS: [&str; 8] = [
+    "access_pattern",
+    "quotas",
+    "watermarks",
+    "filters",
+    "core_filters",
+    "ops_filters",
+    "stats",
+    "tried_regions",
+];
+
+impl Dir for Scheme {
+    fn files(&self) -> Vec<(&'static str, Access)> {
+        ["action", "target_nid", "apply_interval_us"]
+            .map(|f| (f, Access::ReadWrite))
+            .to_vec()
+    }
+    fn dirs(&self) -> Vec<String> {
+        SCHEME_DIRS.map(String::from).to_vec()
+    }
+    fn dir(&self, name: &str) -> Option<&dyn Dir> {
+        match name {
+            "access_pattern" => Some(&self.access_pattern),
+            "quotas" => Some(&self.quotas),
+            "watermarks" => Some(&self.watermarks),
+            "filters" => Some(&self.filters),
+            "core_filters" => Some(&self.core_filters),
+            "ops_filters" => Some(&self.ops_filters),
+            "stats" => Some(&self.stats),
+            "tried_regions" => Some(&self.tried_regions),
+            _ => None,
+        }
+    }
+    fn dir_mut(&mut self, name: &str) -> Option<&mut dyn Dir> {
+        match name {
+            "access_pattern" => Some(&mut self.access_pattern),
+            "quotas" => Some(&mut self.quotas),
+            "watermarks" => Some(&mut self.watermarks),
+            "filters" => Some(&mut self.filters),
+            "core_filters" => Some(&mut self.core_filters),
+            "ops_filters" => Some(&mut self.ops_filters),
+            "stats" => Some(&mut self.stats),
+            "tried_regions" => Some(&mut self.tried_regions),
+            _ => None,
+        }
+    }
+    fn show(&self, name: &str) -> String {
+        match name {
+            "action" => line(keyword(self.action, &action_table())),
+            "target_nid" => line(self.target_nid),
+            _ => line(self.apply_interval_us),
+        }
+    }
+    fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
+        match name {
+            "action" => self.action = store_keyword(name, input, &action_table())?,
+            "target_nid" => self.target_nid = store_int(name, input, OnError::AsIs)?,
+            _ => self.apply_interval_us = store_ul(name, input, OnError::Einval)?,
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,223 @@
+//! The whole admin tree behind one lock: path resolution, reads, writes, and the locking
+//! policy that mirrors the kernel's `damon_sysfs_lock`.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::Instant;
+
+use super::backend::KdamondBackend;
+use super::error::AdminError;
+use super::kdamond::Kdamonds;
+use super::node::{Access, Dir, EntryKind, child_index};
+
+/// The tree's root, `admin/`: the directory a mount shows.
+pub struct Tree {
+    kdamonds: Kdamonds,
+    backend: Arc<dyn KdamondBackend>,
+}
+
+fn not_found(path: &[&str]) -> AdminError {
+    AdminError::NotFound {
+        path: path.join("/"),
+    }
+}
+
+impl Tree {
+    /// An empty tree (`nr_kdamonds` 0) whose kdamonds will run on `backend`.
+    pub fn new(backend: Arc<dyn KdamondBackend>) -> Self {
+        Self {
+            kdamonds: Kdamonds::default(),
+            backend,
+        }
+    }
+
+    /// The directory at `path` (components relative to `admin/`).
+    fn dir(&self, path: &[&str]) -> Result<&dyn Dir, AdminError> {
+        let Some((first, rest)) = path.split_first() else {
+            return Err(not_found(path));
+        };
+        if *first != "kdamonds" {
+            return Err(not_found(path));
+        }
+        let mut dir: &dyn Dir = &self.kdamonds;
+        for name in rest {
+            dir = dir.dir(name).ok_or_else(|| not_found(path))?;
+        }
+        Ok(dir)
+    }
+
+    fn dir_mut(&mut self, path: &[&str]) -> Result<&mut dyn Dir, AdminError> {
+        match path.split_first() {
+            Some((&"kdamonds", rest)) => {
+                let mut dir: &mut dyn Dir = &mut self.kdamonds;
+                for name in rest {
+                    dir = dir.dir_mut(name).ok_or_else(|| not_found(path))?;
+                }
+                Ok(dir)
+            }
+            _ => Err(not_found(path)),
+        }
+    }
+
+    /// What `path` names. The empty path is the root directory.
+    pub fn stat(&self, path: &[&str]) -> Result<EntryKind, AdminError> {
+        let Some((name, parent)) = path.split_last() else {
+            return Ok(EntryKind::Dir);
+        };
+        if parent.is_empty() {
+            return match *name {
+                "kdamonds" => Ok(EntryKind::Dir),
+                _ => Err(not_found(path)),
+            };
+        }
+        let dir = self.dir(parent)?;
+        if let Some(&(_, access)) = dir.files().iter().find(|(f, _)| f == name) {
+            return Ok(EntryKind::File(access));
+        }
+        dir.dir(name)
+            .map(|_| EntryKind::Dir)
+            .ok_or_else(|| not_found(path))
+    }
+
+    /// Entries of the directory at `path`: its files, then its subdirectories.
+    pub fn list(&self, path: &[&str]) -> Result<Vec<(String, EntryKind)>, AdminError> {
+        if path.is_empty() {
+            return Ok(vec![("kdamonds".into(), EntryKind::Dir)]);
+        }
+        let dir = match self.stat(path)? {
+            EntryKind::Dir => self.dir(path)?,
+            EntryKind::File(_) => {
+                return Err(AdminError::NotDir {
+                    path: path.join("/"),
+                });
+            }
+        };
+        let files = dir
+            .files()
+            .into_iter()
+            .map(|(f, a)| (f.to_string(), EntryKind::File(a)));
+        let dirs = dir.dirs().into_iter().map(|d| (d, EntryKind::Dir));
+        Ok(files.chain(dirs).collect())
+    }
+
+    /// Content of the file at `path`.
+    pub fn read(&self, path: &[&str]) -> Result<String, AdminError> {
+        match self.stat(path)? {
+            EntryKind::Dir => Err(AdminError::IsDir {
+                path: path.join("/"),
+            }),
+            EntryKind::File(_) => {
+                let (name, parent) = path.split_last().ok_or_else(|| not_found(path))?;
+                Ok(self.dir(parent)?.show(name))
+            }
+        }
+    }
+
+    /// Store `input` (the bytes of one `write()`) into the file at `path`.
+    pub fn write(&mut self, path: &[&str], input: &[u8]) -> Result<(), AdminError> {
+        match self.stat(path)? {
+            EntryKind::Dir => {
+                return Err(AdminError::IsDir {
+                    path: path.join("/"),
+                });
+            }
+            EntryKind::File(Access::ReadOnly) => {
+                return Err(AdminError::ReadOnly {
+                    path: path.join("/"),
+                });
+            }
+            EntryKind::File(Access::ReadWrite) => {}
+        }
+        // kdamonds/N/state needs the backend; everything else is a plain store.
+        if let ["kdamonds", idx, "state"] = path {
+            let idx = child_index(idx).ok_or_else(|| not_found(path))?;
+            let kdamond = self
+                .kdamonds
+                .kdamonds
+                .items
+                .get_mut(idx)
+                .ok_or_else(|| not_found(path))?;
+            return kdamond.handle_state(idx, input, self.backend.as_ref());
+        }
+        let (name, parent) = path.split_last().ok_or_else(|| not_found(path))?;
+        self.dir_mut(parent)?.store(name, input)
+    }
+
+    /// Run due `refresh_ms` refreshes of every kdamond.
+    pub fn refresh(&mut self, now: Instant) {
+        for (idx, kdamond) in self.kdamonds.kdamonds.items.iter_mut().enumerate() {
+            kdamond.refresh_if_due(idx, now);
+        }
+    }
+}
+
+/// Whether a write takes the tree lock with `try_lock` (EBUSY when held), as the kernel's
+/// store functions that take `damon_sysfs_lock` with `mutex_trylock()`: `state` and every
+/// `nr_*` file. Other stores in the kernel take no lock at all; here they wait for the lock,
+/// which is as short as a value store, so a sequential user never sees a spurious EBUSY.
+pub fn write_uses_trylock(path: &[&str]) -> bool {
+    path.last()
+        .is_some_and(|name| *name == "state" || name.starts_with("nr_"))
+}
+
+/// The shared tree with the kernel's locking behaviour; what the FUSE server and the
+/// `refresh_ms` ticker use.
+pub struct Admin {
+    tree: Mutex<Tree>,
+}
+
+impl Admin {
+    pub fn new(backend: Arc<dyn KdamondBackend>) -> Self {
+        Self {
+            tree: Mutex::new(Tree::new(backend)),
+        }
+    }
+
+    /// Wait for the lock. A panic while holding it cannot leave a half-applied store (every
+    /// store validates before it assigns), so a poisoned lock is still usable.
+    pub fn lock(&self) -> MutexGuard<'_, Tree> {
+        self.tree.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn try_lock(&self) -> Option<MutexGuard<'_, Tree>> {
+        match self.tree.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    pub fn stat(&self, path: &[&str]) -> Result<EntryKind, AdminError> {
+        self.lock().stat(path)
+    }
+
+    pub fn list(&self, path: &[&str]) -> Result<Vec<(String, EntryKind)>, AdminError> {
+        self.lock().list(path)
+    }
+
+    pub fn read(&self, path: &[&str]) -> Result<String, AdminError> {
+        self.lock().read(path)
+    }
+
+    /// A write, with EBUSY when another writer holds the lock for `state`/`nr_*` files (see
+    /// [`write_uses_trylock`]).
+    pub fn write(&self, path: &[&str], input: &[u8]) -> Result<(), AdminError> {
+        let mut tree = if write_uses_trylock(path) {
+            self.try_lock().ok_or_else(|| AdminError::Busy {
+                reason: format!(
+                    "{}: the admin tree is locked by another writer",
+                    path.join("/")
+                ),
+            })?
+        } else {
+            self.lock()
+        };
+        tree.write(path, input)
+    }
+
+    /// One `refresh_ms` tick; skipped when the tree is busy, as the kernel's repeat call does.
+    pub fn refresh(&self, now: Instant) {
+        if let Some(mut tree) = self.try_lock() {
+            tree.refresh(now);
+        }
+    }
+}

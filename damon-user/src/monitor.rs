@@ -1,0 +1,123 @@
+//! The production kdamond backend of the admin tree: `state on` starts a core kdamond whose
+//! access check is the eBPF one.
+use std::sync::mpsc;
+
+use crate::{
+    admin::{BackendError, ContextConfig, KdamondBackend, KdamondConfig, LiveRegion, RunningKdamond},
+    core::{AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, TargetSpec, start_kdamond},
+    ops::{EbpfOps, EbpfOpsOptions},
+};
+
+/// Runs kdamonds with [`EbpfOps`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EbpfBackend {
+    pub options: EbpfOpsOptions,
+}
+
+fn spec_of(cfg: &KdamondConfig) -> Result<ContextSpec, BackendError> {
+    let ctx: &ContextConfig =
+        cfg.contexts.first().ok_or_else(|| BackendError::new("the kdamond has no context (nr_contexts is 0)"))?;
+    if let Some(s) = ctx.schemes.iter().find(|s| s.action != "stat") {
+        return Err(BackendError::new(format!("scheme action {:?} cannot be applied by this build; only \"stat\" is", s.action)));
+    }
+    let ops: OpsKind = ctx.operations.parse().map_err(|e: crate::core::CoreError| BackendError::new(e.to_string()))?;
+    let spec = ContextSpec {
+        ops,
+        attrs: Attrs {
+            sample_us: ctx.sample_us,
+            aggr_us: ctx.aggr_us,
+            update_us: ctx.update_us,
+            min_nr_regions: ctx.min_nr_regions,
+            max_nr_regions: ctx.max_nr_regions,
+        },
+        targets: ctx
+            .targets
+            .iter()
+            .map(|t| TargetSpec {
+                pid: t.pid,
+                ranges: t.regions.iter().map(|&(start, end)| AddrRange { start, end }).collect(),
+            })
+            .collect(),
+    };
+    spec.validate().map_err(|e| BackendError::new(e.to_string()))?;
+    if spec.attrs.max_nr_regions * 3 / 2 > damon_common::MAX_REGIONS as u64 {
+        return Err(BackendError::new(format!(
+            "max_nr_regions {} is above the {} this build's eBPF tables allow",
+            spec.attrs.max_nr_regions,
+            damon_common::MAX_REGIONS as u64 * 2 / 3
+        )));
+    }
+    Ok(spec)
+}
+
+fn seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+impl KdamondBackend for EbpfBackend {
+    fn start(&self, kdamond_idx: usize, cfg: &KdamondConfig) -> Result<Box<dyn RunningKdamond>, BackendError> {
+        let spec = spec_of(cfg)?;
+        let seed = seed();
+        let ops = EbpfOps::new(self.options, seed).map_err(|e| BackendError::new(crate::core::ops::error_chain(&e)))?;
+        // Snapshots are not consumed: the tree reads live regions on request. A closed
+        // channel is ignored by the kdamond.
+        let (tx, _) = mpsc::channel();
+        let attrs = spec.attrs;
+        let handle = start_kdamond(kdamond_idx, spec, Box::new(ops), tx, seed).map_err(|e| BackendError::new(e.to_string()))?;
+        Ok(Box::new(Running { handle, attrs }))
+    }
+}
+
+struct Running {
+    handle: KdamondHandle,
+    attrs: Attrs,
+}
+
+impl RunningKdamond for Running {
+    fn pid(&self) -> i32 {
+        self.handle.tid()
+    }
+
+    fn is_running(&self) -> bool {
+        self.handle.is_running()
+    }
+
+    fn stop(&mut self) {
+        self.handle.stop();
+    }
+
+    fn commit(&mut self, cfg: &KdamondConfig) -> Result<(), BackendError> {
+        let spec = spec_of(cfg)?;
+        let attrs = spec.attrs;
+        self.handle.commit(spec).map_err(|e| BackendError::new(e.to_string()))?;
+        self.attrs = attrs;
+        Ok(())
+    }
+
+    fn regions_now(&self) -> Result<Vec<Vec<LiveRegion>>, BackendError> {
+        let live = self.handle.regions_now().map_err(|e| BackendError::new(e.to_string()))?;
+        Ok(live
+            .into_iter()
+            .map(|t| {
+                t.regions
+                    .into_iter()
+                    .map(|r| LiveRegion {
+                        start: r.start,
+                        end: r.end,
+                        nr_accesses: r.last_nr_accesses,
+                        nr_accesses_bp: r.nr_accesses_bp,
+                        age: r.age,
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    fn sample_us(&self) -> u64 {
+        self.attrs.sample_us
+    }
+
+    fn aggr_us(&self) -> u64 {
+        self.attrs.aggr_us
+    }
+}
