@@ -134,3 +134,74 @@ pub fn anon_huge_kib(pid: i32) -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
+
+/// A `damon fs DIR` server process on a temporary directory. On drop: SIGTERM, wait, and a
+/// lazy unmount if the mount outlived the server (a test that killed it, or a bug).
+pub struct FsServer {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl FsServer {
+    pub fn start() -> Result<Self> {
+        let dir = tempfile::tempdir().context("temporary mount point")?;
+        let child = Command::new(damon_bin()).arg("fs").arg(dir.path()).stdin(Stdio::null()).spawn().context("starting damon fs")?;
+        let server = FsServer { child, dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !server.mounted() {
+            if std::time::Instant::now() > deadline {
+                bail!("damon fs did not mount {} within 10 s", server.path().display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Whether our directory is a mount point now.
+    pub fn mounted(&self) -> bool {
+        let p = self.dir.path().to_string_lossy().into_owned();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .map(|m| m.lines().any(|l| l.split_whitespace().nth(4) == Some(p.as_str())))
+            .unwrap_or(false)
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn terminate(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait()
+    }
+
+    /// SIGKILL and wait, leaving the mount behind.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Writes `value` to `rel` in the tree, returning the errno on failure.
+    pub fn write(&self, rel: &str, value: &str) -> std::result::Result<(), i32> {
+        std::fs::write(self.path().join(rel), value).map_err(|e| e.raw_os_error().unwrap_or(-1))
+    }
+
+    pub fn read(&self, rel: &str) -> Result<String> {
+        std::fs::read_to_string(self.path().join(rel)).with_context(|| format!("reading {rel}"))
+    }
+}
+
+impl Drop for FsServer {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.terminate();
+        }
+        if self.mounted() {
+            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        }
+    }
+}
