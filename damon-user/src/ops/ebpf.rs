@@ -109,6 +109,11 @@ impl EbpfOps {
         &self.progs
     }
 
+    /// Chooses how the page tables are walked (benchmarks compare the two).
+    pub fn set_walk_path(&mut self, path: crate::bpf::WalkPath) {
+        self.progs.set_walk_path(path);
+    }
+
     fn target(&mut self, pid: i32) -> Result<&Target, OpsError> {
         if !self.targets.contains_key(&pid) {
             let pidfd = sys::pidfd_open(pid).map_err(|e| match e.io_error.raw_os_error() {
