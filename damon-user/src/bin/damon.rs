@@ -21,6 +21,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Record(cmd::record::Args),
+    Report(cmd::report::Args),
+    Top(cmd::top::Args),
     #[command(
         about = "Serve DAMON's sysfs admin tree over FUSE at a directory",
         after_help = "Scripts and tools written for /sys/kernel/mm/damon/admin work unchanged against the \
@@ -41,6 +43,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Record(a) => cmd::record::run(a),
+        Command::Report(a) => cmd::report::run(a),
+        Command::Top(a) => cmd::top::run(a),
         Command::Fs(a) => cmd::fs::run(a, std::sync::Arc::new(damon_user::monitor::EbpfBackend::default())),
         Command::Faults(a) => cmd::faults::run(a),
         Command::Check(a) => cmd::check::run(a),

@@ -6,6 +6,7 @@ pub mod record;
 pub mod report;
 pub mod session;
 pub mod top;
+pub mod tty;
 pub mod workload;
 
 use std::sync::{

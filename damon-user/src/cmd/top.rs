@@ -1,1 +1,183 @@
-//! `damon top`
+//! `damon top`: a live view of the hottest memory of processes.
+//!
+//! The renderers are [`render_top`] (full screen, on a terminal) and [`render_plain`] (one
+//! block per refresh, when stdout is not a terminal); `run` feeds them aggregations.
+use std::{
+    collections::VecDeque,
+    io::{IsTerminal, Write},
+    sync::{atomic::Ordering, mpsc::RecvTimeoutError},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+use clap::Args as ClapArgs;
+
+use super::{
+    session::{MonitorArgs, Session},
+    tty::{self, LiveScreen},
+};
+use crate::core::Snapshot;
+pub use crate::report::top::{render_plain, render_top};
+
+const EXAMPLES: &str = "\
+EXAMPLES:
+  damon top -p 1234                     # refresh at every aggregation
+  damon top -p 1234 -p 5678 -d 2        # two processes, every 2 seconds
+  damon top --aggr-us 200000 -- ./app   # start ./app and watch it
+  damon top -p 1234 | tee top.log       # plain blocks when not on a terminal";
+
+#[derive(Debug, ClapArgs)]
+#[command(about = "Show the hottest memory regions of processes, live", after_help = EXAMPLES)]
+pub struct Args {
+    /// Seconds between screen refreshes (default: every aggregation).
+    #[arg(short = 'd', long = "delay", value_name = "SECONDS", value_parser = positive_seconds)]
+    pub delay: Option<f64>,
+    /// Seconds to run (default: until `q`, Ctrl-C, or every target exits).
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
+
+/// How a live view refreshes and when it ends.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WatchOptions {
+    /// Refresh period; `None`: at every aggregation.
+    pub delay: Option<f64>,
+    pub duration: Option<f64>,
+}
+
+/// Aggregations kept for the heat strip.
+const HISTORY: usize = 120;
+
+/// Shows the live view of `session` until `q`, Ctrl-C, the duration, or the targets' end;
+/// hands every aggregation to `each`. Full screen on a terminal (restored on any exit), plain
+/// blocks otherwise. Returns why it ended.
+pub fn watch(session: &mut Session, opts: WatchOptions, mut each: impl FnMut(&Snapshot)) -> Result<&'static str> {
+    let stop = super::interrupted();
+    let tty = std::io::stdout().is_terminal();
+    let screen = tty.then(LiveScreen::enter);
+    let mut history: VecDeque<Snapshot> = VecDeque::with_capacity(HISTORY);
+    let t0 = Instant::now();
+    let mut last_refresh = Instant::now();
+    let mut dirty = true;
+    let reason = loop {
+        if stop.load(Ordering::Relaxed) {
+            break "interrupted";
+        }
+        if screen.as_ref().is_some_and(|s| s.quit_pressed()) {
+            break "quit";
+        }
+        if opts.duration.is_some_and(|d| t0.elapsed().as_secs_f64() >= d) {
+            break "duration reached";
+        }
+        if !session.command_running() {
+            break "command exited";
+        }
+        match session.snapshots.recv_timeout(Duration::from_millis(50)) {
+            Ok(s) => {
+                each(&s);
+                if history.len() == HISTORY {
+                    history.pop_front();
+                }
+                history.push_back(s);
+                dirty = true;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break "every target exited",
+        }
+        if !session.kdamond.is_running() {
+            break "every target exited";
+        }
+        let due = match opts.delay {
+            Some(d) => last_refresh.elapsed().as_secs_f64() >= d,
+            None => dirty,
+        };
+        if !due || history.is_empty() {
+            continue;
+        }
+        last_refresh = Instant::now();
+        dirty = false;
+        match &screen {
+            Some(screen) => {
+                let (w, h) = tty::size();
+                screen.draw(&render_top(history.make_contiguous(), w, h, true));
+            }
+            None => {
+                if let Some(s) = history.back() {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(render_plain(s).as_bytes())?;
+                    out.flush()?;
+                }
+            }
+        }
+    };
+    drop(screen);
+    Ok(reason)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.monitor.pids.is_empty() && args.monitor.command.is_empty() {
+        bail!("nothing to monitor: give -p PID or -- COMMAND");
+    }
+    let mut session = Session::start(&args.monitor)?;
+    let reason = watch(&mut session, WatchOptions { delay: args.delay, duration: args.duration }, |_| {})?;
+    session.kdamond.stop();
+    eprintln!("damon top: {reason}{}", session.kdamond.exit_reason().map(|e| format!(" ({e})")).unwrap_or_default());
+    Ok(())
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn parses_pids_delay_intervals_and_command() {
+        let cli = Cli::try_parse_from([
+            "top",
+            "-p",
+            "12",
+            "-p",
+            "34",
+            "-d",
+            "0.5",
+            "--aggr-us",
+            "200000",
+            "--",
+            "./app",
+            "-x",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.monitor.pids, vec![12, 34]);
+        assert_eq!(cli.args.delay, Some(0.5));
+        assert_eq!(cli.args.monitor.aggr_us, 200_000);
+        assert_eq!(cli.args.monitor.command, vec!["./app", "-x"]);
+    }
+
+    #[test]
+    fn rejects_a_bad_delay_naming_it() {
+        let err = Cli::try_parse_from(["top", "-d", "0"])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"0\" is not a positive number of seconds"),
+            "{err}"
+        );
+    }
+}

@@ -21,10 +21,7 @@
 //! every variant damo reads: numbers or strings, separators, units, nulls for unknowns.
 use serde::{Deserialize, Serialize};
 
-use super::{
-    ParseError, Record, RecordRegion, RecordSnapshot,
-    text::NumOrText,
-};
+use super::{ParseError, Record, RecordRegion, RecordSnapshot, text::NumOrText};
 use crate::core::Intervals;
 
 const NS_PER_US: u64 = 1_000;
@@ -260,12 +257,21 @@ impl Location {
             .ok_or_else(|| self.invalid(field, v.shown(), "is not a non-negative integer"))
     }
 
+    fn bytes(&self, field: &'static str, v: &NumOrText) -> Result<u64, ParseError> {
+        v.bytes()
+            .ok_or_else(|| self.invalid(field, v.shown(), "is not a non-negative integer"))
+    }
+
     fn count_u32(&self, field: &'static str, v: &NumOrText) -> Result<u32, ParseError> {
         let n = self.count(field, v)?;
         u32::try_from(n).map_err(|_| self.invalid(field, v.shown(), "is above 4294967295"))
     }
 
-    fn index(&self, field: &'static str, v: &Option<NumOrText>) -> Result<Option<usize>, ParseError> {
+    fn index(
+        &self,
+        field: &'static str,
+        v: &Option<NumOrText>,
+    ) -> Result<Option<usize>, ParseError> {
         v.as_ref()
             .map(|v| {
                 let n = self.count(field, v)?;
@@ -274,7 +280,12 @@ impl Location {
             .transpose()
     }
 
-    fn duration_ns(&self, field: &'static str, v: &NumOrText, bare_unit_ns: u64) -> Result<u64, ParseError> {
+    fn duration_ns(
+        &self,
+        field: &'static str,
+        v: &NumOrText,
+        bare_unit_ns: u64,
+    ) -> Result<u64, ParseError> {
         v.duration_ns(bare_unit_ns)
             .ok_or_else(|| self.invalid(field, v.shown(), "is not a duration"))
     }
@@ -301,10 +312,14 @@ fn convert_record(idx: usize, r: InRecord) -> Result<Record, ParseError> {
         .intervals
         .map(|i| -> Result<Intervals, ParseError> {
             Ok(Intervals {
-                sample_us: at.duration_ns("intervals.sample_us", &i.sample_us, NS_PER_US)? / NS_PER_US,
-                aggr_us: at.duration_ns("intervals.aggr_us", &i.aggr_us, NS_PER_US)? / NS_PER_US,
-                update_us: at.duration_ns("intervals.ops_update_us", &i.ops_update_us, NS_PER_US)?
+                sample_us: at.duration_ns("intervals.sample_us", &i.sample_us, NS_PER_US)?
                     / NS_PER_US,
+                aggr_us: at.duration_ns("intervals.aggr_us", &i.aggr_us, NS_PER_US)? / NS_PER_US,
+                update_us: at.duration_ns(
+                    "intervals.ops_update_us",
+                    &i.ops_update_us,
+                    NS_PER_US,
+                )? / NS_PER_US,
             })
         })
         .transpose()?;
@@ -353,7 +368,13 @@ fn convert_snapshot(
         Some(t) => at.duration_ns("start_time", t, 1)?,
         None => previous_end
             .or_else(|| intervals.map(|i| end_ns.saturating_sub(i.aggr_us * NS_PER_US)))
-            .ok_or_else(|| at.invalid("start_time", "null".into(), "is unknown and so are the intervals"))?,
+            .ok_or_else(|| {
+                at.invalid(
+                    "start_time",
+                    "null".into(),
+                    "is unknown and so are the intervals",
+                )
+            })?,
     };
     if end_ns < start_ns {
         return Err(at.invalid("end_time", s.end_time.shown(), "is before start_time"));
@@ -385,8 +406,8 @@ fn convert_region(
     r: InRegion,
     intervals: Option<Intervals>,
 ) -> Result<RecordRegion, ParseError> {
-    let start = at.count("start", &r.start)?;
-    let end = at.count("end", &r.end)?;
+    let start = at.bytes("start", &r.start)?;
+    let end = at.bytes("end", &r.end)?;
     if end < start {
         return Err(at.invalid("end", r.end.shown(), "is below start"));
     }
@@ -403,7 +424,13 @@ fn convert_region(
         Some(InNrAccesses::Units {
             samples: None,
             percent: None,
-        }) => return Err(at.invalid("nr_accesses", "null".into(), "has neither samples nor percent")),
+        }) => {
+            return Err(at.invalid(
+                "nr_accesses",
+                "null".into(),
+                "has neither samples nor percent",
+            ));
+        }
     };
     let age = match r.age {
         None => None,
@@ -441,9 +468,13 @@ fn samples_of_percent(
     percent: &NumOrText,
     intervals: Option<Intervals>,
 ) -> Result<u32, ParseError> {
-    let p = percent
-        .real()
-        .ok_or_else(|| at.invalid("nr_accesses.percent", percent.shown(), "is not a percentage"))?;
+    let p = percent.real().ok_or_else(|| {
+        at.invalid(
+            "nr_accesses.percent",
+            percent.shown(),
+            "is not a percentage",
+        )
+    })?;
     let i = intervals.filter(|i| i.sample_us > 0).ok_or_else(|| {
         at.invalid(
             "nr_accesses.percent",

@@ -37,6 +37,14 @@ impl NumOrText {
         }
     }
 
+    /// A size or address; text may carry a binary unit, as damo's `text_to_bytes` allows.
+    pub(crate) fn bytes(&self) -> Option<u64> {
+        match self {
+            NumOrText::Text(t) => parse_bytes(t),
+            other => other.count(),
+        }
+    }
+
     /// A non-negative real number, e.g. a percentage.
     pub(crate) fn real(&self) -> Option<f64> {
         let v = match self {
