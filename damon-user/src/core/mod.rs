@@ -1,3 +1,35 @@
-//! DAMON's monitoring model.
+//! DAMON's monitoring model: kdamonds, contexts, targets and adaptive regions, following the
+//! kernel's algorithm (see `damon-algorithm.md` of the project reference).
+//!
+//! - [`attrs`]: what a context is asked to do ([`ContextSpec`]) and its validation.
+//! - [`region`]: address ranges and regions.
+//! - [`ops`]: the [`Operations`] trait an access check implements.
+//! - [`aggregate`]: per-sample counting, merge, split and ageing.
+//! - [`vaddr`]: the three regions of an address space and following mapping changes.
+//! - [`commit`]: rescaling counters to new attributes.
+//! - [`context`]: the steppable engine, [`MonitorContext`].
+//! - [`kdamond`]: the thread running an engine, [`start_kdamond`] and [`KdamondHandle`].
+//! - [`sim`]: a simulated memory for tests and benchmarks.
+//! - [`parse_proc_maps`], [`read_proc_maps`]: a process's mappings from `/proc/PID/maps`.
+//! - [`snapshot`]: what each aggregation reports.
+pub mod aggregate;
+pub mod attrs;
+pub mod commit;
+pub mod context;
+mod error;
+pub mod kdamond;
+pub mod ops;
+mod procmaps;
+pub mod region;
+pub mod sim;
 pub mod snapshot;
+pub mod vaddr;
+
+pub use attrs::{Attrs, ContextSpec, OpsKind, TargetSpec};
+pub use context::{LiveTarget, MonitorContext};
+pub use error::CoreError;
+pub use kdamond::{KdamondHandle, start_kdamond};
+pub use ops::{Operations, OpsError, TargetRef};
+pub use procmaps::{parse_proc_maps, read_proc_maps};
+pub use region::{AddrRange, PAGE_SIZE, Region};
 pub use snapshot::{Intervals, RegionSnapshot, Snapshot, TargetSnapshot};

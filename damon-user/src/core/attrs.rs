@@ -1,0 +1,364 @@
+//! What a context is asked to do: operations, monitoring attributes and targets, with the
+//! kernel's validation rules.
+use std::fmt;
+use std::str::FromStr;
+
+use super::error::CoreError;
+use super::region::AddrRange;
+use super::snapshot::Intervals;
+
+/// The operation set of a context: which address space is monitored and how regions are made.
+///
+/// `paddr` (physical memory) is DAMON's third set; this build has no physical-address access
+/// check, so parsing it yields [`CoreError::UnsupportedOps`] rather than "unknown".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OpsKind {
+    /// A process's virtual address space; regions follow its mappings ("three regions").
+    #[default]
+    Vaddr,
+    /// A process's virtual address space restricted to fixed, user-given ranges.
+    Fvaddr,
+}
+
+impl OpsKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OpsKind::Vaddr => "vaddr",
+            OpsKind::Fvaddr => "fvaddr",
+        }
+    }
+}
+
+impl fmt::Display for OpsKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OpsKind {
+    type Err = CoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "vaddr" => Ok(OpsKind::Vaddr),
+            "fvaddr" => Ok(OpsKind::Fvaddr),
+            "paddr" => Err(CoreError::UnsupportedOps { name: s.to_owned() }),
+            _ => Err(CoreError::UnknownOps { name: s.to_owned() }),
+        }
+    }
+}
+
+/// Monitoring attributes: the three intervals (microseconds) and the bounds on the number of
+/// regions. `Default` gives the kernel's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attrs {
+    pub sample_us: u64,
+    pub aggr_us: u64,
+    pub update_us: u64,
+    pub min_nr_regions: u64,
+    pub max_nr_regions: u64,
+}
+
+impl Default for Attrs {
+    fn default() -> Self {
+        Self {
+            sample_us: 5_000,
+            aggr_us: 100_000,
+            update_us: 60_000_000,
+            min_nr_regions: 10,
+            max_nr_regions: 1_000,
+        }
+    }
+}
+
+impl Attrs {
+    /// damo's defaults: the kernel's, but the mappings are re-read every second instead of every
+    /// minute.
+    pub fn damo_defaults() -> Self {
+        Self {
+            update_us: 1_000_000,
+            ..Self::default()
+        }
+    }
+
+    /// The kernel's rules (`damon_set_attrs()`), plus non-zero sample and aggregation intervals:
+    /// the kernel tolerates 0 there with special cases, but a zero interval would make this
+    /// user-space loop spin.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        if self.sample_us == 0 {
+            return Err(CoreError::ZeroInterval { name: "sample_us" });
+        }
+        if self.aggr_us == 0 {
+            return Err(CoreError::ZeroInterval { name: "aggr_us" });
+        }
+        if self.min_nr_regions < 3 {
+            return Err(CoreError::MinNrRegionsTooSmall {
+                min: self.min_nr_regions,
+            });
+        }
+        if self.min_nr_regions > self.max_nr_regions {
+            return Err(CoreError::MinAboveMax {
+                min: self.min_nr_regions,
+                max: self.max_nr_regions,
+            });
+        }
+        if self.sample_us > self.aggr_us {
+            return Err(CoreError::SampleAboveAggr {
+                sample_us: self.sample_us,
+                aggr_us: self.aggr_us,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn intervals(&self) -> Intervals {
+        Intervals {
+            sample_us: self.sample_us,
+            aggr_us: self.aggr_us,
+            update_us: self.update_us,
+        }
+    }
+
+    /// `aggr / max(sample, 1)`: `nr_accesses` of a region found accessed at every sample.
+    pub fn max_nr_accesses(&self) -> u32 {
+        self.intervals().max_nr_accesses()
+    }
+
+    /// Samples per aggregation interval (at least one).
+    pub fn aggr_samples(&self) -> u64 {
+        (self.aggr_us / self.sample_us.max(1)).max(1)
+    }
+
+    /// Samples per ops update interval (at least one).
+    pub fn update_samples(&self) -> u64 {
+        (self.update_us / self.sample_us.max(1)).max(1)
+    }
+}
+
+/// One monitoring target: a process, and for `fvaddr` the ranges to monitor in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetSpec {
+    pub pid: i32,
+    /// Used only by `fvaddr`: non-empty, sorted and non-overlapping once rounded outward to pages.
+    pub ranges: Vec<AddrRange>,
+}
+
+impl TargetSpec {
+    /// A `vaddr` target: regions follow the process's mappings.
+    pub fn vaddr(pid: i32) -> Self {
+        Self {
+            pid,
+            ranges: Vec::new(),
+        }
+    }
+
+    /// An `fvaddr` target monitoring exactly `ranges` of the process.
+    pub fn fvaddr(pid: i32, ranges: Vec<AddrRange>) -> Self {
+        Self { pid, ranges }
+    }
+
+    /// The ranges rounded outward to pages, as the regions of an `fvaddr` target start out.
+    pub fn aligned_ranges(&self) -> Vec<AddrRange> {
+        self.ranges
+            .iter()
+            .map(AddrRange::page_aligned_outward)
+            .collect()
+    }
+
+    fn validate(&self, ops: OpsKind) -> Result<(), CoreError> {
+        if self.pid <= 0 {
+            return Err(CoreError::InvalidPid { pid: self.pid });
+        }
+        if ops != OpsKind::Fvaddr {
+            return Ok(());
+        }
+        if self.ranges.is_empty() {
+            return Err(CoreError::NoRanges { pid: self.pid });
+        }
+        // Empty as given, or once rounded (a range in the last page of the address space).
+        if let Some(range) = self
+            .ranges
+            .iter()
+            .find(|r| r.is_empty() || r.page_aligned_outward().is_empty())
+        {
+            return Err(CoreError::EmptyRange {
+                pid: self.pid,
+                range: *range,
+            });
+        }
+        // Rounding can make ranges that were apart in bytes share a page: check after it.
+        let aligned = self.aligned_ranges();
+        if let Some(pair) = aligned.windows(2).find(|w| w[0].end > w[1].start) {
+            return Err(CoreError::OverlappingRanges {
+                pid: self.pid,
+                prev: pair[0],
+                next: pair[1],
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Everything a kdamond needs to run one context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextSpec {
+    pub ops: OpsKind,
+    pub attrs: Attrs,
+    pub targets: Vec<TargetSpec>,
+}
+
+impl ContextSpec {
+    /// Checks the attributes and every target; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        self.attrs.validate()?;
+        self.targets.iter().try_for_each(|t| t.validate(self.ops))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_kernel_and_damo() {
+        let k = Attrs::default();
+        assert_eq!(
+            (k.sample_us, k.aggr_us, k.update_us),
+            (5_000, 100_000, 60_000_000)
+        );
+        assert_eq!((k.min_nr_regions, k.max_nr_regions), (10, 1_000));
+        assert_eq!(k.max_nr_accesses(), 20);
+        assert_eq!(Attrs::damo_defaults().update_us, 1_000_000);
+        assert_eq!(k.aggr_samples(), 20);
+        assert_eq!(k.update_samples(), 12_000);
+        assert!(k.validate().is_ok());
+    }
+
+    #[test]
+    fn invalid_attrs_name_the_values() {
+        let base = Attrs::default();
+        let cases = [
+            (
+                Attrs {
+                    min_nr_regions: 2,
+                    ..base
+                },
+                "min_nr_regions 2 is below 3",
+            ),
+            (
+                Attrs {
+                    min_nr_regions: 20,
+                    max_nr_regions: 19,
+                    ..base
+                },
+                "min_nr_regions 20 is above max_nr_regions 19",
+            ),
+            (
+                Attrs {
+                    sample_us: 200_000,
+                    ..base
+                },
+                "sample interval 200000 us is above aggregation interval 100000 us",
+            ),
+            (
+                Attrs {
+                    sample_us: 0,
+                    ..base
+                },
+                "sample_us must not be 0",
+            ),
+            (Attrs { aggr_us: 0, ..base }, "aggr_us must not be 0"),
+        ];
+        for (attrs, message) in cases {
+            let err = attrs.validate().expect_err(message);
+            assert_eq!(err.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn ops_names_round_trip() {
+        for kind in [OpsKind::Vaddr, OpsKind::Fvaddr] {
+            assert_eq!(kind.to_string().parse::<OpsKind>().ok(), Some(kind));
+        }
+        assert!(matches!(
+            "paddr".parse::<OpsKind>(),
+            Err(CoreError::UnsupportedOps { name }) if name == "paddr"
+        ));
+        let err = "vaddr\n"
+            .parse::<OpsKind>()
+            .expect_err("newline is not stripped here");
+        assert_eq!(err.to_string(), "unknown operations \"vaddr\\n\"");
+    }
+
+    fn fvaddr_spec(ranges: Vec<AddrRange>) -> ContextSpec {
+        ContextSpec {
+            ops: OpsKind::Fvaddr,
+            attrs: Attrs::default(),
+            targets: vec![TargetSpec::fvaddr(42, ranges)],
+        }
+    }
+
+    #[test]
+    fn fvaddr_ranges_are_checked_after_rounding() {
+        let ok = fvaddr_spec(vec![
+            AddrRange::new(0x1000, 0x2000),
+            AddrRange::new(0x2000, 0x5000),
+        ]);
+        assert!(ok.validate().is_ok());
+
+        let err = fvaddr_spec(vec![]).validate().expect_err("no ranges");
+        assert_eq!(err.to_string(), "fvaddr target pid 42 has no ranges");
+
+        let err = fvaddr_spec(vec![AddrRange::new(0x3000, 0x3000)])
+            .validate()
+            .expect_err("empty range");
+        assert_eq!(
+            err.to_string(),
+            "fvaddr range 0x3000-0x3000 of pid 42 is empty"
+        );
+        let last_page = AddrRange::new(u64::MAX - 10, u64::MAX);
+        assert!(matches!(
+            fvaddr_spec(vec![last_page]).validate(),
+            Err(CoreError::EmptyRange { range, .. }) if range == last_page
+        ));
+
+        // Apart in bytes, but both touch page 0x1000 once rounded.
+        let err = fvaddr_spec(vec![
+            AddrRange::new(0x1000, 0x1800),
+            AddrRange::new(0x1900, 0x3000),
+        ])
+        .validate()
+        .expect_err("overlap after rounding");
+        assert_eq!(
+            err.to_string(),
+            "fvaddr ranges 0x1000-0x2000 and 0x1000-0x3000 of pid 42 overlap or are unsorted"
+        );
+
+        let unsorted = fvaddr_spec(vec![
+            AddrRange::new(0x8000, 0x9000),
+            AddrRange::new(0x1000, 0x2000),
+        ]);
+        assert!(matches!(
+            unsorted.validate(),
+            Err(CoreError::OverlappingRanges { pid: 42, .. })
+        ));
+    }
+
+    #[test]
+    fn vaddr_ignores_ranges_but_checks_pid() {
+        let spec = ContextSpec {
+            ops: OpsKind::Vaddr,
+            attrs: Attrs::default(),
+            targets: vec![TargetSpec::fvaddr(7, vec![AddrRange::new(5, 1)])],
+        };
+        assert!(spec.validate().is_ok());
+        let spec = ContextSpec {
+            targets: vec![TargetSpec::vaddr(0)],
+            ..spec
+        };
+        assert_eq!(
+            spec.validate().expect_err("pid 0").to_string(),
+            "invalid target pid 0"
+        );
+    }
+}

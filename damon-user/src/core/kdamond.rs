@@ -1,0 +1,293 @@
+//! The kdamond: a thread that drives one [`MonitorContext`] in real time, and the handle that
+//! starts, queries, changes and stops it.
+//!
+//! The thread sleeps between a sample's prepare and check by waiting on its command channel, so
+//! `stop` and `regions_now` are served at once; `commit` waits for the end of the sample, since
+//! changing regions between prepare and check would leave the operations checking pages that
+//! no longer belong to the regions they were prepared for.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::attrs::ContextSpec;
+use super::context::{LiveTarget, MonitorContext};
+use super::error::CoreError;
+use super::ops::{Operations, error_chain};
+use super::snapshot::Snapshot;
+
+/// Nanoseconds of `CLOCK_MONOTONIC`, the clock of snapshot timestamps.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+enum Command {
+    Stop,
+    Commit(ContextSpec, SyncSender<Result<(), CoreError>>),
+    Regions(SyncSender<Vec<LiveTarget>>),
+}
+
+/// State the thread publishes to its handle.
+struct Shared {
+    running: AtomicBool,
+    exit_reason: Mutex<Option<String>>,
+}
+
+/// Marks the kdamond stopped when its thread ends, even by a panic.
+struct RunningGuard(Arc<Shared>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            set_exit_reason(&self.0, "kdamond thread panicked".to_owned());
+        }
+        self.0.running.store(false, Ordering::Release);
+    }
+}
+
+fn set_exit_reason(shared: &Shared, reason: String) {
+    *shared
+        .exit_reason
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Some(reason);
+}
+
+/// A running (or stopped) kdamond. Dropping it stops the kdamond and joins its thread.
+pub struct KdamondHandle {
+    tid: i32,
+    commands: Sender<Command>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Starts a kdamond: validates `spec`, checks that every target process exists, spawns a thread
+/// named `kdamond.{kdamond_idx}`, and returns once the thread runs and its tid is known.
+///
+/// The kdamond sends one [`Snapshot`] per aggregation interval to `sink`; a closed sink is
+/// ignored, and the channel is unbounded, so the sampling loop never blocks on a slow reader.
+/// `seed` makes the sampled pages and split points reproducible.
+pub fn start_kdamond(
+    kdamond_idx: usize,
+    spec: ContextSpec,
+    mut ops: Box<dyn Operations>,
+    sink: Sender<Snapshot>,
+    seed: u64,
+) -> Result<KdamondHandle, CoreError> {
+    let ctx = MonitorContext::new(kdamond_idx, spec, seed, monotonic_ns())?;
+    if let Some(pid) = ctx.pids().find(|&pid| !ops.target_valid(pid)) {
+        return Err(CoreError::NoSuchProcess { pid });
+    }
+    let name = format!("kdamond.{kdamond_idx}");
+    let shared = Arc::new(Shared {
+        running: AtomicBool::new(true),
+        exit_reason: Mutex::new(None),
+    });
+    let (commands, command_rx) = mpsc::channel();
+    let (tid_tx, tid_rx) = mpsc::sync_channel(1);
+    let thread_shared = Arc::clone(&shared);
+    let thread = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let guard = RunningGuard(thread_shared);
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() };
+            if tid_tx.send(tid).is_err() {
+                return;
+            }
+            Kdamond {
+                ctx,
+                ops,
+                sink,
+                commands: command_rx,
+            }
+            .run(&guard.0);
+        })
+        .map_err(|source| CoreError::Spawn {
+            name: name.clone(),
+            source,
+        })?;
+    let tid = match tid_rx.recv() {
+        Ok(tid) => tid,
+        Err(_) => {
+            // Joining only collects the thread's panic, which the error reports.
+            let _ = thread.join();
+            return Err(CoreError::ThreadStart { name });
+        }
+    };
+    Ok(KdamondHandle {
+        tid,
+        commands,
+        shared,
+        thread: Some(thread),
+    })
+}
+
+impl KdamondHandle {
+    /// The kernel thread id of the kdamond thread: a real task, visible in `/proc/<tid>/stat`.
+    pub fn tid(&self) -> i32 {
+        self.tid
+    }
+
+    /// False once the kdamond stopped, by itself or by [`stop`](Self::stop).
+    pub fn is_running(&self) -> bool {
+        self.shared.running.load(Ordering::Acquire)
+    }
+
+    /// Stops the kdamond and joins its thread: within about one sample interval, as the thread
+    /// sleeps on its command channel. Idempotent.
+    pub fn stop(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            log::error!("kdamond thread (tid {}) panicked", self.tid);
+        }
+    }
+
+    /// Applies `spec` to the running kdamond, rescaling counters to new attributes. Validated
+    /// here first and its pids checked by the kdamond: on error the running context is
+    /// unchanged. Returns once applied, which happens at the end of the current sample, so it
+    /// can take up to one sample interval.
+    pub fn commit(&self, spec: ContextSpec) -> Result<(), CoreError> {
+        spec.validate()?;
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.request(Command::Commit(spec, reply_tx))?;
+        reply_rx.recv().map_err(|_| CoreError::NotRunning)?
+    }
+
+    /// The current regions of every target, counters (including `nr_accesses_bp`) as of the end
+    /// of the latest sample. Served without waiting for the sample to end.
+    pub fn regions_now(&self) -> Result<Vec<LiveTarget>, CoreError> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.request(Command::Regions(reply_tx))?;
+        reply_rx.recv().map_err(|_| CoreError::NotRunning)
+    }
+
+    /// Why the kdamond stopped by itself; `None` while it runs or when [`stop`](Self::stop)
+    /// stopped it.
+    pub fn exit_reason(&self) -> Option<String> {
+        if self.is_running() {
+            return None;
+        }
+        self.shared
+            .exit_reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn request(&self, command: Command) -> Result<(), CoreError> {
+        if !self.is_running() {
+            return Err(CoreError::NotRunning);
+        }
+        self.commands
+            .send(command)
+            .map_err(|_| CoreError::NotRunning)
+    }
+}
+
+impl Drop for KdamondHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The thread's side.
+struct Kdamond {
+    ctx: MonitorContext,
+    ops: Box<dyn Operations>,
+    sink: Sender<Snapshot>,
+    commands: Receiver<Command>,
+}
+
+/// How the wait for the end of a sample interval ended.
+enum Wait {
+    Elapsed,
+    Stop,
+}
+
+impl Kdamond {
+    fn run(mut self, shared: &Shared) {
+        let reason = self.monitor();
+        self.ops.cleanup();
+        if let Some(reason) = reason {
+            log::info!("kdamond.{} stopped: {reason}", self.ctx.kdamond_idx());
+            set_exit_reason(shared, reason);
+        }
+    }
+
+    /// The loop; returns why it stopped by itself, or `None` when told to stop.
+    fn monitor(&mut self) -> Option<String> {
+        let mut pending = Vec::new();
+        loop {
+            if !self.ctx.any_target_valid(self.ops.as_mut()) {
+                return Some(if self.ctx.nr_targets() == 0 {
+                    "no targets to monitor".to_owned()
+                } else {
+                    "all targets exited".to_owned()
+                });
+            }
+            if let Err(err) = self.ctx.prepare(self.ops.as_mut()) {
+                return Some(error_chain(&err));
+            }
+            let sample = Duration::from_micros(self.ctx.attrs().sample_us);
+            if let Wait::Stop = self.wait(sample, &mut pending) {
+                return None;
+            }
+            match self.ctx.check(self.ops.as_mut(), monotonic_ns()) {
+                Ok(Some(snapshot)) => {
+                    let _ = self.sink.send(snapshot);
+                }
+                Ok(None) => {}
+                Err(err) => return Some(error_chain(&err)),
+            }
+            for command in pending.drain(..) {
+                self.serve(command);
+            }
+        }
+    }
+
+    /// Sleeps for `sample`, serving `regions_now` and queueing commits for after the sample;
+    /// returns early on stop or when the handle is gone.
+    fn wait(&mut self, sample: Duration, pending: &mut Vec<Command>) -> Wait {
+        // No deadline for an interval beyond `Instant`'s range: wait for a command only.
+        let deadline = Instant::now().checked_add(sample);
+        loop {
+            let timeout = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            match self.commands.recv_timeout(timeout) {
+                Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return Wait::Stop,
+                // Reading regions is harmless mid-sample: their counters only change at check.
+                Ok(command @ Command::Regions(_)) => self.serve(command),
+                Ok(command) => pending.push(command),
+                Err(RecvTimeoutError::Timeout) => return Wait::Elapsed,
+            }
+        }
+    }
+
+    fn serve(&mut self, command: Command) {
+        match command {
+            Command::Stop => {}
+            Command::Commit(spec, reply) => {
+                let result = match spec.targets.iter().find(|t| !self.ops.target_valid(t.pid)) {
+                    Some(t) => Err(CoreError::NoSuchProcess { pid: t.pid }),
+                    None => self.ctx.commit(spec, monotonic_ns()),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Regions(reply) => {
+                let _ = reply.send(self.ctx.live_targets());
+            }
+        }
+    }
+}

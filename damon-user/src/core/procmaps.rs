@@ -1,0 +1,83 @@
+//! A process's mappings from `/proc/PID/maps`, the input of the three-regions logic.
+use std::io;
+
+use super::ops::OpsError;
+use super::region::AddrRange;
+
+/// The address ranges of the mappings listed in `text` (the contents of `/proc/PID/maps`), in
+/// file order, which is address order.
+///
+/// `[vsyscall]` is left out: it is the kernel's gate area, listed by procfs but not a VMA of the
+/// process, so the kernel's three-regions walk never sees it; keeping it would make the gap below
+/// it (about 2^63 bytes) the biggest one. Lines that do not start with `start-end` in hex are
+/// skipped.
+pub fn parse_proc_maps(text: &str) -> Vec<AddrRange> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<AddrRange> {
+    let mut fields = line.split_ascii_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let range = AddrRange::new(
+        u64::from_str_radix(start, 16).ok()?,
+        u64::from_str_radix(end, 16).ok()?,
+    );
+    // perms, offset, dev, inode, then the optional path.
+    if range.is_empty() || fields.nth(4) == Some("[vsyscall]") {
+        return None;
+    }
+    Some(range)
+}
+
+/// Reads and parses `/proc/<pid>/maps`. A process that no longer exists is
+/// [`OpsError::TargetGone`]; any other failure (e.g. no ptrace access) is [`OpsError::Failed`].
+pub fn read_proc_maps(pid: i32) -> Result<Vec<AddrRange>, OpsError> {
+    let path = format!("/proc/{pid}/maps");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(parse_proc_maps(&text)),
+        Err(err) if is_gone(&err) => Err(OpsError::TargetGone { pid }),
+        Err(err) => Err(OpsError::failed(format!("reading {path}"), err)),
+    }
+}
+
+/// ENOENT when the pid directory is gone, ESRCH when the process died while being read.
+fn is_gone(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ESRCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "\
+55d4c8a00000-55d4c8a02000 r--p 00000000 fe:00 1234     /usr/bin/cat
+55d4c8a02000-55d4c8a07000 r-xp 00002000 fe:00 1234     /usr/bin/cat
+55d4ca1c3000-55d4ca1e4000 rw-p 00000000 00:00 0        [heap]
+7f0a1c000000-7f0a1c021000 rw-p 00000000 00:00 0
+garbage line
+7ffd47bfc000-7ffd47c1d000 rw-p 00000000 00:00 0        [stack]
+7ffd47d4e000-7ffd47d52000 r--p 00000000 00:00 0        [vvar]
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]
+";
+
+    #[test]
+    fn parses_ranges_and_drops_vsyscall() {
+        let maps = parse_proc_maps(MAPS);
+        assert_eq!(maps.len(), 6);
+        assert_eq!(maps[0], AddrRange::new(0x55d4c8a00000, 0x55d4c8a02000));
+        assert_eq!(maps[3], AddrRange::new(0x7f0a1c000000, 0x7f0a1c021000));
+        assert_eq!(maps[5], AddrRange::new(0x7ffd47d4e000, 0x7ffd47d52000));
+    }
+
+    #[test]
+    fn reads_own_maps_and_reports_missing_process() {
+        let own = read_proc_maps(std::process::id() as i32).expect("own maps");
+        assert!(own.len() > 3);
+        assert!(own.windows(2).all(|w| w[0].end <= w[1].start));
+        // Pid numbers are at most 2^22; this one cannot exist.
+        assert!(matches!(
+            read_proc_maps(i32::MAX),
+            Err(OpsError::TargetGone { pid: i32::MAX })
+        ));
+    }
+}
