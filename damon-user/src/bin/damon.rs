@@ -36,6 +36,7 @@ sudo unshare -m sh -c 'mount --bind /tmp/damon /sys/kernel/mm/damon/admin && dam
     Faults(cmd::faults::Args),
     Check(cmd::check::Args),
     Workload(cmd::workload::Args),
+    Demo(cmd::demo::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Faults(a) => cmd::faults::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Workload(a) => cmd::workload::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The `damon` subcommands: each module has `Args` (clap) and `run`.
 pub mod check;
+pub mod demo;
 pub mod faults;
 pub mod fs;
 pub mod record;
