@@ -41,7 +41,8 @@ pub fn perf_sample(ctx: PerfEventContext) -> u32 {
     let Some(slot) = (unsafe { TARGETS.get(&tgid) }).map(|t| t.slot) else {
         return 0;
     };
-    let addr = unsafe { *((ctx.as_ptr() as *const u8).add(PERF_EVENT_DATA_ADDR_OFFSET) as *const u64) };
+    let addr =
+        unsafe { *((ctx.as_ptr() as *const u8).add(PERF_EVENT_DATA_ADDR_OFFSET) as *const u64) };
     record_access(slot, addr);
     0
 }
@@ -66,7 +67,11 @@ fn record_access(slot: u32, addr: u64) {
         return;
     };
     let sample = samples.addr[idx];
-    let span = if samples.flags[idx] & SAMPLE_HUGE != 0 { HPAGE_PMD_SIZE } else { PAGE_SIZE };
+    let span = if samples.flags[idx] & SAMPLE_HUGE != 0 {
+        HPAGE_PMD_SIZE
+    } else {
+        PAGE_SIZE
+    };
     if globals::fault_in_region_is_access() || addr & !(span - 1) == sample & !(span - 1) {
         unsafe { (*out).fault_gen[idx] = samples.generation };
     }

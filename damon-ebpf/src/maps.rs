@@ -3,9 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap},
 };
-use damon_common::{
-    MAX_TARGETS, PEEK_LEN, RegionTable, SampleOutput, SampleTable, TargetSlot,
-};
+use damon_common::{MAX_TARGETS, PEEK_LEN, RegionTable, SampleOutput, SampleTable, TargetSlot};
 
 #[map]
 pub static TARGETS: HashMap<u32, TargetSlot> = HashMap::with_max_entries(MAX_TARGETS, 0);

@@ -39,13 +39,16 @@ pub fn task_pgd(ctx: *mut core::ffi::c_void) -> i32 {
     if task == 0 {
         return 0;
     }
-    let Ok(mm) = (unsafe { bpf_probe_read_kernel((task + globals::task_mm_offset()) as *const u64) }) else {
+    let Ok(mm) =
+        (unsafe { bpf_probe_read_kernel((task + globals::task_mm_offset()) as *const u64) })
+    else {
         return 0;
     };
     if mm == 0 {
         return 0; // an exiting thread
     }
-    let Ok(pgd) = (unsafe { bpf_probe_read_kernel((mm + globals::mm_pgd_offset()) as *const u64) }) else {
+    let Ok(pgd) = (unsafe { bpf_probe_read_kernel((mm + globals::mm_pgd_offset()) as *const u64) })
+    else {
         return 0;
     };
     for (i, v) in [(1, mm), (2, pgd), (0, 1)] {

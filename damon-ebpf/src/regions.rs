@@ -8,7 +8,11 @@ use damon_common::{MAX_REGIONS, REGION_INDEX_MASK, REGION_SEARCH_STEPS, RegionTa
 /// LLVM's hoisting.
 #[inline(always)]
 pub fn find_region(table: &RegionTable, addr: u64) -> Option<u32> {
-    let n = if table.nr_regions > MAX_REGIONS { MAX_REGIONS } else { table.nr_regions };
+    let n = if table.nr_regions > MAX_REGIONS {
+        MAX_REGIONS
+    } else {
+        table.nr_regions
+    };
     if n == 0 {
         return None;
     }

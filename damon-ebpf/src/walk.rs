@@ -157,7 +157,11 @@ fn walk_slot(pgd: u64, slot: u32) -> i32 {
     let Some(samples) = SAMPLES.get(slot) else {
         return -1;
     };
-    let nr = if samples.nr_samples > MAX_REGIONS { MAX_REGIONS } else { samples.nr_samples };
+    let nr = if samples.nr_samples > MAX_REGIONS {
+        MAX_REGIONS
+    } else {
+        samples.nr_samples
+    };
     let mut w = Walk {
         pgd,
         base: globals::page_offset_base(),
@@ -171,7 +175,12 @@ fn walk_slot(pgd: u64, slot: u32) -> i32 {
         last_upper_entry: 0,
     };
     let r = unsafe {
-        bpf_loop(nr, walk_one as *mut core::ffi::c_void, &mut w as *mut Walk as *mut core::ffi::c_void, 0)
+        bpf_loop(
+            nr,
+            walk_one as *mut core::ffi::c_void,
+            &mut w as *mut Walk as *mut core::ffi::c_void,
+            0,
+        )
     };
     if r < 0 {
         return r as i32;
@@ -197,7 +206,9 @@ pub fn walk_task_vma(ctx: *mut core::ffi::c_void) -> i32 {
     if task == 0 || vma == 0 {
         return 0;
     }
-    let Ok(tgid) = (unsafe { bpf_probe_read_kernel((task + globals::task_tgid_offset()) as *const u32) }) else {
+    let Ok(tgid) =
+        (unsafe { bpf_probe_read_kernel((task + globals::task_tgid_offset()) as *const u32) })
+    else {
         return 0;
     };
     let Some(slot) = (unsafe { TARGETS.get(&tgid) }).map(|t| t.slot) else {
@@ -210,7 +221,9 @@ pub fn walk_task_vma(ctx: *mut core::ffi::c_void) -> i32 {
         Ok(0) => {}
         _ => return 0,
     }
-    let Ok(mm) = (unsafe { bpf_probe_read_kernel((task + globals::task_mm_offset()) as *const u64) }) else {
+    let Ok(mm) =
+        (unsafe { bpf_probe_read_kernel((task + globals::task_mm_offset()) as *const u64) })
+    else {
         return 0;
     };
     if mm == 0 {
@@ -220,7 +233,10 @@ pub fn walk_task_vma(ctx: *mut core::ffi::c_void) -> i32 {
         return 0;
     };
     let young = walk_slot(pgd, slot);
-    debug!(&ctx_logger(ctx), "walk tgid {} slot {}: {} young", tgid, slot, young);
+    debug!(
+        &ctx_logger(ctx),
+        "walk tgid {} slot {}: {} young", tgid, slot, young
+    );
     0
 }
 

@@ -24,7 +24,10 @@ impl Drop for Workload {
 }
 
 fn range(line: &str, key: &str) -> (u64, u64) {
-    let v = line.split_whitespace().find_map(|w| w.strip_prefix(key)).expect("field");
+    let v = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .expect("field");
     let (a, b) = v.split_once('-').expect("range");
     let p = |x: &str| u64::from_str_radix(x.trim_start_matches("0x"), 16).expect("hex");
     (p(a), p(b))
@@ -37,7 +40,15 @@ fn regions_over(bufs: &[(u64, u64)], n: usize) -> Vec<Region> {
         let sz = ((e - s) / per as u64) & !4095;
         for i in 0..per as u64 {
             let start = s + i * sz;
-            v.push(Region { start, end: start + sz, sampling_addr: start, nr_accesses: 0, nr_accesses_bp: 0, last_nr_accesses: 0, age: 0 });
+            v.push(Region {
+                start,
+                end: start + sz,
+                sampling_addr: start,
+                nr_accesses: 0,
+                nr_accesses_bp: 0,
+                last_nr_accesses: 0,
+                age: 0,
+            });
         }
     }
     v
@@ -54,12 +65,16 @@ fn bench(c: &mut Criterion) {
         .spawn()
         .expect("workload");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("READY line");
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("READY line");
     let w = Workload(child);
     let pid = w.0.id() as i32;
     let bufs = [range(&line, "hot="), range(&line, "cold=")];
     let mut g = c.benchmark_group("access_check_per_sample");
-    g.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3)).sample_size(30);
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
     for path in [WalkPath::TaskVma, WalkPath::TestRun] {
         let mut ops = EbpfOps::new(EbpfOpsOptions::default(), 1).expect("eBPF ops");
         ops.set_walk_path(path);
@@ -75,11 +90,17 @@ fn bench(c: &mut Criterion) {
                             let pages = (r.end - r.start) / 4096;
                             r.sampling_addr = r.start + (k * 7919 % pages) * 4096;
                         }
-                        let t = TargetRef { idx: 0, pid, layout_changed: first };
+                        let t = TargetRef {
+                            idx: 0,
+                            pid,
+                            layout_changed: first,
+                        };
                         first = false;
                         let t0 = Instant::now();
-                        ops.prepare_access_checks(&t, &mut regions).expect("prepare");
-                        ops.check_accesses(&t, &regions, &mut accessed).expect("check");
+                        ops.prepare_access_checks(&t, &mut regions)
+                            .expect("prepare");
+                        ops.check_accesses(&t, &regions, &mut accessed)
+                            .expect("check");
                         spent += t0.elapsed();
                     }
                     spent

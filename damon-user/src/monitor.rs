@@ -3,7 +3,9 @@
 use std::sync::mpsc;
 
 use crate::{
-    admin::{BackendError, ContextConfig, KdamondBackend, KdamondConfig, LiveRegion, RunningKdamond},
+    admin::{
+        BackendError, ContextConfig, KdamondBackend, KdamondConfig, LiveRegion, RunningKdamond,
+    },
     core::{AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, TargetSpec, start_kdamond},
     ops::{EbpfOps, EbpfOpsOptions},
 };
@@ -15,12 +17,20 @@ pub struct EbpfBackend {
 }
 
 fn spec_of(cfg: &KdamondConfig) -> Result<ContextSpec, BackendError> {
-    let ctx: &ContextConfig =
-        cfg.contexts.first().ok_or_else(|| BackendError::new("the kdamond has no context (nr_contexts is 0)"))?;
+    let ctx: &ContextConfig = cfg
+        .contexts
+        .first()
+        .ok_or_else(|| BackendError::new("the kdamond has no context (nr_contexts is 0)"))?;
     if let Some(s) = ctx.schemes.iter().find(|s| s.action != "stat") {
-        return Err(BackendError::new(format!("scheme action {:?} cannot be applied by this build; only \"stat\" is", s.action)));
+        return Err(BackendError::new(format!(
+            "scheme action {:?} cannot be applied by this build; only \"stat\" is",
+            s.action
+        )));
     }
-    let ops: OpsKind = ctx.operations.parse().map_err(|e: crate::core::CoreError| BackendError::new(e.to_string()))?;
+    let ops: OpsKind = ctx
+        .operations
+        .parse()
+        .map_err(|e: crate::core::CoreError| BackendError::new(e.to_string()))?;
     let spec = ContextSpec {
         ops,
         attrs: Attrs {
@@ -35,11 +45,16 @@ fn spec_of(cfg: &KdamondConfig) -> Result<ContextSpec, BackendError> {
             .iter()
             .map(|t| TargetSpec {
                 pid: t.pid,
-                ranges: t.regions.iter().map(|&(start, end)| AddrRange { start, end }).collect(),
+                ranges: t
+                    .regions
+                    .iter()
+                    .map(|&(start, end)| AddrRange { start, end })
+                    .collect(),
             })
             .collect(),
     };
-    spec.validate().map_err(|e| BackendError::new(e.to_string()))?;
+    spec.validate()
+        .map_err(|e| BackendError::new(e.to_string()))?;
     if spec.attrs.max_nr_regions * 3 / 2 > damon_common::MAX_REGIONS as u64 {
         return Err(BackendError::new(format!(
             "max_nr_regions {} is above the {} this build's eBPF tables allow",
@@ -51,19 +66,28 @@ fn spec_of(cfg: &KdamondConfig) -> Result<ContextSpec, BackendError> {
 }
 
 fn seed() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 impl KdamondBackend for EbpfBackend {
-    fn start(&self, kdamond_idx: usize, cfg: &KdamondConfig) -> Result<Box<dyn RunningKdamond>, BackendError> {
+    fn start(
+        &self,
+        kdamond_idx: usize,
+        cfg: &KdamondConfig,
+    ) -> Result<Box<dyn RunningKdamond>, BackendError> {
         let spec = spec_of(cfg)?;
         let seed = seed();
-        let ops = EbpfOps::new(self.options, seed).map_err(|e| BackendError::new(crate::core::ops::error_chain(&e)))?;
+        let ops = EbpfOps::new(self.options, seed)
+            .map_err(|e| BackendError::new(crate::core::ops::error_chain(&e)))?;
         // Snapshots are not consumed: the tree reads live regions on request. A closed
         // channel is ignored by the kdamond.
         let (tx, _) = mpsc::channel();
         let attrs = spec.attrs;
-        let handle = start_kdamond(kdamond_idx, spec, Box::new(ops), tx, seed).map_err(|e| BackendError::new(e.to_string()))?;
+        let handle = start_kdamond(kdamond_idx, spec, Box::new(ops), tx, seed)
+            .map_err(|e| BackendError::new(e.to_string()))?;
         Ok(Box::new(Running { handle, attrs }))
     }
 }
@@ -89,13 +113,18 @@ impl RunningKdamond for Running {
     fn commit(&mut self, cfg: &KdamondConfig) -> Result<(), BackendError> {
         let spec = spec_of(cfg)?;
         let attrs = spec.attrs;
-        self.handle.commit(spec).map_err(|e| BackendError::new(e.to_string()))?;
+        self.handle
+            .commit(spec)
+            .map_err(|e| BackendError::new(e.to_string()))?;
         self.attrs = attrs;
         Ok(())
     }
 
     fn regions_now(&self) -> Result<Vec<Vec<LiveRegion>>, BackendError> {
-        let live = self.handle.regions_now().map_err(|e| BackendError::new(e.to_string()))?;
+        let live = self
+            .handle
+            .regions_now()
+            .map_err(|e| BackendError::new(e.to_string()))?;
         Ok(live
             .into_iter()
             .map(|t| {

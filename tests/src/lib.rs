@@ -25,7 +25,10 @@ pub fn damon_bin() -> PathBuf {
     }
     // target/<profile>/deps/<test binary> -> target/<profile>/damon
     let exe = std::env::current_exe().expect("test binary path");
-    exe.parent().and_then(|d| d.parent()).map(|d| d.join("damon")).expect("target dir")
+    exe.parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("damon"))
+        .expect("target dir")
 }
 
 /// A running `damon workload`, killed and reaped on drop.
@@ -48,7 +51,11 @@ impl Workload {
             .with_context(|| format!("starting {}", bin.display()))?;
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().context("workload stdout")?);
-        let mut w = Workload { child, stdin, stdout };
+        let mut w = Workload {
+            child,
+            stdin,
+            stdout,
+        };
         let line = w.read_line()?;
         Ok((w, line))
     }
@@ -88,8 +95,13 @@ impl Drop for Workload {
 
 /// Parses `0xSTART-0xEND`.
 pub fn parse_range(s: &str) -> Result<(u64, u64)> {
-    let (a, b) = s.split_once('-').with_context(|| format!("not a range: {s}"))?;
-    let p = |x: &str| u64::from_str_radix(x.trim_start_matches("0x"), 16).with_context(|| format!("bad address {x}"));
+    let (a, b) = s
+        .split_once('-')
+        .with_context(|| format!("not a range: {s}"))?;
+    let p = |x: &str| {
+        u64::from_str_radix(x.trim_start_matches("0x"), 16)
+            .with_context(|| format!("bad address {x}"))
+    };
     Ok((p(a)?, p(b)?))
 }
 
@@ -101,7 +113,11 @@ pub fn field<'a>(line: &'a str, key: &str) -> Result<&'a str> {
 }
 
 /// Size-weighted access rate (0..=1) of the part of `range` that regions cover.
-pub fn weighted_rate(regions: &[damon_user::core::RegionSnapshot], range: (u64, u64), max_nr_accesses: u32) -> f64 {
+pub fn weighted_rate(
+    regions: &[damon_user::core::RegionSnapshot],
+    range: (u64, u64),
+    max_nr_accesses: u32,
+) -> f64 {
     let (mut sum, mut bytes) = (0.0, 0u64);
     for r in regions {
         let (s, e) = (r.start.max(range.0), r.end.min(range.1));
@@ -115,12 +131,18 @@ pub fn weighted_rate(regions: &[damon_user::core::RegionSnapshot], range: (u64, 
 
 /// Bytes of `range` that regions cover.
 pub fn covered(regions: &[damon_user::core::RegionSnapshot], range: (u64, u64)) -> u64 {
-    regions.iter().map(|r| r.end.min(range.1).saturating_sub(r.start.max(range.0))).sum()
+    regions
+        .iter()
+        .map(|r| r.end.min(range.1).saturating_sub(r.start.max(range.0)))
+        .sum()
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds, the clock of snapshot timestamps.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
@@ -145,12 +167,20 @@ pub struct FsServer {
 impl FsServer {
     pub fn start() -> Result<Self> {
         let dir = tempfile::tempdir().context("temporary mount point")?;
-        let child = Command::new(damon_bin()).arg("fs").arg(dir.path()).stdin(Stdio::null()).spawn().context("starting damon fs")?;
+        let child = Command::new(damon_bin())
+            .arg("fs")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting damon fs")?;
         let server = FsServer { child, dir };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !server.mounted() {
             if std::time::Instant::now() > deadline {
-                bail!("damon fs did not mount {} within 10 s", server.path().display());
+                bail!(
+                    "damon fs did not mount {} within 10 s",
+                    server.path().display()
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -169,7 +199,10 @@ impl FsServer {
     pub fn mounted(&self) -> bool {
         let p = self.dir.path().to_string_lossy().into_owned();
         std::fs::read_to_string("/proc/self/mountinfo")
-            .map(|m| m.lines().any(|l| l.split_whitespace().nth(4) == Some(p.as_str())))
+            .map(|m| {
+                m.lines()
+                    .any(|l| l.split_whitespace().nth(4) == Some(p.as_str()))
+            })
             .unwrap_or(false)
     }
 
@@ -201,7 +234,10 @@ impl Drop for FsServer {
             let _ = self.terminate();
         }
         if self.mounted() {
-            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
         }
     }
 }

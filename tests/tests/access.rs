@@ -1,7 +1,9 @@
 //! The eBPF access check driving the DAMON core against real processes.
 use std::{sync::mpsc, time::Duration};
 
-use damon_tests::{Workload, anon_huge_kib, field, have_root, monotonic_ns, parse_range, weighted_rate};
+use damon_tests::{
+    Workload, anon_huge_kib, field, have_root, monotonic_ns, parse_range, weighted_rate,
+};
 use damon_user::{
     core::{Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec, start_kdamond},
     ops::{EbpfOps, EbpfOpsOptions},
@@ -9,9 +11,19 @@ use damon_user::{
 
 fn start(pid: i32) -> (KdamondHandle, mpsc::Receiver<Snapshot>) {
     let ops = EbpfOps::new(EbpfOpsOptions::default(), 42).expect("eBPF access check");
-    let spec = ContextSpec { ops: OpsKind::Vaddr, attrs: Attrs::damo_defaults(), targets: vec![TargetSpec { pid, ranges: vec![] }] };
+    let spec = ContextSpec {
+        ops: OpsKind::Vaddr,
+        attrs: Attrs::damo_defaults(),
+        targets: vec![TargetSpec {
+            pid,
+            ranges: vec![],
+        }],
+    };
     let (tx, rx) = mpsc::channel();
-    (start_kdamond(0, spec, Box::new(ops), tx, 42).expect("kdamond"), rx)
+    (
+        start_kdamond(0, spec, Box::new(ops), tx, 42).expect("kdamond"),
+        rx,
+    )
 }
 
 /// Snapshots until `deadline_ns` (monotonic).
@@ -28,7 +40,10 @@ fn collect_until(rx: &mpsc::Receiver<Snapshot>, deadline_ns: u64) -> Vec<Snapsho
 fn rates(s: &Snapshot, hot: (u64, u64), cold: (u64, u64)) -> (f64, f64) {
     let max = s.intervals.max_nr_accesses();
     let regions = &s.targets[0].regions;
-    (weighted_rate(regions, hot, max), weighted_rate(regions, cold, max))
+    (
+        weighted_rate(regions, hot, max),
+        weighted_rate(regions, cold, max),
+    )
 }
 
 #[test]
@@ -36,7 +51,16 @@ fn hot_and_cold_buffers_are_told_apart_and_a_swap_is_followed() {
     if !have_root("hot_and_cold_buffers_are_told_apart_and_a_swap_is_followed") {
         return;
     }
-    let (mut w, ready) = Workload::start(&["hotcold", "--hot-mib", "32", "--cold-mib", "96", "--swap-after", "3"]).expect("workload");
+    let (mut w, ready) = Workload::start(&[
+        "hotcold",
+        "--hot-mib",
+        "32",
+        "--cold-mib",
+        "96",
+        "--swap-after",
+        "3",
+    ])
+    .expect("workload");
     let hot = parse_range(field(&ready, "hot").unwrap()).unwrap();
     let cold = parse_range(field(&ready, "cold").unwrap()).unwrap();
     let t0 = monotonic_ns();
@@ -45,20 +69,44 @@ fn hot_and_cold_buffers_are_told_apart_and_a_swap_is_followed() {
     let before = collect_until(&rx, t0 + 2_200_000_000);
     let last = before.last().expect("snapshots within 2 s");
     let (h, c) = rates(last, hot, cold);
-    eprintln!("after 2 s: {} snapshots, {} regions, hot {h:.2}, cold {c:.2}", before.len(), last.targets[0].regions.len());
-    assert!(h >= 0.8, "hot buffer at {:.0}% of the maximum access rate, expected >= 80%", h * 100.0);
-    assert!(c <= 0.05, "cold buffer at {:.0}% of the maximum access rate, expected <= 5%", c * 100.0);
+    eprintln!(
+        "after 2 s: {} snapshots, {} regions, hot {h:.2}, cold {c:.2}",
+        before.len(),
+        last.targets[0].regions.len()
+    );
+    assert!(
+        h >= 0.8,
+        "hot buffer at {:.0}% of the maximum access rate, expected >= 80%",
+        h * 100.0
+    );
+    assert!(
+        c <= 0.05,
+        "cold buffer at {:.0}% of the maximum access rate, expected <= 5%",
+        c * 100.0
+    );
 
     assert!(w.read_line().expect("swap line").starts_with("SWAPPED"));
     let swap_ns = monotonic_ns();
     let after = collect_until(&rx, swap_ns + 1_000_000_000);
     // Aggregations that started after the swap; the third must show the new picture.
     let post: Vec<&Snapshot> = after.iter().filter(|s| s.start_ns >= swap_ns).collect();
-    assert!(post.len() >= 3, "only {} aggregations after the swap", post.len());
+    assert!(
+        post.len() >= 3,
+        "only {} aggregations after the swap",
+        post.len()
+    );
     let (h2, c2) = rates(post[2], cold, hot); // roles swapped
     eprintln!("3 aggregations after the swap: new hot {h2:.2}, new cold {c2:.2}");
-    assert!(h2 >= 0.8, "new hot buffer at {:.0}%, expected >= 80%", h2 * 100.0);
-    assert!(c2 <= 0.05, "new cold buffer at {:.0}%, expected <= 5%", c2 * 100.0);
+    assert!(
+        h2 >= 0.8,
+        "new hot buffer at {:.0}%, expected >= 80%",
+        h2 * 100.0
+    );
+    assert!(
+        c2 <= 0.05,
+        "new cold buffer at {:.0}%, expected <= 5%",
+        c2 * 100.0
+    );
     kd.stop();
 }
 
@@ -67,19 +115,29 @@ fn thp_backed_buffer_keeps_its_huge_pages() {
     if !have_root("thp_backed_buffer_keeps_its_huge_pages") {
         return;
     }
-    let (w, ready) = Workload::start(&["hotcold", "--hot-mib", "16", "--cold-mib", "32", "--thp"]).expect("workload");
+    let (w, ready) = Workload::start(&["hotcold", "--hot-mib", "16", "--cold-mib", "32", "--thp"])
+        .expect("workload");
     let hot = parse_range(field(&ready, "hot").unwrap()).unwrap();
     let cold = parse_range(field(&ready, "cold").unwrap()).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let before = anon_huge_kib(w.pid());
-    assert!(before >= 16 * 1024, "workload has only {before} KiB of huge pages; THP must be available (madvise mode)");
+    assert!(
+        before >= 16 * 1024,
+        "workload has only {before} KiB of huge pages; THP must be available (madvise mode)"
+    );
     let (mut kd, rx) = start(w.pid());
     let snaps = collect_until(&rx, monotonic_ns() + 2_000_000_000);
     kd.stop();
     let after = anon_huge_kib(w.pid());
-    assert!(after >= before, "huge pages split while monitored: {before} KiB before, {after} KiB after");
+    assert!(
+        after >= before,
+        "huge pages split while monitored: {before} KiB before, {after} KiB after"
+    );
     let (h, c) = rates(snaps.last().expect("snapshots"), hot, cold);
-    assert!(h >= 0.8 && c <= 0.05, "THP buffers: hot {h:.2}, cold {c:.2}");
+    assert!(
+        h >= 0.8 && c <= 0.05,
+        "THP buffers: hot {h:.2}, cold {c:.2}"
+    );
 }
 
 #[test]
@@ -87,13 +145,31 @@ fn kdamond_stops_when_its_target_exits() {
     if !have_root("kdamond_stops_when_its_target_exits") {
         return;
     }
-    let (w, _) = Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4", "--duration", "2.5"]).expect("workload");
+    let (w, _) = Workload::start(&[
+        "hotcold",
+        "--hot-mib",
+        "4",
+        "--cold-mib",
+        "4",
+        "--duration",
+        "2.5",
+    ])
+    .expect("workload");
     let (kd, rx) = start(w.pid());
     let deadline = std::time::Instant::now() + Duration::from_secs(8);
     while kd.is_running() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!kd.is_running(), "kdamond still running 8 s after starting on a target that exits after 2.5 s: its only target exited");
-    assert!(kd.exit_reason().is_some(), "a kdamond that stopped by itself says why");
-    assert!(rx.try_iter().count() > 0, "no snapshot before the target exited");
+    assert!(
+        !kd.is_running(),
+        "kdamond still running 8 s after starting on a target that exits after 2.5 s: its only target exited"
+    );
+    assert!(
+        kd.exit_reason().is_some(),
+        "a kdamond that stopped by itself says why"
+    );
+    assert!(
+        rx.try_iter().count() > 0,
+        "no snapshot before the target exited"
+    );
 }

@@ -8,7 +8,10 @@ const CTX: &str = "kdamonds/0/contexts/0";
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !f() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -18,7 +21,8 @@ fn seed_example_starts_a_kdamond_and_a_stat_scheme_sees_the_hot_buffer() {
     if !have_root("seed_example_starts_a_kdamond_and_a_stat_scheme_sees_the_hot_buffer") {
         return;
     }
-    let (w, ready) = Workload::start(&["hotcold", "--hot-mib", "32", "--cold-mib", "64"]).expect("workload");
+    let (w, ready) =
+        Workload::start(&["hotcold", "--hot-mib", "32", "--cold-mib", "64"]).expect("workload");
     let hot = parse_range(field(&ready, "hot").unwrap()).unwrap();
     let fs = FsServer::start().expect("damon fs");
     // The seed's example, verbatim but for the pid.
@@ -29,34 +33,71 @@ fn seed_example_starts_a_kdamond_and_a_stat_scheme_sees_the_hot_buffer() {
         fs.path().display(),
         w.pid()
     );
-    let st = Command::new("sh").arg("-c").arg(&script).status().expect("sh");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .status()
+        .expect("sh");
     assert!(st.success(), "the seed's example failed: {st}");
     assert_eq!(fs.read("kdamonds/0/state").unwrap().trim(), "on");
-    let pid: i32 = fs.read("kdamonds/0/pid").unwrap().trim().parse().expect("pid is a number");
-    let comm = std::fs::read_to_string(format!("/proc/{}/task/{pid}/comm", fs.pid())).expect("kdamond task");
+    let pid: i32 = fs
+        .read("kdamonds/0/pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("pid is a number");
+    let comm = std::fs::read_to_string(format!("/proc/{}/task/{pid}/comm", fs.pid()))
+        .expect("kdamond task");
     assert_eq!(comm.trim(), "kdamond.0");
-    assert!(std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok(), "/proc/<pid>/stat of the kdamond");
+    assert!(
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok(),
+        "/proc/<pid>/stat of the kdamond"
+    );
 
     // A catch-all stat scheme, committed to the running kdamond, then a snapshot.
     for (f, v) in [
         (format!("{CTX}/schemes/nr_schemes"), "1"),
         (format!("{CTX}/schemes/0/action"), "stat"),
         // The kernel's defaults of an access pattern are all 0; match everything instead.
-        (format!("{CTX}/schemes/0/access_pattern/sz/max"), "18446744073709551615"),
-        (format!("{CTX}/schemes/0/access_pattern/nr_accesses/max"), "4294967295"),
-        (format!("{CTX}/schemes/0/access_pattern/age/max"), "4294967295"),
+        (
+            format!("{CTX}/schemes/0/access_pattern/sz/max"),
+            "18446744073709551615",
+        ),
+        (
+            format!("{CTX}/schemes/0/access_pattern/nr_accesses/max"),
+            "4294967295",
+        ),
+        (
+            format!("{CTX}/schemes/0/access_pattern/age/max"),
+            "4294967295",
+        ),
         ("kdamonds/0/state".into(), "commit"),
     ] {
-        fs.write(&f, v).unwrap_or_else(|e| panic!("write {v} to {f}: errno {e}"));
+        fs.write(&f, v)
+            .unwrap_or_else(|e| panic!("write {v} to {f}: errno {e}"));
     }
     std::thread::sleep(Duration::from_millis(2500));
-    fs.write("kdamonds/0/state", "update_schemes_tried_regions").expect("update_schemes_tried_regions");
+    fs.write("kdamonds/0/state", "update_schemes_tried_regions")
+        .expect("update_schemes_tried_regions");
     let tried = format!("{CTX}/schemes/0/tried_regions");
-    let n = std::fs::read_dir(fs.path().join(&tried)).unwrap().filter(|e| e.as_ref().map(|e| e.file_type().unwrap().is_dir()).unwrap_or(false)).count();
+    let n = std::fs::read_dir(fs.path().join(&tried))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .map(|e| e.file_type().unwrap().is_dir())
+                .unwrap_or(false)
+        })
+        .count();
     assert!(n > 0, "no tried regions");
     let (mut hot_bytes, mut hot_hot_bytes) = (0u64, 0u64);
     for i in 0..n {
-        let get = |f: &str| -> u64 { fs.read(&format!("{tried}/{i}/{f}")).unwrap().trim().parse().unwrap() };
+        let get = |f: &str| -> u64 {
+            fs.read(&format!("{tried}/{i}/{f}"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
         let (s, e, acc) = (get("start"), get("end"), get("nr_accesses"));
         let overlap = e.min(hot.1).saturating_sub(s.max(hot.0));
         hot_bytes += overlap;
@@ -65,8 +106,16 @@ fn seed_example_starts_a_kdamond_and_a_stat_scheme_sees_the_hot_buffer() {
         }
     }
     assert!(hot_bytes > 0, "tried regions do not cover the hot buffer");
-    assert!(hot_hot_bytes * 10 >= hot_bytes * 8, "only {hot_hot_bytes} of {hot_bytes} hot-buffer bytes read hot");
-    let total: u64 = fs.read(&format!("{tried}/total_bytes")).unwrap().trim().parse().unwrap();
+    assert!(
+        hot_hot_bytes * 10 >= hot_bytes * 8,
+        "only {hot_hot_bytes} of {hot_bytes} hot-buffer bytes read hot"
+    );
+    let total: u64 = fs
+        .read(&format!("{tried}/total_bytes"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(total >= hot_bytes);
 
     fs.write("kdamonds/0/state", "off").expect("off");
@@ -79,14 +128,19 @@ fn errno_rules_hold_through_the_mount() {
     if !have_root("errno_rules_hold_through_the_mount") {
         return;
     }
-    let (w, _) = Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4"]).expect("workload");
+    let (w, _) =
+        Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4"]).expect("workload");
     let fs = FsServer::start().expect("damon fs");
     assert_eq!(fs.write("kdamonds/nr_kdamonds", "abc"), Err(libc::EINVAL));
     fs.write("kdamonds/nr_kdamonds", "1").unwrap();
-    assert_eq!(fs.write("kdamonds/0/contexts/nr_contexts", "2"), Err(libc::EINVAL));
+    assert_eq!(
+        fs.write("kdamonds/0/contexts/nr_contexts", "2"),
+        Err(libc::EINVAL)
+    );
     fs.write("kdamonds/0/contexts/nr_contexts", "1").unwrap();
     fs.write(&format!("{CTX}/targets/nr_targets"), "1").unwrap();
-    fs.write(&format!("{CTX}/targets/0/pid_target"), &w.pid().to_string()).unwrap();
+    fs.write(&format!("{CTX}/targets/0/pid_target"), &w.pid().to_string())
+        .unwrap();
     assert_eq!(fs.write("kdamonds/0/pid", "1"), Err(libc::EACCES));
     fs.write("kdamonds/0/state", "on").unwrap();
     assert_eq!(fs.write("kdamonds/nr_kdamonds", "1"), Err(libc::EBUSY));
@@ -100,7 +154,8 @@ fn a_kdamond_whose_target_exits_reads_off() {
     if !have_root("a_kdamond_whose_target_exits_reads_off") {
         return;
     }
-    let (mut w, _) = Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4"]).expect("workload");
+    let (mut w, _) =
+        Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4"]).expect("workload");
     let fs = FsServer::start().expect("damon fs");
     for (f, v) in [
         ("kdamonds/nr_kdamonds".to_string(), "1".to_string()),
@@ -112,7 +167,11 @@ fn a_kdamond_whose_target_exits_reads_off() {
         fs.write(&f, &v).unwrap();
     }
     w.kill();
-    wait_for("state off after the target exited", || fs.read("kdamonds/0/state").map(|s| s.trim() == "off").unwrap_or(false));
+    wait_for("state off after the target exited", || {
+        fs.read("kdamonds/0/state")
+            .map(|s| s.trim() == "off")
+            .unwrap_or(false)
+    });
 }
 
 #[test]
@@ -121,15 +180,31 @@ fn server_exit_and_sigkill_recovery_leave_nothing_mounted() {
         return;
     }
     let mut fs = FsServer::start().expect("damon fs");
-    assert!(fs.terminate().expect("wait").success(), "damon fs exits 0 on SIGTERM");
+    assert!(
+        fs.terminate().expect("wait").success(),
+        "damon fs exits 0 on SIGTERM"
+    );
     assert!(!fs.mounted(), "mount left after SIGTERM");
 
     let mut fs = FsServer::start().expect("damon fs");
     fs.kill();
-    assert!(fs.mounted(), "after SIGKILL the kernel keeps the dead mount");
-    assert!(std::fs::read_dir(fs.path()).is_err(), "a dead FUSE mount cannot be read");
-    let st = Command::new("umount").arg("-l").arg(fs.path()).status().expect("umount");
-    assert!(st.success() && !fs.mounted(), "umount -l recovers the mount point");
+    assert!(
+        fs.mounted(),
+        "after SIGKILL the kernel keeps the dead mount"
+    );
+    assert!(
+        std::fs::read_dir(fs.path()).is_err(),
+        "a dead FUSE mount cannot be read"
+    );
+    let st = Command::new("umount")
+        .arg("-l")
+        .arg(fs.path())
+        .status()
+        .expect("umount");
+    assert!(
+        st.success() && !fs.mounted(),
+        "umount -l recovers the mount point"
+    );
 }
 
 #[test]
@@ -140,7 +215,8 @@ fn damo_drives_the_tree_in_a_private_mount_namespace() {
     let Some(damo) = std::env::var_os("DAMON_TEST_DAMO") else {
         panic!("DAMON_TEST_DAMO is not set: run through `cargo xtask test`, which installs damo");
     };
-    let (w, _) = Workload::start(&["hotcold", "--hot-mib", "16", "--cold-mib", "32"]).expect("workload");
+    let (w, _) =
+        Workload::start(&["hotcold", "--hot-mib", "16", "--cold-mib", "32"]).expect("workload");
     let fs = FsServer::start().expect("damon fs");
     // Only inside a new, private mount namespace does our tree appear at the kernel's path;
     // the real /sys/kernel/mm/damon is never touched.
@@ -154,11 +230,24 @@ fn damo_drives_the_tree_in_a_private_mount_namespace() {
         damo = std::path::Path::new(&damo).display(),
         pid = w.pid()
     );
-    let out = Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).output().expect("unshare");
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("damo said:\n{stdout}\n{stderr}");
-    assert!(out.status.success() && stdout.contains("DAMO-OK"), "damo failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("nr_regions") || stdout.contains("heatmap") || stdout.contains("access"), "damo report access printed nothing useful:\n{stdout}");
-    assert_eq!(fs.read("kdamonds/0/state").unwrap().trim(), "off", "damo stop turned the kdamond off");
+    assert!(
+        out.status.success() && stdout.contains("DAMO-OK"),
+        "damo failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("nr_regions") || stdout.contains("heatmap") || stdout.contains("access"),
+        "damo report access printed nothing useful:\n{stdout}"
+    );
+    assert_eq!(
+        fs.read("kdamonds/0/state").unwrap().trim(),
+        "off",
+        "damo stop turned the kdamond off"
+    );
 }

@@ -11,7 +11,16 @@ fn record_ends_with_a_valid_file_when_the_target_exits() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("run.data");
-    let (w, _) = Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4", "--duration", "2"]).expect("workload");
+    let (w, _) = Workload::start(&[
+        "hotcold",
+        "--hot-mib",
+        "4",
+        "--cold-mib",
+        "4",
+        "--duration",
+        "2",
+    ])
+    .expect("workload");
     let status = Command::new(damon_bin())
         .args(["record", "-p", &w.pid().to_string(), "-o"])
         .arg(&out)
@@ -22,7 +31,9 @@ fn record_ends_with_a_valid_file_when_the_target_exits() {
     let records = read_records(&out).expect("a readable record file");
     let snapshots: usize = records.iter().map(|r| r.snapshots.len()).sum();
     assert!(snapshots >= 5, "only {snapshots} snapshots recorded");
-    let mode = std::fs::metadata(&out).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap();
+    let mode = std::fs::metadata(&out)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap();
     assert_eq!(mode, 0o600, "record file mode");
 }
 
@@ -39,12 +50,24 @@ fn record_with_a_command_monitors_it_until_it_exits() {
         .arg(&out)
         .arg("--")
         .arg(&bin)
-        .args(["workload", "hotcold", "--hot-mib", "4", "--cold-mib", "4", "--duration", "1.5"])
+        .args([
+            "workload",
+            "hotcold",
+            "--hot-mib",
+            "4",
+            "--cold-mib",
+            "4",
+            "--duration",
+            "1.5",
+        ])
         .status()
         .expect("damon record");
     assert!(status.success());
     let text = std::fs::read_to_string(&out).expect("json record");
-    assert!(text.trim_start().starts_with('['), "json format is a list of records");
+    assert!(
+        text.trim_start().starts_with('['),
+        "json format is a list of records"
+    );
     assert!(!read_records(&out).expect("parse").is_empty());
 }
 
@@ -54,13 +77,30 @@ fn bad_arguments_are_rejected_with_the_value_named() {
         (vec!["record", "-p", "1", "--min-regions", "2"], "2"),
         (vec!["record", "-p", "1", "--format", "xml"], "xml"),
         (vec!["record", "-p", "1", "--ops", "paddr"], "paddr"),
-        (vec!["record", "-p", "1", "--ops", "fvaddr", "--range", "0x2000-0x1000"], "0x2000-0x1000"),
+        (
+            vec![
+                "record",
+                "-p",
+                "1",
+                "--ops",
+                "fvaddr",
+                "--range",
+                "0x2000-0x1000",
+            ],
+            "0x2000-0x1000",
+        ),
         (vec!["record", "-p", "1", "-d", "-3"], "-3"),
         (vec!["record"], "nothing to monitor"),
     ] {
-        let out = Command::new(damon_bin()).args(&args).output().expect("run damon");
+        let out = Command::new(damon_bin())
+            .args(&args)
+            .output()
+            .expect("run damon");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(err.contains(needle), "{args:?}: error does not name {needle:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: error does not name {needle:?}: {err}"
+        );
     }
 }

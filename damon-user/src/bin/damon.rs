@@ -46,7 +46,10 @@ fn main() -> std::process::ExitCode {
         Command::Record(a) => cmd::record::run(a),
         Command::Report(a) => cmd::report::run(a),
         Command::Top(a) => cmd::top::run(a),
-        Command::Fs(a) => cmd::fs::run(a, std::sync::Arc::new(damon_user::monitor::EbpfBackend::default())),
+        Command::Fs(a) => cmd::fs::run(
+            a,
+            std::sync::Arc::new(damon_user::monitor::EbpfBackend::default()),
+        ),
         Command::Faults(a) => cmd::faults::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Workload(a) => cmd::workload::run(a),

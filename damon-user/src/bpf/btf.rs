@@ -57,7 +57,10 @@ pub struct Btf {
 impl Btf {
     pub fn from_sys_fs() -> Result<Self, BtfError> {
         let path = "/sys/kernel/btf/vmlinux";
-        let data = std::fs::read(path).map_err(|source| BtfError::Read { path: path.into(), source })?;
+        let data = std::fs::read(path).map_err(|source| BtfError::Read {
+            path: path.into(),
+            source,
+        })?;
         Self::parse(&data)
     }
 
@@ -75,15 +78,30 @@ impl Btf {
         let (type_off, type_len) = (hdr.get_u32_le() as usize, hdr.get_u32_le() as usize);
         let (str_off, str_len) = (hdr.get_u32_le() as usize, hdr.get_u32_le() as usize);
         let section = |off: usize, len: usize| {
-            let start = hdr_len.checked_add(off).ok_or(BtfError::Malformed { offset: off })?;
-            data.get(start..start.saturating_add(len)).ok_or(BtfError::Malformed { offset: start })
+            let start = hdr_len
+                .checked_add(off)
+                .ok_or(BtfError::Malformed { offset: off })?;
+            data.get(start..start.saturating_add(len))
+                .ok_or(BtfError::Malformed { offset: start })
         };
         let strings = section(str_off, str_len)?.to_vec();
         let mut buf = section(type_off, type_len)?;
-        let mut types = vec![Type { name_off: 0, kind: 0, kind_flag: false, type_ref: 0, members: vec![] }];
+        let mut types = vec![Type {
+            name_off: 0,
+            kind: 0,
+            kind_flag: false,
+            type_ref: 0,
+            members: vec![],
+        }];
         while buf.has_remaining() {
             let at = type_len - buf.remaining();
-            let need = |b: &&[u8], n: usize| if b.remaining() < n { Err(BtfError::Malformed { offset: at }) } else { Ok(()) };
+            let need = |b: &&[u8], n: usize| {
+                if b.remaining() < n {
+                    Err(BtfError::Malformed { offset: at })
+                } else {
+                    Ok(())
+                }
+            };
             need(&buf, 12)?;
             let name_off = buf.get_u32_le();
             let info = buf.get_u32_le();
@@ -108,7 +126,13 @@ impl Btf {
             };
             need(&buf, extra)?;
             buf.advance(extra);
-            types.push(Type { name_off, kind, kind_flag: info >> 31 == 1, type_ref, members });
+            types.push(Type {
+                name_off,
+                kind,
+                kind_flag: info >> 31 == 1,
+                type_ref,
+                members,
+            });
         }
         Ok(Self { types, strings })
     }
@@ -156,11 +180,16 @@ impl Btf {
         let t = self
             .types
             .iter()
-            .find(|t| t.kind == KIND_STRUCT && !t.members.is_empty() && self.name(t.name_off) == name)
+            .find(|t| {
+                t.kind == KIND_STRUCT && !t.members.is_empty() && self.name(t.name_off) == name
+            })
             .ok_or_else(|| BtfError::NoStruct { name: name.into() })?;
         self.find_member(t, member, 0)
             .map(u64::from)
-            .ok_or_else(|| BtfError::NoMember { name: name.into(), member: member.into() })
+            .ok_or_else(|| BtfError::NoMember {
+                name: name.into(),
+                member: member.into(),
+            })
     }
 }
 
@@ -172,16 +201,28 @@ mod tests {
     fn blob() -> Vec<u8> {
         let strings = b"\0s\0a\0b\0c\0int\0long\0".to_vec();
         let mut types = Vec::new();
-        let mut put = |v: &[u32]| v.iter().for_each(|x| types.extend_from_slice(&x.to_le_bytes()));
+        let mut put = |v: &[u32]| {
+            v.iter()
+                .for_each(|x| types.extend_from_slice(&x.to_le_bytes()))
+        };
         put(&[11, KIND_INT << 24, 4, 32]); // 1: int
         put(&[15, KIND_INT << 24, 8, 64]); // 2: long
         put(&[0, KIND_UNION << 24 | 2, 8, 5, 1, 0, 7, 2, 0]); // 3: union { b; c }
         put(&[1, KIND_STRUCT << 24 | 2, 16, 3, 1, 0, 0, 3, 64]); // 4: struct s { a @0; union @64 bits }
         let mut out = Vec::new();
-        for v in [0xeb9fu16.to_le_bytes().to_vec(), vec![1, 0], 24u32.to_le_bytes().to_vec()] {
+        for v in [
+            0xeb9fu16.to_le_bytes().to_vec(),
+            vec![1, 0],
+            24u32.to_le_bytes().to_vec(),
+        ] {
             out.extend(v);
         }
-        for v in [0, types.len() as u32, types.len() as u32, strings.len() as u32] {
+        for v in [
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
             out.extend(v.to_le_bytes());
         }
         out.extend(types);
@@ -194,8 +235,14 @@ mod tests {
         let btf = Btf::parse(&blob()).expect("parse");
         assert_eq!(btf.member_offset("s", "a").unwrap(), 0);
         assert_eq!(btf.member_offset("s", "c").unwrap(), 8);
-        assert!(matches!(btf.member_offset("s", "zz"), Err(BtfError::NoMember { .. })));
-        assert!(matches!(btf.member_offset("t", "a"), Err(BtfError::NoStruct { .. })));
+        assert!(matches!(
+            btf.member_offset("s", "zz"),
+            Err(BtfError::NoMember { .. })
+        ));
+        assert!(matches!(
+            btf.member_offset("t", "a"),
+            Err(BtfError::NoStruct { .. })
+        ));
     }
 
     #[test]
@@ -215,7 +262,11 @@ mod tests {
             eprintln!("SKIPPED: /sys/kernel/btf/vmlinux not readable");
             return;
         };
-        for (s, m) in [("task_struct", "tgid"), ("task_struct", "mm"), ("mm_struct", "pgd")] {
+        for (s, m) in [
+            ("task_struct", "tgid"),
+            ("task_struct", "mm"),
+            ("mm_struct", "pgd"),
+        ] {
             let off = btf.member_offset(s, m).expect("offset");
             assert!(off > 0 && off < 0x10000, "{s}.{m} at {off}");
         }

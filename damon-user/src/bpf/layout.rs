@@ -98,9 +98,15 @@ fn calibrate_page_offset_base(layout: &KernelLayout) -> Result<u64, LayoutError>
     let mut ebpf = load_object(layout, false)?;
     let kbtf = aya::Btf::from_sys_fs().map_err(BpfError::Btf)?;
     let it: &mut Iter = program_mut(&mut ebpf, programs::TASK_PGD)?;
-    it.load("task", &kbtf).map_err(|source| BpfError::Program { name: programs::TASK_PGD, source })?;
+    it.load("task", &kbtf).map_err(|source| BpfError::Program {
+        name: programs::TASK_PGD,
+        source,
+    })?;
     let peek_prog: &mut RawTracePoint = program_mut(&mut ebpf, programs::PEEK)?;
-    peek_prog.load().map_err(|source| BpfError::Program { name: programs::PEEK, source })?;
+    peek_prog.load().map_err(|source| BpfError::Program {
+        name: programs::PEEK,
+        source,
+    })?;
 
     let pgd = task_pgd(&ebpf, std::process::id())?.ok_or(LayoutError::NoPgd)?;
     let marker = Marker::new();
@@ -113,14 +119,19 @@ fn calibrate_page_offset_base(layout: &KernelLayout) -> Result<u64, LayoutError>
     // The direct map spans all of RAM; 64 TiB of candidates is more than any machine has.
     let max_probes = 64 * 1024;
     for k in 0..max_probes {
-        let Some(base) = top.checked_sub(k * GIB) else { break };
+        let Some(base) = top.checked_sub(k * GIB) else {
+            break;
+        };
         if let Some(bytes) = peek(&ebpf, base.wrapping_add(pfn * 4096))?
             && bytes == marker.bytes
         {
             return Ok(base);
         }
     }
-    Err(LayoutError::NoDirectMap { pgd, probes: max_probes })
+    Err(LayoutError::NoDirectMap {
+        pgd,
+        probes: max_probes,
+    })
 }
 
 /// Walks a page of ours with the production walker and checks that the frame in its page-table
@@ -129,7 +140,9 @@ fn calibrate_page_offset_base(layout: &KernelLayout) -> Result<u64, LayoutError>
 fn validate(layout: &KernelLayout) -> Result<(), LayoutError> {
     let marker = Marker::new();
     let me = std::process::id();
-    let expected = sys::pagemap_pfn(me, marker.addr()).map_err(LayoutError::Pagemap)?.ok_or(LayoutError::NoFrame)?;
+    let expected = sys::pagemap_pfn(me, marker.addr())
+        .map_err(LayoutError::Pagemap)?
+        .ok_or(LayoutError::NoFrame)?;
     let mut progs = super::MonitorPrograms::load(Some(layout), Default::default())?;
     let slot = progs.add_target(me as i32)?;
     progs.set_regions(slot, &[(marker.addr(), marker.addr() + 4096)])?;
@@ -145,14 +158,28 @@ fn validate(layout: &KernelLayout) -> Result<(), LayoutError> {
 /// `mm->pgd` of process `pid`, through the `task_pgd` iterator on a pid-filtered link.
 pub(crate) fn task_pgd(ebpf: &aya::Ebpf, pid: u32) -> Result<Option<u64>, BpfError> {
     let it: &Iter = program(ebpf, programs::TASK_PGD)?;
-    let fd = it.fd().map_err(|source| BpfError::Program { name: programs::TASK_PGD, source })?;
+    let fd = it.fd().map_err(|source| BpfError::Program {
+        name: programs::TASK_PGD,
+        source,
+    })?;
     let mut f = sys::iter_for_pid(fd.as_fd().as_raw_fd(), pid)?;
     let mut sink = Vec::new();
     f.read_to_end(&mut sink).map_err(BpfError::Iterator)?;
-    let m = ebpf.map(maps::PGD_OUT).ok_or(BpfError::Missing { kind: "map", name: maps::PGD_OUT })?;
+    let m = ebpf.map(maps::PGD_OUT).ok_or(BpfError::Missing {
+        kind: "map",
+        name: maps::PGD_OUT,
+    })?;
     let out: aya::maps::Array<_, u64> =
-        aya::maps::Array::try_from(m).map_err(|source| BpfError::Map { name: maps::PGD_OUT, source })?;
-    let get = |i: u32| out.get(&i, 0).map_err(|source| BpfError::Map { name: maps::PGD_OUT, source });
+        aya::maps::Array::try_from(m).map_err(|source| BpfError::Map {
+            name: maps::PGD_OUT,
+            source,
+        })?;
+    let get = |i: u32| {
+        out.get(&i, 0).map_err(|source| BpfError::Map {
+            name: maps::PGD_OUT,
+            source,
+        })
+    };
     Ok((get(0)? == 1).then_some(get(2)?).filter(|&p| p != 0))
 }
 
@@ -178,8 +205,21 @@ impl Marker {
             chunk.copy_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
         }
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE;
-        let p = unsafe { libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
-        let page = if p == libc::MAP_FAILED { std::ptr::null_mut() } else { p as *mut u8 };
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                -1,
+                0,
+            )
+        };
+        let page = if p == libc::MAP_FAILED {
+            std::ptr::null_mut()
+        } else {
+            p as *mut u8
+        };
         if !page.is_null() {
             unsafe {
                 libc::mlock(page as *const _, 4096);

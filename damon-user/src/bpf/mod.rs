@@ -18,4 +18,5 @@ pub use pmu::{PerfSampler, PmuError};
 pub use programs::{BpfError, MonitorPrograms, ProgramOptions, WalkPath};
 
 /// The eBPF object built by `build.rs`, embedded in the binary.
-pub(crate) static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/damon-ebpf"));
+pub(crate) static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/damon-ebpf"));

@@ -46,7 +46,10 @@ pub enum BpfError {
         source: aya::maps::MapError,
     },
     #[error("the eBPF object has no {kind} named {name}")]
-    Missing { kind: &'static str, name: &'static str },
+    Missing {
+        kind: &'static str,
+        name: &'static str,
+    },
     #[error("all {MAX_TARGETS} target slots are in use")]
     NoFreeSlot,
     #[error("process {pid} is not a target of this program set")]
@@ -100,14 +103,17 @@ pub enum WalkPath {
 fn load_walker(ebpf: &mut Ebpf) -> Result<WalkPath, BpfError> {
     let btf = aya::Btf::from_sys_fs().map_err(BpfError::Btf)?;
     let it: &mut Iter = program_mut(ebpf, programs::TASK_PGD)?;
-    it.load("task", &btf).map_err(prog_err(programs::TASK_PGD))?;
+    it.load("task", &btf)
+        .map_err(prog_err(programs::TASK_PGD))?;
     let raw: &mut RawTracePoint = program_mut(ebpf, programs::WALK_TEST_RUN)?;
     raw.load().map_err(prog_err(programs::WALK_TEST_RUN))?;
     let it: &mut Iter = program_mut(ebpf, programs::WALK_TASK_VMA)?;
     match it.load("task_vma", &btf) {
         Ok(()) => Ok(WalkPath::TaskVma),
         Err(e) => {
-            log::info!("iter/task_vma unavailable ({e}); walking page tables through BPF_PROG_TEST_RUN");
+            log::info!(
+                "iter/task_vma unavailable ({e}); walking page tables through BPF_PROG_TEST_RUN"
+            );
             Ok(WalkPath::TestRun)
         }
     }
@@ -117,7 +123,10 @@ impl MonitorPrograms {
     /// Loads the programs. With a `layout` of the running kernel the page-table walk is
     /// available; without one only fault attribution is (it needs no calibration).
     pub fn load(layout: Option<&KernelLayout>, opts: ProgramOptions) -> Result<Self, BpfError> {
-        let mut ebpf = load_object(layout.unwrap_or(&KernelLayout::UNKNOWN), opts.fault_in_region_is_access)?;
+        let mut ebpf = load_object(
+            layout.unwrap_or(&KernelLayout::UNKNOWN),
+            opts.fault_in_region_is_access,
+        )?;
         let logger = LoggerThread::start(&mut ebpf);
         let mut walk_path = None;
         if layout.is_some() {
@@ -127,13 +136,20 @@ impl MonitorPrograms {
             super::probe::ensure_tracefs();
             let tp: &mut TracePoint = program_mut(&mut ebpf, programs::PAGE_FAULT_USER)?;
             tp.load().map_err(prog_err(programs::PAGE_FAULT_USER))?;
-            tp.attach("exceptions", "page_fault_user").map_err(prog_err(programs::PAGE_FAULT_USER))?;
+            tp.attach("exceptions", "page_fault_user")
+                .map_err(prog_err(programs::PAGE_FAULT_USER))?;
         }
         if opts.perf_sampler.is_some() {
             let pe: &mut PerfEvent = program_mut(&mut ebpf, programs::PERF_SAMPLE)?;
             pe.load().map_err(prog_err(programs::PERF_SAMPLE))?;
         }
-        Ok(Self { ebpf, slots: [None; MAX_TARGETS as usize], perf_sampler: opts.perf_sampler, walk_path, logger })
+        Ok(Self {
+            ebpf,
+            slots: [None; MAX_TARGETS as usize],
+            perf_sampler: opts.perf_sampler,
+            walk_path,
+            logger,
+        })
     }
 
     /// Registers process `pid` (a tgid) and returns its slot.
@@ -141,16 +157,25 @@ impl MonitorPrograms {
         if let Some(slot) = self.slot_of(pid) {
             return Ok(slot);
         }
-        let slot = self.slots.iter().position(Option::is_none).ok_or(BpfError::NoFreeSlot)? as u32;
+        let slot = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or(BpfError::NoFreeSlot)? as u32;
         self.set_regions(slot, &[])?;
         let mut targets: HashMap<_, u32, TargetSlot> = self.map_mut(maps::TARGETS)?;
-        targets.insert(pid as u32, TargetSlot { slot, flags: 0 }, 0).map_err(map_err(maps::TARGETS))?;
+        targets
+            .insert(pid as u32, TargetSlot { slot, flags: 0 }, 0)
+            .map_err(map_err(maps::TARGETS))?;
         self.slots[slot as usize] = Some(pid as u32);
         if let Some(sampler) = self.perf_sampler {
             let pe: &mut PerfEvent = program_mut(&mut self.ebpf, programs::PERF_SAMPLE)?;
             pe.attach(
                 sampler.config(),
-                PerfEventScope::OneProcess { pid: pid as u32, cpu: None },
+                PerfEventScope::OneProcess {
+                    pid: pid as u32,
+                    cpu: None,
+                },
                 SamplePolicy::Period(1),
                 true,
             )
@@ -170,13 +195,18 @@ impl MonitorPrograms {
     }
 
     pub fn slot_of(&self, pid: i32) -> Option<u32> {
-        self.slots.iter().position(|s| *s == Some(pid as u32)).map(|s| s as u32)
+        self.slots
+            .iter()
+            .position(|s| *s == Some(pid as u32))
+            .map(|s| s as u32)
     }
 
     /// Writes the regions of `slot` and zeroes its counters (region indices change meaning).
     pub fn set_regions(&mut self, slot: u32, regions: &[(u64, u64)]) -> Result<(), BpfError> {
         if regions.len() > MAX_REGIONS as usize {
-            return Err(BpfError::TooManyRegions { count: regions.len() });
+            return Err(BpfError::TooManyRegions {
+                count: regions.len(),
+            });
         }
         let mut table: Box<RegionTable> = zeroed_box();
         table.nr_regions = regions.len() as u32;
@@ -188,11 +218,18 @@ impl MonitorPrograms {
         // layout only, never against a stale index.
         self.reset_counters(slot)?;
         let mut arr: Array<_, RegionTable> = self.map_mut(maps::REGIONS)?;
-        arr.set(slot, table.as_ref(), 0).map_err(map_err(maps::REGIONS))
+        arr.set(slot, table.as_ref(), 0)
+            .map_err(map_err(maps::REGIONS))
     }
 
     /// Writes the sampling addresses (and `SAMPLE_*` flags) of `slot` for sample `generation`.
-    pub fn set_samples(&mut self, slot: u32, generation: u32, addrs: &[u64], flags: &[u8]) -> Result<(), BpfError> {
+    pub fn set_samples(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        addrs: &[u64],
+        flags: &[u8],
+    ) -> Result<(), BpfError> {
         if addrs.len() > MAX_REGIONS as usize {
             return Err(BpfError::TooManyRegions { count: addrs.len() });
         }
@@ -210,7 +247,8 @@ impl MonitorPrograms {
     pub fn reset_counters(&mut self, slot: u32) -> Result<(), BpfError> {
         let zero: Box<SampleOutput> = zeroed_box();
         let mut out: Array<_, SampleOutput> = self.map_mut(maps::OUTPUT)?;
-        out.set(slot, zero.as_ref(), 0).map_err(map_err(maps::OUTPUT))
+        out.set(slot, zero.as_ref(), 0)
+            .map_err(map_err(maps::OUTPUT))
     }
 
     /// Page faults per region of process `pid` since its regions were set or its counters reset.
@@ -223,7 +261,9 @@ impl MonitorPrograms {
     /// What the programs recorded for `slot`.
     pub fn output(&self, slot: u32) -> Result<Box<SampleOutput>, BpfError> {
         let arr: Array<_, SampleOutput> = self.map(maps::OUTPUT)?;
-        arr.get(&slot, 0).map(Box::new).map_err(map_err(maps::OUTPUT))
+        arr.get(&slot, 0)
+            .map(Box::new)
+            .map_err(map_err(maps::OUTPUT))
     }
 
     /// The walk path in use, `None` when loaded without a kernel layout.
@@ -244,10 +284,16 @@ impl MonitorPrograms {
                 while f.read(&mut sink).map_err(BpfError::Iterator)? > 0 {}
             }
             Some(WalkPath::TestRun) => {
-                let pgd = super::layout::task_pgd(&self.ebpf, pid as u32)?.ok_or(BpfError::UnknownTarget { pid })?;
+                let pgd = super::layout::task_pgd(&self.ebpf, pid as u32)?
+                    .ok_or(BpfError::UnknownTarget { pid })?;
                 self.walk_test_run(pgd, slot)?;
             }
-            None => return Err(BpfError::Missing { kind: "program", name: programs::WALK_TASK_VMA }),
+            None => {
+                return Err(BpfError::Missing {
+                    kind: "program",
+                    name: programs::WALK_TASK_VMA,
+                });
+            }
         }
         self.output(slot)
     }
@@ -259,7 +305,9 @@ impl MonitorPrograms {
         let mut o = RawTracePointRunOptions::new();
         o.args[0] = pgd;
         o.args[1] = slot as u64;
-        Ok(p.test_run(o).map_err(prog_err(programs::WALK_TEST_RUN))?.return_value)
+        Ok(p.test_run(o)
+            .map_err(prog_err(programs::WALK_TEST_RUN))?
+            .return_value)
     }
 
     /// Sets `walk_path` (tests compare the two paths).
@@ -279,7 +327,10 @@ impl MonitorPrograms {
     }
 
     fn map<V: aya::Pod>(&self, name: &'static str) -> Result<Array<&MapData, V>, BpfError> {
-        let m = self.ebpf.map(name).ok_or(BpfError::Missing { kind: "map", name })?;
+        let m = self
+            .ebpf
+            .map(name)
+            .ok_or(BpfError::Missing { kind: "map", name })?;
         Array::try_from(m).map_err(map_err(name))
     }
 
@@ -287,7 +338,10 @@ impl MonitorPrograms {
     where
         M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
     {
-        let m = self.ebpf.map_mut(name).ok_or(BpfError::Missing { kind: "map", name })?;
+        let m = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(BpfError::Missing { kind: "map", name })?;
         M::try_from(m).map_err(map_err(name))
     }
 }
@@ -327,15 +381,24 @@ pub(crate) fn program<'a, P>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a P
 where
     &'a P: TryFrom<&'a aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    let p = ebpf.program(name).ok_or(BpfError::Missing { kind: "program", name })?;
+    let p = ebpf.program(name).ok_or(BpfError::Missing {
+        kind: "program",
+        name,
+    })?;
     p.try_into().map_err(prog_err(name))
 }
 
-pub(crate) fn program_mut<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, BpfError>
+pub(crate) fn program_mut<'a, P>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut P, BpfError>
 where
     &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    let p = ebpf.program_mut(name).ok_or(BpfError::Missing { kind: "program", name })?;
+    let p = ebpf.program_mut(name).ok_or(BpfError::Missing {
+        kind: "program",
+        name,
+    })?;
     p.try_into().map_err(prog_err(name))
 }
 
@@ -344,10 +407,17 @@ pub(crate) fn peek(ebpf: &Ebpf, addr: u64) -> Result<Option<[u8; PEEK_LEN]>, Bpf
     let p: &RawTracePoint = program(ebpf, programs::PEEK)?;
     let mut o = RawTracePointRunOptions::new();
     o.args[0] = addr;
-    if p.test_run(o).map_err(prog_err(programs::PEEK))?.return_value != 0 {
+    if p.test_run(o)
+        .map_err(prog_err(programs::PEEK))?
+        .return_value
+        != 0
+    {
         return Ok(None);
     }
-    let m = ebpf.map(maps::PEEK_OUT).ok_or(BpfError::Missing { kind: "map", name: maps::PEEK_OUT })?;
+    let m = ebpf.map(maps::PEEK_OUT).ok_or(BpfError::Missing {
+        kind: "map",
+        name: maps::PEEK_OUT,
+    })?;
     let arr: Array<_, [u8; PEEK_LEN]> = Array::try_from(m).map_err(map_err(maps::PEEK_OUT))?;
     arr.get(&0, 0).map(Some).map_err(map_err(maps::PEEK_OUT))
 }
@@ -389,7 +459,11 @@ impl LoggerThread {
             .spawn(move || {
                 let fd = logger.as_raw_fd();
                 while !flag.load(Ordering::Relaxed) {
-                    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
                     if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
                         logger.flush();
                     }

@@ -17,12 +17,21 @@ pub struct SyscallError {
 }
 
 fn check(call: &'static str, r: libc::c_long) -> Result<libc::c_long, SyscallError> {
-    if r < 0 { Err(SyscallError { call, io_error: io::Error::last_os_error() }) } else { Ok(r) }
+    if r < 0 {
+        Err(SyscallError {
+            call,
+            io_error: io::Error::last_os_error(),
+        })
+    } else {
+        Ok(r)
+    }
 }
 
 /// `pidfd_open(2)`: a handle on a process that does not go stale when the pid is reused.
 pub fn pidfd_open(pid: i32) -> Result<OwnedFd, SyscallError> {
-    let fd = check("pidfd_open", unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    let fd = check("pidfd_open", unsafe {
+        libc::syscall(libc::SYS_pidfd_open, pid, 0)
+    })?;
     // SAFETY: the kernel just returned this fd to us and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
@@ -32,14 +41,34 @@ pub const MAX_IOVECS: usize = 1024;
 
 /// `process_madvise(2)`: applies `advice` to ranges of another process; returns the bytes
 /// advised, which is short (without an error) when a range was not mapped.
-pub fn process_madvise(pidfd: &OwnedFd, iov: &[libc::iovec], advice: i32) -> Result<usize, SyscallError> {
+pub fn process_madvise(
+    pidfd: &OwnedFd,
+    iov: &[libc::iovec],
+    advice: i32,
+) -> Result<usize, SyscallError> {
     let n = iov.len().min(MAX_IOVECS);
-    let r = unsafe { libc::syscall(libc::SYS_process_madvise, pidfd.as_raw_fd(), iov.as_ptr(), n, advice, 0u32) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_process_madvise,
+            pidfd.as_raw_fd(),
+            iov.as_ptr(),
+            n,
+            advice,
+            0u32,
+        )
+    };
     check("process_madvise", r).map(|r| r as usize)
 }
 
 fn bpf(cmd: i32, attr: &mut [u64; 16]) -> Result<RawFd, SyscallError> {
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), std::mem::size_of_val(attr) as u32) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(attr) as u32,
+        )
+    };
     check("bpf", r).map(|r| r as RawFd)
 }
 

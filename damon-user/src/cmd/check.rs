@@ -37,7 +37,11 @@ pub fn run(args: Args) -> Result<()> {
         layout.calibration.as_secs_f64() * 1e3
     );
     let sampler = args.perf_sampler.map(|s| s.resolve()).transpose()?;
-    let opts = ProgramOptions { fault_tracepoint: true, fault_in_region_is_access: false, perf_sampler: sampler };
+    let opts = ProgramOptions {
+        fault_tracepoint: true,
+        fault_in_region_is_access: false,
+        perf_sampler: sampler,
+    };
     let mut progs = MonitorPrograms::load(Some(&layout), opts)?;
     if sampler.is_some() {
         progs.add_target(std::process::id() as i32)?;
@@ -45,8 +49,13 @@ pub fn run(args: Args) -> Result<()> {
     println!(
         "programs: {} loaded; page-table walk via {:?}; exceptions:page_fault_user attached{}",
         progs.program_ids().len(),
-        progs.walk_path().map(|p| format!("{p:?}")).unwrap_or_default(),
-        sampler.map(|s| format!("; perf_event sampler attached to {s:?}")).unwrap_or_default()
+        progs
+            .walk_path()
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_default(),
+        sampler
+            .map(|s| format!("; perf_event sampler attached to {s:?}"))
+            .unwrap_or_default()
     );
     println!("OK");
     Ok(())

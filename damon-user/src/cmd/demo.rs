@@ -46,10 +46,23 @@ pub fn run(args: Args) -> Result<()> {
     let lifetime = format!("{:.1}", args.seconds + 5.0);
     let exe_s = exe.to_string_lossy().into_owned();
     let argv = [
-        "damon", "--", &exe_s, "workload", "hotcold", "--hot-mib", "32", "--cold-mib", "96", "--swap-after", &swap,
-        "--duration", &lifetime,
+        "damon",
+        "--",
+        &exe_s,
+        "workload",
+        "hotcold",
+        "--hot-mib",
+        "32",
+        "--cold-mib",
+        "96",
+        "--swap-after",
+        &swap,
+        "--duration",
+        &lifetime,
     ];
-    let monitor = Defaults::try_parse_from(argv).context("demo arguments")?.monitor;
+    let monitor = Defaults::try_parse_from(argv)
+        .context("demo arguments")?
+        .monitor;
     println!(
         "damon demo: a workload with a 32 MiB hot buffer and a 96 MiB cold one, which swap roles after {swap} s.\n\
          Watching it for {:.0} s with DAMON's defaults (5 ms samples, 100 ms aggregations)...",
@@ -57,21 +70,41 @@ pub fn run(args: Args) -> Result<()> {
     );
     let mut session = Session::start(&monitor)?;
     let mut writer = RecordWriter::new(RecordFormat::JsonCompressed);
-    let reason = watch(&mut session, WatchOptions { delay: None, duration: Some(args.seconds) }, |s| writer.push(s))?;
+    let reason = watch(
+        &mut session,
+        WatchOptions {
+            delay: None,
+            duration: Some(args.seconds),
+        },
+        |s| writer.push(s),
+    )?;
     session.kdamond.stop();
     while let Ok(s) = session.snapshots.try_recv() {
         writer.push(&s);
     }
     drop(session);
-    let path = args.output.unwrap_or_else(|| std::env::temp_dir().join(format!("damon-demo-{}.data", std::process::id())));
-    writer.flush(&path).with_context(|| format!("writing {}", path.display()))?;
+    let path = args.output.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("damon-demo-{}.data", std::process::id()))
+    });
+    writer
+        .flush(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
     let records = read_records(&path)?;
     let name = path.display().to_string();
-    let input = Input { name: &name, records: &records };
+    let input = Input {
+        name: &name,
+        records: &records,
+    };
     let colour = std::io::stdout().is_terminal();
-    println!("\nLive view ended ({reason}); {} aggregations recorded in {name}.\n", writer.nr_snapshots());
+    println!(
+        "\nLive view ended ({reason}); {} aggregations recorded in {name}.\n",
+        writer.nr_snapshots()
+    );
     println!("$ damon report access --sort access -i {name}");
-    let opts = access::AccessOptions { sort: access::SortKey::Access, ..Default::default() };
+    let opts = access::AccessOptions {
+        sort: access::SortKey::Access,
+        ..Default::default()
+    };
     let table = access::render_text(&input, &opts)?;
     // The hottest rows are the point; the full table is one command away.
     for line in table.lines().take(30) {
@@ -85,6 +118,8 @@ pub fn run(args: Args) -> Result<()> {
         ..Default::default()
     };
     print!("{}", heatmap::render_text(&input, &hopts)?);
-    println!("\nThe hot buffer moved halfway through: the heatmap shows the swap. Try `damon top -p PID` on your own programs.");
+    println!(
+        "\nThe hot buffer moved halfway through: the heatmap shows the swap. Try `damon top -p PID` on your own programs."
+    );
     Ok(())
 }

@@ -9,8 +9,6 @@ use crate::{
     core::read_proc_maps,
 };
 
-
-
 #[derive(Debug, ClapArgs)]
 #[command(
     about = "Count page faults per memory mapping of a process",
@@ -35,29 +33,53 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     if !(args.interval > 0.0 && args.interval.is_finite()) {
-        bail!("--interval must be a positive number of seconds, not {}", args.interval);
+        bail!(
+            "--interval must be a positive number of seconds, not {}",
+            args.interval
+        );
     }
-    let maps = read_proc_maps(args.pid).with_context(|| format!("reading the mappings of process {}", args.pid))?;
-    let regions: Vec<(u64, u64)> =
-        maps.iter().map(|r| (r.start, r.end)).take(damon_common::MAX_REGIONS as usize).collect();
-    let opts = ProgramOptions { fault_tracepoint: true, ..Default::default() };
+    let maps = read_proc_maps(args.pid)
+        .with_context(|| format!("reading the mappings of process {}", args.pid))?;
+    let regions: Vec<(u64, u64)> = maps
+        .iter()
+        .map(|r| (r.start, r.end))
+        .take(damon_common::MAX_REGIONS as usize)
+        .collect();
+    let opts = ProgramOptions {
+        fault_tracepoint: true,
+        ..Default::default()
+    };
     let mut progs = MonitorPrograms::load(None, opts).context("loading the eBPF programs")?;
     let slot = progs.add_target(args.pid)?;
     progs.set_regions(slot, &regions)?;
-    println!("Counting page faults of process {} in {} mappings... Hit Ctrl-C to end.", args.pid, regions.len());
+    println!(
+        "Counting page faults of process {} in {} mappings... Hit Ctrl-C to end.",
+        args.pid,
+        regions.len()
+    );
     let stop = crate::cmd::interrupted();
     let t0 = Instant::now();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         std::thread::sleep(Duration::from_secs_f64(args.interval));
         let faults = progs.faults(args.pid, regions.len())?;
         progs.reset_counters(slot)?;
-        let mut rows: Vec<(u64, (u64, u64))> = faults.into_iter().zip(regions.iter().copied()).collect();
+        let mut rows: Vec<(u64, (u64, u64))> =
+            faults.into_iter().zip(regions.iter().copied()).collect();
         rows.sort_by_key(|&(f, _)| std::cmp::Reverse(f));
-        println!("# t={:.1}s  {:>12}  {:>39}", t0.elapsed().as_secs_f64(), "FAULTS", "ADDR RANGE");
+        println!(
+            "# t={:.1}s  {:>12}  {:>39}",
+            t0.elapsed().as_secs_f64(),
+            "FAULTS",
+            "ADDR RANGE"
+        );
         for (f, (s, e)) in rows.iter().take(args.top).filter(|(f, _)| *f > 0) {
             println!("{:>22}  {s:#018x}-{e:#018x}", f);
         }
-        if args.duration.is_some_and(|d| t0.elapsed().as_secs_f64() >= d) || !crate::cmd::process_alive(args.pid) {
+        if args
+            .duration
+            .is_some_and(|d| t0.elapsed().as_secs_f64() >= d)
+            || !crate::cmd::process_alive(args.pid)
+        {
             break;
         }
     }

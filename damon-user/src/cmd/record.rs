@@ -48,14 +48,22 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--duration must be a positive number of seconds, not {d}");
     }
     if !(args.flush_every > 0.0 && args.flush_every.is_finite()) {
-        bail!("--flush-every must be a positive number of seconds, not {}", args.flush_every);
+        bail!(
+            "--flush-every must be a positive number of seconds, not {}",
+            args.flush_every
+        );
     }
     let stop = super::interrupted();
     let mut session = Session::start(&args.monitor)?;
     let out = &args.output;
     eprintln!(
         "Recording process {} into {}... Hit Ctrl-C to end.",
-        session.pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+        session
+            .pids
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         out.display()
     );
     let mut writer = RecordWriter::new(args.format);
@@ -67,7 +75,10 @@ pub fn run(args: Args) -> Result<()> {
         if stop.load(Ordering::Relaxed) {
             break "interrupted";
         }
-        if args.duration.is_some_and(|d| t0.elapsed().as_secs_f64() >= d) {
+        if args
+            .duration
+            .is_some_and(|d| t0.elapsed().as_secs_f64() >= d)
+        {
             break "duration reached";
         }
         if !session.command_running() {
@@ -85,7 +96,9 @@ pub fn run(args: Args) -> Result<()> {
             break "every target exited";
         }
         if last_flush.elapsed().as_secs_f64() >= args.flush_every {
-            writer.flush(out).with_context(|| format!("writing {}", out.display()))?;
+            writer
+                .flush(out)
+                .with_context(|| format!("writing {}", out.display()))?;
             last_flush = Instant::now();
         }
         if tty {
@@ -104,7 +117,9 @@ pub fn run(args: Args) -> Result<()> {
     while let Ok(s) = session.snapshots.try_recv() {
         writer.push(&s);
     }
-    writer.flush(out).with_context(|| format!("writing {}", out.display()))?;
+    writer
+        .flush(out)
+        .with_context(|| format!("writing {}", out.display()))?;
     if tty {
         eprintln!();
     }

@@ -11,7 +11,9 @@ use clap::{Args as ClapArgs, ValueEnum};
 
 use crate::{
     bpf::{PerfSampler, PmuError, probe},
-    core::{AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec, start_kdamond},
+    core::{
+        AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec, start_kdamond,
+    },
     ops::{EbpfOps, EbpfOpsOptions, FaultScope},
 };
 
@@ -85,7 +87,9 @@ fn parse_ops(s: &str) -> Result<OpsKind, String> {
 
 /// Parses `START-END` with each bound in decimal or `0x` hex.
 pub fn parse_range(s: &str) -> Result<AddrRange, String> {
-    let (a, b) = s.split_once('-').ok_or_else(|| format!("range {s:?} is not START-END"))?;
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("range {s:?} is not START-END"))?;
     let num = |x: &str| {
         let x = x.trim();
         let r = match x.strip_prefix("0x").or_else(|| x.strip_prefix("0X")) {
@@ -131,7 +135,9 @@ impl MonitorArgs {
                 damon_common::MAX_REGIONS
             );
         }
-        self.spec(&[1]).validate().context("invalid monitoring attributes")?;
+        self.spec(&[1])
+            .validate()
+            .context("invalid monitoring attributes")?;
         Ok(())
     }
 
@@ -141,7 +147,13 @@ impl MonitorArgs {
         ContextSpec {
             ops: self.ops,
             attrs: self.attrs(),
-            targets: pids.iter().map(|&pid| TargetSpec { pid, ranges: ranges.clone() }).collect(),
+            targets: pids
+                .iter()
+                .map(|&pid| TargetSpec {
+                    pid,
+                    ranges: ranges.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -180,13 +192,22 @@ impl Session {
         args.validate()?;
         let missing = probe::check_kernel();
         if !missing.is_empty() {
-            let list: Vec<String> = missing.into_iter().map(|m| format!("  - {}", m.0)).collect();
-            bail!("this system lacks what monitoring needs:\n{}", list.join("\n"));
+            let list: Vec<String> = missing
+                .into_iter()
+                .map(|m| format!("  - {}", m.0))
+                .collect();
+            bail!(
+                "this system lacks what monitoring needs:\n{}",
+                list.join("\n")
+            );
         }
         let mut pids = args.pids.clone();
         let mut child = ChildGuard(None);
         if let Some((prog, rest)) = args.command.split_first() {
-            let c = Command::new(prog).args(rest).spawn().with_context(|| format!("starting {prog}"))?;
+            let c = Command::new(prog)
+                .args(rest)
+                .spawn()
+                .with_context(|| format!("starting {prog}"))?;
             pids.push(c.id() as i32);
             child.0 = Some(c);
         }
@@ -198,12 +219,21 @@ impl Session {
             perf_sampler: args.perf_sampler.map(SamplerArg::resolve).transpose()?,
         };
         let seed = args.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
         });
         let ops = EbpfOps::new(opts, seed).context("setting up the eBPF access check")?;
         let (tx, snapshots) = channel();
-        let kdamond = start_kdamond(0, args.spec(&pids), Box::new(ops), tx, seed).context("starting the kdamond")?;
-        Ok(Session { kdamond, snapshots, pids, child })
+        let kdamond = start_kdamond(0, args.spec(&pids), Box::new(ops), tx, seed)
+            .context("starting the kdamond")?;
+        Ok(Session {
+            kdamond,
+            snapshots,
+            pids,
+            child,
+        })
     }
 
     /// Whether the command we started is still running (true when there is none).

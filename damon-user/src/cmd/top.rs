@@ -53,7 +53,11 @@ const HISTORY: usize = 120;
 /// Shows the live view of `session` until `q`, Ctrl-C, the duration, or the targets' end;
 /// hands every aggregation to `each`. Full screen on a terminal (restored on any exit), plain
 /// blocks otherwise. Returns why it ended.
-pub fn watch(session: &mut Session, opts: WatchOptions, mut each: impl FnMut(&Snapshot)) -> Result<&'static str> {
+pub fn watch(
+    session: &mut Session,
+    opts: WatchOptions,
+    mut each: impl FnMut(&Snapshot),
+) -> Result<&'static str> {
     let stop = super::interrupted();
     let tty = std::io::stdout().is_terminal();
     let screen = tty.then(LiveScreen::enter);
@@ -68,7 +72,10 @@ pub fn watch(session: &mut Session, opts: WatchOptions, mut each: impl FnMut(&Sn
         if screen.as_ref().is_some_and(|s| s.quit_pressed()) {
             break "quit";
         }
-        if opts.duration.is_some_and(|d| t0.elapsed().as_secs_f64() >= d) {
+        if opts
+            .duration
+            .is_some_and(|d| t0.elapsed().as_secs_f64() >= d)
+        {
             break "duration reached";
         }
         if !session.command_running() {
@@ -121,9 +128,23 @@ pub fn run(args: Args) -> Result<()> {
         bail!("nothing to monitor: give -p PID or -- COMMAND");
     }
     let mut session = Session::start(&args.monitor)?;
-    let reason = watch(&mut session, WatchOptions { delay: args.delay, duration: args.duration }, |_| {})?;
+    let reason = watch(
+        &mut session,
+        WatchOptions {
+            delay: args.delay,
+            duration: args.duration,
+        },
+        |_| {},
+    )?;
     session.kdamond.stop();
-    eprintln!("damon top: {reason}{}", session.kdamond.exit_reason().map(|e| format!(" ({e})")).unwrap_or_default());
+    eprintln!(
+        "damon top: {reason}{}",
+        session
+            .kdamond
+            .exit_reason()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -43,7 +43,11 @@ impl LiveScreen {
     /// Whether `q` (or `Q`) was pressed since the last call.
     pub fn quit_pressed(&self) -> bool {
         let mut buf = [0u8; 32];
-        let mut pfd = libc::pollfd { fd: libc::STDIN_FILENO, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: libc::STDIN_FILENO,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: poll/read on stdin into a local buffer.
         unsafe {
             if libc::poll(&mut pfd, 1, 0) <= 0 {
@@ -72,7 +76,10 @@ pub fn size() -> (u16, u16) {
     // SAFETY: TIOCGWINSZ fills a winsize.
     unsafe {
         let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0 {
+        if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) == 0
+            && ws.ws_col > 0
+            && ws.ws_row > 0
+        {
             (ws.ws_col, ws.ws_row)
         } else {
             (80, 24)

@@ -66,16 +66,37 @@ impl Buffer {
     fn map(len: usize, thp: bool) -> Result<Self> {
         let raw_len = len + HPAGE;
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-        let raw = unsafe { libc::mmap(std::ptr::null_mut(), raw_len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                raw_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                -1,
+                0,
+            )
+        };
         if raw == libc::MAP_FAILED {
-            bail!("mmap of {len} bytes failed: {}", std::io::Error::last_os_error());
+            bail!(
+                "mmap of {len} bytes failed: {}",
+                std::io::Error::last_os_error()
+            );
         }
         let start = (raw as usize).div_ceil(HPAGE) * HPAGE;
-        let advice = if thp { libc::MADV_HUGEPAGE } else { libc::MADV_NOHUGEPAGE };
+        let advice = if thp {
+            libc::MADV_HUGEPAGE
+        } else {
+            libc::MADV_NOHUGEPAGE
+        };
         if unsafe { libc::madvise(start as *mut _, len, advice) } != 0 {
             bail!("madvise failed: {}", std::io::Error::last_os_error());
         }
-        Ok(Self { raw, raw_len, start, len })
+        Ok(Self {
+            raw,
+            raw_len,
+            start,
+            len,
+        })
     }
 
     fn touch_pages(&self, pages: usize) {
@@ -109,19 +130,31 @@ pub fn run(args: Args) -> Result<()> {
     // Die with the parent: a monitor or test that crashes must not leak its workload.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     match args.mode {
-        Mode::Hotcold { hot_mib, cold_mib, swap_after, duration, thp } => {
-            hotcold(hot_mib, cold_mib, swap_after, duration, thp)
-        }
+        Mode::Hotcold {
+            hot_mib,
+            cold_mib,
+            swap_after,
+            duration,
+            thp,
+        } => hotcold(hot_mib, cold_mib, swap_after, duration, thp),
         Mode::Touch { pages } => touch(pages),
     }
 }
 
 fn say(line: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").and_then(|_| out.flush()).context("writing to stdout")
+    writeln!(out, "{line}")
+        .and_then(|_| out.flush())
+        .context("writing to stdout")
 }
 
-fn hotcold(hot_mib: u64, cold_mib: u64, swap_after: Option<f64>, duration: Option<f64>, thp: bool) -> Result<()> {
+fn hotcold(
+    hot_mib: u64,
+    cold_mib: u64,
+    swap_after: Option<f64>,
+    duration: Option<f64>,
+    thp: bool,
+) -> Result<()> {
     if hot_mib == 0 || cold_mib == 0 {
         bail!("buffer sizes must be at least 1 MiB (hot {hot_mib}, cold {cold_mib})");
     }
@@ -129,7 +162,12 @@ fn hotcold(hot_mib: u64, cold_mib: u64, swap_after: Option<f64>, duration: Optio
     let mut cold = Buffer::map((cold_mib << 20) as usize, thp)?;
     hot.touch_pages(usize::MAX);
     cold.touch_pages(usize::MAX);
-    say(&format!("READY pid={} hot={} cold={}", std::process::id(), hot.range(), cold.range()))?;
+    say(&format!(
+        "READY pid={} hot={} cold={}",
+        std::process::id(),
+        hot.range(),
+        cold.range()
+    ))?;
     let t0 = Instant::now();
     let mut swapped = false;
     loop {
@@ -141,7 +179,11 @@ fn hotcold(hot_mib: u64, cold_mib: u64, swap_after: Option<f64>, duration: Optio
         if !swapped && swap_after.is_some_and(|s| elapsed >= s) {
             std::mem::swap(&mut hot, &mut cold);
             swapped = true;
-            say(&format!("SWAPPED hot={} cold={}", hot.range(), cold.range()))?;
+            say(&format!(
+                "SWAPPED hot={} cold={}",
+                hot.range(),
+                cold.range()
+            ))?;
         }
         if duration.is_some_and(|d| elapsed >= d) {
             return Ok(());

@@ -24,7 +24,7 @@ use rand::{Rng, SeedableRng, rngs::SmallRng};
 use super::mkold::{coalesce, mkold};
 use crate::{
     bpf::{BpfError, KernelLayout, MonitorPrograms, PerfSampler, ProgramOptions, sys},
-    core::{AddrRange, OpsError, Operations, Region, TargetRef, read_proc_maps},
+    core::{AddrRange, Operations, OpsError, Region, TargetRef, read_proc_maps},
 };
 
 /// Which faults count as an access to a region.
@@ -75,7 +75,10 @@ pub struct EbpfOps {
     ranges: Vec<(u64, u64)>,
 }
 
-fn failed(what: impl Into<String>, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> OpsError {
+fn failed(
+    what: impl Into<String>,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> OpsError {
     OpsError::failed(what, e)
 }
 
@@ -88,7 +91,8 @@ impl EbpfOps {
             fault_in_region_is_access: opts.fault_scope == FaultScope::Region,
             perf_sampler: opts.perf_sampler,
         };
-        let progs = MonitorPrograms::load(Some(&layout), popts).map_err(|e| failed("loading the eBPF programs", e))?;
+        let progs = MonitorPrograms::load(Some(&layout), popts)
+            .map_err(|e| failed("loading the eBPF programs", e))?;
         Ok(Self {
             progs,
             targets: HashMap::new(),
@@ -120,7 +124,10 @@ impl EbpfOps {
                 Some(libc::ESRCH) => OpsError::TargetGone { pid },
                 _ => failed(format!("opening process {pid}"), e),
             })?;
-            let slot = self.progs.add_target(pid).map_err(|e| failed(format!("registering process {pid}"), e))?;
+            let slot = self
+                .progs
+                .add_target(pid)
+                .map_err(|e| failed(format!("registering process {pid}"), e))?;
             self.targets.insert(pid, Target { slot, pidfd });
         }
         self.targets.get(&pid).ok_or(OpsError::TargetGone { pid })
@@ -128,15 +135,20 @@ impl EbpfOps {
 
     fn bpf(pid: i32) -> impl Fn(BpfError) -> OpsError {
         move |e| match e {
-            BpfError::Syscall(ref s) if s.io_error.raw_os_error() == Some(libc::ESRCH) => OpsError::TargetGone { pid },
+            BpfError::Syscall(ref s) if s.io_error.raw_os_error() == Some(libc::ESRCH) => {
+                OpsError::TargetGone { pid }
+            }
             e => failed(format!("eBPF access check of process {pid}"), e),
         }
     }
 
     fn write_samples(&mut self, slot: u32, pid: i32, regions: &[Region]) -> Result<(), OpsError> {
         self.addrs.clear();
-        self.addrs.extend(regions.iter().map(|r| r.sampling_addr & !(PAGE_SIZE - 1)));
-        self.progs.set_samples(slot, self.generation, &self.addrs, &self.flags).map_err(Self::bpf(pid))
+        self.addrs
+            .extend(regions.iter().map(|r| r.sampling_addr & !(PAGE_SIZE - 1)));
+        self.progs
+            .set_samples(slot, self.generation, &self.addrs, &self.flags)
+            .map_err(Self::bpf(pid))
     }
 
     fn walk(&mut self, pid: i32) -> Result<Box<SampleOutput>, OpsError> {
@@ -145,7 +157,12 @@ impl EbpfOps {
     }
 
     /// mkolds the young, present samples in `which`; returns how many ranges were advised.
-    fn mkold_samples(&mut self, pid: i32, out: &SampleOutput, which: impl Iterator<Item = usize>) -> Result<(), OpsError> {
+    fn mkold_samples(
+        &mut self,
+        pid: i32,
+        out: &SampleOutput,
+        which: impl Iterator<Item = usize>,
+    ) -> Result<(), OpsError> {
         self.ranges.clear();
         for i in which {
             let w = out.walk[i];
@@ -153,17 +170,22 @@ impl EbpfOps {
                 continue; // already old, or nothing to clear
             }
             let a = self.addrs[i];
-            self.ranges.push(if w & WALK_PMD_LEAF != 0 { (a & !(HPAGE_PMD_SIZE - 1), HPAGE_PMD_SIZE) } else { (a, PAGE_SIZE) });
+            self.ranges.push(if w & WALK_PMD_LEAF != 0 {
+                (a & !(HPAGE_PMD_SIZE - 1), HPAGE_PMD_SIZE)
+            } else {
+                (a, PAGE_SIZE)
+            });
         }
         if self.ranges.is_empty() {
             return Ok(());
         }
         coalesce(&mut self.ranges);
         let target = self.targets.get(&pid).ok_or(OpsError::TargetGone { pid })?;
-        let skipped = mkold(&target.pidfd, &self.ranges).map_err(|e| match e.io_error.raw_os_error() {
-            Some(libc::ESRCH) => OpsError::TargetGone { pid },
-            _ => failed(format!("clearing accessed bits of process {pid}"), e),
-        })?;
+        let skipped =
+            mkold(&target.pidfd, &self.ranges).map_err(|e| match e.io_error.raw_os_error() {
+                Some(libc::ESRCH) => OpsError::TargetGone { pid },
+                _ => failed(format!("clearing accessed bits of process {pid}"), e),
+            })?;
         self.stats.mkold_ranges += self.ranges.len() as u64;
         self.stats.mkold_skipped += skipped as u64;
         Ok(())
@@ -171,7 +193,13 @@ impl EbpfOps {
 
     fn set_flags(&mut self, out: &SampleOutput, n: usize) {
         self.flags.clear();
-        self.flags.extend(out.walk[..n].iter().map(|&w| if w & WALK_PMD_LEAF != 0 { SAMPLE_HUGE } else { 0 }));
+        self.flags.extend(out.walk[..n].iter().map(|&w| {
+            if w & WALK_PMD_LEAF != 0 {
+                SAMPLE_HUGE
+            } else {
+                0
+            }
+        }));
     }
 }
 
@@ -184,17 +212,26 @@ impl Operations for EbpfOps {
         crate::cmd::process_alive(pid)
     }
 
-    fn prepare_access_checks(&mut self, t: &TargetRef, regions: &mut [Region]) -> Result<(), OpsError> {
+    fn prepare_access_checks(
+        &mut self,
+        t: &TargetRef,
+        regions: &mut [Region],
+    ) -> Result<(), OpsError> {
         let pid = t.pid;
         let slot = self.target(pid)?.slot;
         let n = regions.len().min(MAX_REGIONS as usize);
         if regions.len() > n {
-            log::warn!("process {pid}: {} regions, only the first {n} are checked", regions.len());
+            log::warn!(
+                "process {pid}: {} regions, only the first {n} are checked",
+                regions.len()
+            );
         }
         let regions = &mut regions[..n];
         if t.layout_changed {
             let bounds: Vec<(u64, u64)> = regions.iter().map(|r| (r.start, r.end)).collect();
-            self.progs.set_regions(slot, &bounds).map_err(Self::bpf(pid))?;
+            self.progs
+                .set_regions(slot, &bounds)
+                .map_err(Self::bpf(pid))?;
         }
         self.generation = self.generation.wrapping_add(1);
         self.stats.samples += 1;
@@ -206,7 +243,11 @@ impl Operations for EbpfOps {
         // Young right after mkold: the bit could not be cleared (or the page was touched again
         // within microseconds). Move those samples once; pages touched again are hot anyway.
         let stuck: Vec<usize> = (0..n)
-            .filter(|&i| after.walk[i] & WALK_YOUNG != 0 && before.walk[i] & WALK_YOUNG != 0 && regions[i].end - regions[i].start > PAGE_SIZE)
+            .filter(|&i| {
+                after.walk[i] & WALK_YOUNG != 0
+                    && before.walk[i] & WALK_YOUNG != 0
+                    && regions[i].end - regions[i].start > PAGE_SIZE
+            })
             .collect();
         if !stuck.is_empty() {
             for &i in &stuck {
@@ -226,18 +267,24 @@ impl Operations for EbpfOps {
         self.write_samples(slot, pid, regions)
     }
 
-    fn check_accesses(&mut self, t: &TargetRef, regions: &[Region], accessed: &mut [bool]) -> Result<(), OpsError> {
+    fn check_accesses(
+        &mut self,
+        t: &TargetRef,
+        regions: &[Region],
+        accessed: &mut [bool],
+    ) -> Result<(), OpsError> {
         let pid = t.pid;
         self.target(pid)?;
         let out = self.walk(pid)?;
         let n = regions.len().min(MAX_REGIONS as usize).min(accessed.len());
-        for i in 0..n {
-            let young = out.walk[i] & WALK_YOUNG != 0;
-            let faulted = out.fault_gen[i] == self.generation;
+        let seen = out.walk[..n].iter().zip(&out.fault_gen[..n]);
+        for (acc, (&walk, &fault_gen)) in accessed[..n].iter_mut().zip(seen) {
+            let young = walk & WALK_YOUNG != 0;
+            let faulted = fault_gen == self.generation;
             if faulted && !young {
                 self.stats.fault_hits += 1;
             }
-            accessed[i] = young || faulted;
+            *acc = young || faulted;
         }
         Ok(())
     }

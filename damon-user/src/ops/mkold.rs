@@ -18,13 +18,25 @@ pub fn mkold(pidfd: &OwnedFd, ranges: &[(u64, u64)]) -> Result<usize, SyscallErr
     let mut rest = ranges;
     while !rest.is_empty() {
         let batch = &rest[..rest.len().min(MAX_IOVECS)];
-        let iov: Vec<libc::iovec> =
-            batch.iter().map(|&(start, len)| libc::iovec { iov_base: start as *mut _, iov_len: len as usize }).collect();
+        let iov: Vec<libc::iovec> = batch
+            .iter()
+            .map(|&(start, len)| libc::iovec {
+                iov_base: start as *mut _,
+                iov_len: len as usize,
+            })
+            .collect();
         let done = match sys::process_madvise(pidfd, &iov, libc::MADV_COLD) {
             Ok(done) => done as u64,
             // EINVAL/ENOMEM name one bad range (mlocked, hugetlb, unmapped): skip the first
             // range and go on, so one odd mapping does not blind the whole target.
-            Err(e) if matches!(e.io_error.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOMEM)) => 0,
+            Err(e)
+                if matches!(
+                    e.io_error.raw_os_error(),
+                    Some(libc::EINVAL) | Some(libc::ENOMEM)
+                ) =>
+            {
+                0
+            }
             Err(e) => return Err(e),
         };
         // Whole ranges advised in this call.
@@ -67,8 +79,17 @@ mod tests {
 
     #[test]
     fn coalesce_merges_overlaps_and_duplicates() {
-        let mut r = vec![(0x5000, 0x1000), (0x2000, 0x1000), (0x200000, 0x200000), (0x200000, 0x200000), (0x3000, 0x1000)];
+        let mut r = vec![
+            (0x5000, 0x1000),
+            (0x2000, 0x1000),
+            (0x200000, 0x200000),
+            (0x200000, 0x200000),
+            (0x3000, 0x1000),
+        ];
         coalesce(&mut r);
-        assert_eq!(r, vec![(0x2000, 0x2000), (0x5000, 0x1000), (0x200000, 0x200000)]);
+        assert_eq!(
+            r,
+            vec![(0x2000, 0x2000), (0x5000, 0x1000), (0x200000, 0x200000)]
+        );
     }
 }
