@@ -9,7 +9,9 @@
 //!   any other process costs this one lookup.
 //! - `REGIONS`: `Array<RegionTable>`, one entry per slot: the regions of the target.
 //! - `SAMPLES`: `Array<SampleTable>`, one entry per slot: the sampling address of each region.
-//! - `OUTPUT`: `Array<SampleOutput>`, one entry per slot: what the programs saw.
+//! - `WALK_OUT`: `Array<WalkOutput>`, one entry per slot: what the last walk saw.
+//! - `FAULT_GEN`, `FAULT_COUNTS`: `Array<[_; MAX_REGIONS]>`, one entry per slot: what the fault
+//!   programs saw. Split from the walk output so each read copies only what it needs.
 #![no_std]
 
 /// Pages are 4 KiB on every architecture we run on (x86_64).
@@ -30,7 +32,7 @@ pub const REGION_SEARCH_STEPS: u32 = 13;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TargetSlot {
-    /// Index into `REGIONS`, `SAMPLES` and `OUTPUT`, below `MAX_TARGETS`.
+    /// Index into the per-slot arrays, below `MAX_TARGETS`.
     pub slot: u32,
     /// `u32` rather than a bool so the struct has no implicit padding. Reserved, zero.
     pub flags: u32,
@@ -52,43 +54,39 @@ pub struct RegionTable {
 #[derive(Clone, Copy)]
 pub struct SampleTable {
     /// Sample generation: increases by one per sample; a fault on a sampled page stamps it into
-    /// `SampleOutput::fault_gen`, so user space never has to clear the stamps (no race with the
-    /// tracepoint).
+    /// `FAULT_GEN`, so user space never has to clear the stamps (no race with the tracepoint).
     pub generation: u32,
     /// Number of valid entries in `addr`.
     pub nr_samples: u32,
     /// Page-aligned sampling address of region `i`.
     pub addr: [u64; MAX_REGIONS as usize],
-    /// `SAMPLE_*` flags of entry `i` (u8 per entry).
-    pub flags: [u8; MAX_REGIONS as usize],
 }
 
-/// The sample of entry `i` lies in a PMD-mapped huge page: faults anywhere in the 2 MiB page
-/// count as an access to it.
-pub const SAMPLE_HUGE: u8 = 1 << 0;
-
-/// What the programs saw for one target.
+/// What the last page-table walk of a target saw. Small on purpose: it is read after each of
+/// the two or three walks of every sample.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct SampleOutput {
-    /// Page faults per region since the region table was last written (monotonic; user space
-    /// takes differences).
-    /// u64 because the BPF target has only 64-bit atomics.
-    pub faults: [u64; MAX_REGIONS as usize],
-    /// Generation of the last sample whose sampled page took a fault.
-    pub fault_gen: [u32; MAX_REGIONS as usize],
-    /// `WALK_*` flags of the page-table walk of sample `i`.
+pub struct WalkOutput {
+    /// `WALK_*` flags of sample `i`. The fault program reads `WALK_PMD_LEAF` here to match
+    /// faults anywhere in a sampled huge page.
     pub walk: [u8; MAX_REGIONS as usize],
-    /// Raw leaf entry (PTE or PMD) of sample 0 of the last walk, for the start-up validation
-    /// that compares its PFN with `/proc/PID/pagemap`.
+    /// Raw leaf entry (PTE or PMD) of sample 0, for the start-up validation that compares its
+    /// frame with `/proc/PID/pagemap`.
     pub leaf0: u64,
-    /// Number of entries the last walk visited.
+    /// Number of entries the walk visited.
     pub walked: u32,
-    /// Walk generation: set to `SampleTable::generation` when a walk completes.
+    /// `SampleTable::generation` of the completed walk.
     pub walk_gen: u32,
 }
 
-/// Walk result flags (`SampleOutput::walk`).
+/// Per region: the generation of the last sample whose sampled page took a fault.
+pub type FaultGen = [u32; MAX_REGIONS as usize];
+
+/// Per region: page faults since the region table was last written (monotonic). u64 because
+/// the BPF target has only 64-bit atomics.
+pub type FaultCounts = [u64; MAX_REGIONS as usize];
+
+/// Walk result flags (`WalkOutput::walk`).
 pub const WALK_DONE: u8 = 1 << 0;
 pub const WALK_PRESENT: u8 = 1 << 1;
 pub const WALK_YOUNG: u8 = 1 << 2;
@@ -143,7 +141,9 @@ pub mod maps {
     pub const TARGETS: &str = "TARGETS";
     pub const REGIONS: &str = "REGIONS";
     pub const SAMPLES: &str = "SAMPLES";
-    pub const OUTPUT: &str = "OUTPUT";
+    pub const WALK_OUT: &str = "WALK_OUT";
+    pub const FAULT_GEN: &str = "FAULT_GEN";
+    pub const FAULT_COUNTS: &str = "FAULT_COUNTS";
     pub const PEEK_OUT: &str = "PEEK_OUT";
     pub const PGD_OUT: &str = "PGD_OUT";
 }
@@ -152,9 +152,9 @@ const _: () = assert!(MAX_REGIONS.is_power_of_two());
 const _: () = assert!(1 << (REGION_SEARCH_STEPS - 1) == MAX_REGIONS);
 const _: () = assert!(core::mem::size_of::<TargetSlot>() == 8);
 const _: () = assert!(core::mem::size_of::<RegionTable>() == 8 + 16 * MAX_REGIONS as usize);
-const _: () = assert!(core::mem::size_of::<SampleTable>() == 8 + 9 * MAX_REGIONS as usize);
-const _: () = assert!(core::mem::size_of::<SampleOutput>() == 13 * MAX_REGIONS as usize + 16);
-const _: () = assert!(core::mem::align_of::<SampleOutput>() == 8);
+const _: () = assert!(core::mem::size_of::<SampleTable>() == 8 + 8 * MAX_REGIONS as usize);
+const _: () = assert!(core::mem::size_of::<WalkOutput>() == MAX_REGIONS as usize + 16);
+const _: () = assert!(core::mem::align_of::<WalkOutput>() == 8);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -164,5 +164,5 @@ mod pod {
     unsafe impl aya::Pod for TargetSlot {}
     unsafe impl aya::Pod for RegionTable {}
     unsafe impl aya::Pod for SampleTable {}
-    unsafe impl aya::Pod for SampleOutput {}
+    unsafe impl aya::Pod for WalkOutput {}
 }

@@ -10,13 +10,13 @@ use aya_ebpf::{
 };
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use damon_common::{
-    HPAGE_PMD_SIZE, PAGE_SIZE, PERF_EVENT_DATA_ADDR_OFFSET, REGION_INDEX_MASK, SAMPLE_HUGE,
-    TP_PAGE_FAULT_ADDRESS_OFFSET,
+    HPAGE_PMD_SIZE, PAGE_SIZE, PERF_EVENT_DATA_ADDR_OFFSET, REGION_INDEX_MASK,
+    TP_PAGE_FAULT_ADDRESS_OFFSET, WALK_PMD_LEAF,
 };
 
 use crate::{
     globals,
-    maps::{OUTPUT, REGIONS, SAMPLES, TARGETS},
+    maps::{FAULT_COUNTS, FAULT_GEN, REGIONS, SAMPLES, TARGETS, WALK_OUT},
     regions::find_region,
 };
 
@@ -56,23 +56,29 @@ fn record_access(slot: u32, addr: u64) {
         return;
     };
     let idx = (idx & REGION_INDEX_MASK) as usize;
-    let Some(out) = OUTPUT.get_ptr_mut(slot) else {
+    let Some(counts) = FAULT_COUNTS.get_ptr_mut(slot) else {
         return;
     };
     // Faults of one process arrive on several CPUs at once. The result is unused, so this is a
     // plain BPF atomic add (XADD), available on every kernel with BPF. core's AtomicU64 has no
     // read-modify-write methods on the BPF target, hence the intrinsic.
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*out).faults[idx], 1) };
-    let Some(samples) = SAMPLES.get(slot) else {
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*counts)[idx], 1) };
+    let (Some(samples), Some(walk), Some(stamps)) = (
+        SAMPLES.get(slot),
+        WALK_OUT.get(slot),
+        FAULT_GEN.get_ptr_mut(slot),
+    ) else {
         return;
     };
     let sample = samples.addr[idx];
-    let span = if samples.flags[idx] & SAMPLE_HUGE != 0 {
+    // The last walk tells whether the sample lies in a huge page: then a fault anywhere in its
+    // 2 MiB is a fault on the sampled page.
+    let span = if walk.walk[idx] & WALK_PMD_LEAF != 0 {
         HPAGE_PMD_SIZE
     } else {
         PAGE_SIZE
     };
     if globals::fault_in_region_is_access() || addr & !(span - 1) == sample & !(span - 1) {
-        unsafe { (*out).fault_gen[idx] = samples.generation };
+        unsafe { (*stamps)[idx] = samples.generation };
     }
 }

@@ -16,7 +16,7 @@ use damon_common::{
 
 use crate::{
     globals,
-    maps::{OUTPUT, SAMPLES, TARGETS},
+    maps::{SAMPLES, TARGETS, WALK_OUT},
 };
 
 const P_PRESENT: u64 = 1 << 0;
@@ -139,7 +139,7 @@ extern "C" fn walk_one(k: u32, ctx: *mut core::ffi::c_void) -> i64 {
     if flags & WALK_READ_ERR != 0 {
         w.errors += 1;
     }
-    let Some(out) = OUTPUT.get_ptr_mut(w.slot) else {
+    let Some(out) = WALK_OUT.get_ptr_mut(w.slot) else {
         return 1;
     };
     unsafe {
@@ -185,7 +185,7 @@ fn walk_slot(pgd: u64, slot: u32) -> i32 {
     if r < 0 {
         return r as i32;
     }
-    if let Some(out) = OUTPUT.get_ptr_mut(slot) {
+    if let Some(out) = WALK_OUT.get_ptr_mut(slot) {
         unsafe {
             (*out).walked = nr;
             (*out).walk_gen = w.generation;

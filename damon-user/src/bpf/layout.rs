@@ -146,7 +146,7 @@ fn validate(layout: &KernelLayout) -> Result<(), LayoutError> {
     let mut progs = super::MonitorPrograms::load(Some(layout), Default::default())?;
     let slot = progs.add_target(me as i32)?;
     progs.set_regions(slot, &[(marker.addr(), marker.addr() + 4096)])?;
-    progs.set_samples(slot, 1, &[marker.addr()], &[])?;
+    progs.set_samples(slot, 1, &[marker.addr()])?;
     let out = progs.walk(me as i32)?;
     let walked = (out.leaf0 & 0x000f_ffff_ffff_f000) >> 12;
     if walked != expected {

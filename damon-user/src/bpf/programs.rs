@@ -22,8 +22,8 @@ use aya::{
     },
 };
 use damon_common::{
-    MAX_REGIONS, MAX_TARGETS, PEEK_LEN, RegionTable, SampleOutput, SampleTable, TargetSlot,
-    globals, maps, programs,
+    FaultCounts, FaultGen, MAX_REGIONS, MAX_TARGETS, PEEK_LEN, RegionTable, SampleTable,
+    TargetSlot, WalkOutput, globals, maps, programs,
 };
 use thiserror::Error;
 
@@ -88,6 +88,8 @@ pub struct MonitorPrograms {
     slots: [Option<u32>; MAX_TARGETS as usize],
     perf_sampler: Option<PerfSampler>,
     walk_path: Option<WalkPath>,
+    /// Reused for every `set_samples`: the sampling loop allocates nothing per sample.
+    scratch: Box<SampleTable>,
     logger: Option<LoggerThread>,
 }
 
@@ -148,6 +150,7 @@ impl MonitorPrograms {
             slots: [None; MAX_TARGETS as usize],
             perf_sampler: opts.perf_sampler,
             walk_path,
+            scratch: zeroed_box(),
             logger,
         })
     }
@@ -222,48 +225,63 @@ impl MonitorPrograms {
             .map_err(map_err(maps::REGIONS))
     }
 
-    /// Writes the sampling addresses (and `SAMPLE_*` flags) of `slot` for sample `generation`.
+    /// Writes the sampling addresses of `slot` for sample `generation`.
     pub fn set_samples(
         &mut self,
         slot: u32,
         generation: u32,
         addrs: &[u64],
-        flags: &[u8],
     ) -> Result<(), BpfError> {
         if addrs.len() > MAX_REGIONS as usize {
             return Err(BpfError::TooManyRegions { count: addrs.len() });
         }
-        let mut t: Box<SampleTable> = zeroed_box();
+        // Entries past `nr_samples` are never read, so the scratch table is reused as is.
+        let t = &mut self.scratch;
         t.generation = generation;
         t.nr_samples = addrs.len() as u32;
         t.addr[..addrs.len()].copy_from_slice(addrs);
-        let n = flags.len().min(addrs.len());
-        t.flags[..n].copy_from_slice(&flags[..n]);
-        let mut arr: Array<_, SampleTable> = self.map_mut(maps::SAMPLES)?;
-        arr.set(slot, t.as_ref(), 0).map_err(map_err(maps::SAMPLES))
+        let name = maps::SAMPLES;
+        let m = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(BpfError::Missing { kind: "map", name })?;
+        let mut arr: Array<_, SampleTable> = Array::try_from(m).map_err(map_err(name))?;
+        arr.set(slot, t.as_ref(), 0).map_err(map_err(name))
     }
 
-    /// Zeroes the counters of `slot`.
+    /// Zeroes the fault counters and stamps of `slot`.
     pub fn reset_counters(&mut self, slot: u32) -> Result<(), BpfError> {
-        let zero: Box<SampleOutput> = zeroed_box();
-        let mut out: Array<_, SampleOutput> = self.map_mut(maps::OUTPUT)?;
-        out.set(slot, zero.as_ref(), 0)
-            .map_err(map_err(maps::OUTPUT))
+        let counts: Box<FaultCounts> = zeroed_box();
+        let mut arr: Array<_, FaultCounts> = self.map_mut(maps::FAULT_COUNTS)?;
+        arr.set(slot, counts.as_ref(), 0)
+            .map_err(map_err(maps::FAULT_COUNTS))?;
+        let stamps: Box<FaultGen> = zeroed_box();
+        let mut arr: Array<_, FaultGen> = self.map_mut(maps::FAULT_GEN)?;
+        arr.set(slot, stamps.as_ref(), 0)
+            .map_err(map_err(maps::FAULT_GEN))
     }
 
     /// Page faults per region of process `pid` since its regions were set or its counters reset.
     pub fn faults(&self, pid: i32, nr_regions: usize) -> Result<Vec<u64>, BpfError> {
         let slot = self.slot_of(pid).ok_or(BpfError::UnknownTarget { pid })?;
-        let out = self.output(slot)?;
-        Ok(out.faults[..nr_regions.min(MAX_REGIONS as usize)].to_vec())
+        let arr: Array<_, FaultCounts> = self.map(maps::FAULT_COUNTS)?;
+        let counts = arr.get(&slot, 0).map_err(map_err(maps::FAULT_COUNTS))?;
+        Ok(counts[..nr_regions.min(MAX_REGIONS as usize)].to_vec())
     }
 
-    /// What the programs recorded for `slot`.
-    pub fn output(&self, slot: u32) -> Result<Box<SampleOutput>, BpfError> {
-        let arr: Array<_, SampleOutput> = self.map(maps::OUTPUT)?;
+    /// Per region of `slot`: the generation of the last sample whose sampled page faulted.
+    pub fn fault_gen(&self, slot: u32) -> Result<Box<FaultGen>, BpfError> {
+        let arr: Array<_, FaultGen> = self.map(maps::FAULT_GEN)?;
         arr.get(&slot, 0)
             .map(Box::new)
-            .map_err(map_err(maps::OUTPUT))
+            .map_err(map_err(maps::FAULT_GEN))
+    }
+
+    fn walk_output(&self, slot: u32) -> Result<Box<WalkOutput>, BpfError> {
+        let arr: Array<_, WalkOutput> = self.map(maps::WALK_OUT)?;
+        arr.get(&slot, 0)
+            .map(Box::new)
+            .map_err(map_err(maps::WALK_OUT))
     }
 
     /// The walk path in use, `None` when loaded without a kernel layout.
@@ -273,7 +291,7 @@ impl MonitorPrograms {
 
     /// Walks the page tables of process `pid` at the sampling addresses of its slot and
     /// returns what the programs recorded.
-    pub fn walk(&self, pid: i32) -> Result<Box<SampleOutput>, BpfError> {
+    pub fn walk(&self, pid: i32) -> Result<Box<WalkOutput>, BpfError> {
         let slot = self.slot_of(pid).ok_or(BpfError::UnknownTarget { pid })?;
         match self.walk_path {
             Some(WalkPath::TaskVma) => {
@@ -295,7 +313,7 @@ impl MonitorPrograms {
                 });
             }
         }
-        self.output(slot)
+        self.walk_output(slot)
     }
 
     /// Walks `slot` from page-table root `pgd` through `BPF_PROG_TEST_RUN`. Returns the number

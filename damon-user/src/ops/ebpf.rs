@@ -16,8 +16,8 @@
 use std::{collections::HashMap, os::fd::OwnedFd};
 
 use damon_common::{
-    HPAGE_PMD_SIZE, MAX_REGIONS, PAGE_SIZE, SAMPLE_HUGE, SampleOutput, WALK_PMD_LEAF, WALK_PRESENT,
-    WALK_PUD_LEAF, WALK_YOUNG,
+    HPAGE_PMD_SIZE, MAX_REGIONS, PAGE_SIZE, WALK_PMD_LEAF, WALK_PRESENT, WALK_PUD_LEAF, WALK_YOUNG,
+    WalkOutput,
 };
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
@@ -71,7 +71,6 @@ pub struct EbpfOps {
     stats: EbpfOpsStats,
     /// Reused buffers: the sampling loop allocates nothing per sample.
     addrs: Vec<u64>,
-    flags: Vec<u8>,
     ranges: Vec<(u64, u64)>,
 }
 
@@ -100,7 +99,6 @@ impl EbpfOps {
             rng: SmallRng::seed_from_u64(seed),
             stats: EbpfOpsStats::default(),
             addrs: Vec::new(),
-            flags: Vec::new(),
             ranges: Vec::new(),
         })
     }
@@ -147,11 +145,11 @@ impl EbpfOps {
         self.addrs
             .extend(regions.iter().map(|r| r.sampling_addr & !(PAGE_SIZE - 1)));
         self.progs
-            .set_samples(slot, self.generation, &self.addrs, &self.flags)
+            .set_samples(slot, self.generation, &self.addrs)
             .map_err(Self::bpf(pid))
     }
 
-    fn walk(&mut self, pid: i32) -> Result<Box<SampleOutput>, OpsError> {
+    fn walk(&mut self, pid: i32) -> Result<Box<WalkOutput>, OpsError> {
         self.stats.walks += 1;
         self.progs.walk(pid).map_err(Self::bpf(pid))
     }
@@ -160,7 +158,7 @@ impl EbpfOps {
     fn mkold_samples(
         &mut self,
         pid: i32,
-        out: &SampleOutput,
+        out: &WalkOutput,
         which: impl Iterator<Item = usize>,
     ) -> Result<(), OpsError> {
         self.ranges.clear();
@@ -189,17 +187,6 @@ impl EbpfOps {
         self.stats.mkold_ranges += self.ranges.len() as u64;
         self.stats.mkold_skipped += skipped as u64;
         Ok(())
-    }
-
-    fn set_flags(&mut self, out: &SampleOutput, n: usize) {
-        self.flags.clear();
-        self.flags.extend(out.walk[..n].iter().map(|&w| {
-            if w & WALK_PMD_LEAF != 0 {
-                SAMPLE_HUGE
-            } else {
-                0
-            }
-        }));
     }
 }
 
@@ -235,7 +222,6 @@ impl Operations for EbpfOps {
         }
         self.generation = self.generation.wrapping_add(1);
         self.stats.samples += 1;
-        self.flags.clear();
         self.write_samples(slot, pid, regions)?;
         let before = self.walk(pid)?;
         self.mkold_samples(pid, &before, 0..n)?;
@@ -259,12 +245,10 @@ impl Operations for EbpfOps {
             self.write_samples(slot, pid, regions)?;
             let again = self.walk(pid)?;
             self.mkold_samples(pid, &again, stuck.into_iter())?;
-            self.set_flags(&again, n);
-        } else {
-            self.set_flags(&after, n);
         }
-        // The final flags (huge page or not) let the fault program match faults to samples.
-        self.write_samples(slot, pid, regions)
+        // The last walk's flags stay in the kernel: the fault program reads there whether a
+        // sample lies in a huge page.
+        Ok(())
     }
 
     fn check_accesses(
@@ -274,10 +258,11 @@ impl Operations for EbpfOps {
         accessed: &mut [bool],
     ) -> Result<(), OpsError> {
         let pid = t.pid;
-        self.target(pid)?;
+        let slot = self.target(pid)?.slot;
         let out = self.walk(pid)?;
+        let stamps = self.progs.fault_gen(slot).map_err(Self::bpf(pid))?;
         let n = regions.len().min(MAX_REGIONS as usize).min(accessed.len());
-        let seen = out.walk[..n].iter().zip(&out.fault_gen[..n]);
+        let seen = out.walk[..n].iter().zip(&stamps[..n]);
         for (acc, (&walk, &fault_gen)) in accessed[..n].iter_mut().zip(seen) {
             let young = walk & WALK_YOUNG != 0;
             let faulted = fault_gen == self.generation;
