@@ -50,6 +50,27 @@ fn ensure_bpf_linker() -> Result<()> {
     run("cargo", &["install", &spec, "--locked", "--force"])
 }
 
+/// Debian packages the tests drive (tmux for the live view's terminal test). Installed only
+/// when missing and only as root; otherwise the test that needs one says so.
+pub fn ensure_test_packages() -> Result<()> {
+    let missing: Vec<&str> = ["tmux"].into_iter().filter(|p| output("which", &[p]).is_none()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if output("id", &["-u"]).map(|u| u.trim() != "0").unwrap_or(true) {
+        println!("xtask: not root, not installing {}", missing.join(", "));
+        return Ok(());
+    }
+    println!("xtask: installing {} (Debian packages the tests use)", missing.join(", "));
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(&missing);
+    if run("apt-get", &args).is_err() {
+        run("apt-get", &["update"])?;
+        run("apt-get", &args)?;
+    }
+    Ok(())
+}
+
 /// A venv under `target/` with damo from PyPI; returns the damo executable.
 pub fn damo_venv(root: &Path) -> Result<PathBuf> {
     let venv = root.join("target/damo-venv");
