@@ -30,7 +30,8 @@ pub struct Args {
     /// Record file format: json or json_compressed.
     #[arg(long, default_value = "json_compressed", value_parser = parse_format)]
     pub format: RecordFormat,
-    /// Seconds between rewrites of the output file.
+    /// Seconds between rewrites of the output file (longer once a rewrite takes more than a
+    /// tenth of this).
     #[arg(long, default_value_t = 2.0)]
     pub flush_every: f64,
     #[command(flatten)]
@@ -70,6 +71,7 @@ pub fn run(args: Args) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let t0 = Instant::now();
     let mut last_flush = Instant::now();
+    let mut flush_cost = 0.0;
     let mut nr_regions = 0;
     let reason = loop {
         if stop.load(Ordering::Relaxed) {
