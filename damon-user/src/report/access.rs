@@ -142,15 +142,6 @@ pub fn render_text(input: &Input, opts: &AccessOptions) -> Result<String, Report
 }
 
 #[derive(Serialize)]
-struct JsonDoc<'a> {
-    style: &'static str,
-    input: &'a str,
-    nr_snapshots: usize,
-    nr_lost_snapshots: u64,
-    records: Vec<JsonRecord>,
-}
-
-#[derive(Serialize)]
 struct JsonRecord {
     #[serde(flatten)]
     id: RecordId,
@@ -209,11 +200,5 @@ pub fn render_json(input: &Input, opts: &AccessOptions) -> Result<String, Report
             snapshot,
         });
     }
-    Ok(to_json(&JsonDoc {
-        style: "access",
-        input: input.name,
-        nr_snapshots: input.nr_snapshots(),
-        nr_lost_snapshots: input.nr_lost_snapshots(),
-        records,
-    }))
+    Ok(to_json(&input.json_doc("access", records)))
 }

@@ -57,6 +57,29 @@ impl Input<'_> {
     }
 }
 
+/// The JSON document of every style: what was read, then one entry per record.
+#[derive(Debug, Serialize)]
+pub struct JsonDoc<'a, R: Serialize> {
+    pub style: &'static str,
+    pub input: &'a str,
+    pub nr_snapshots: usize,
+    pub nr_lost_snapshots: u64,
+    pub records: Vec<R>,
+}
+
+impl<'a> Input<'a> {
+    /// The document of `style` over these records.
+    pub fn json_doc<R: Serialize>(&self, style: &'static str, records: Vec<R>) -> JsonDoc<'a, R> {
+        JsonDoc {
+            style,
+            input: self.name,
+            nr_snapshots: self.nr_snapshots(),
+            nr_lost_snapshots: self.nr_lost_snapshots(),
+            records,
+        }
+    }
+}
+
 /// Who a record is about, for JSON outputs.
 #[derive(Debug, Serialize)]
 pub struct RecordId {

@@ -74,15 +74,6 @@ pub fn render_text(input: &Input) -> String {
 }
 
 #[derive(Serialize)]
-struct JsonDoc<'a> {
-    style: &'static str,
-    input: &'a str,
-    nr_snapshots: usize,
-    nr_lost_snapshots: u64,
-    records: Vec<JsonRecord<'a>>,
-}
-
-#[derive(Serialize)]
 struct JsonRecord<'a> {
     #[serde(flatten)]
     id: RecordId,
@@ -118,11 +109,5 @@ pub fn render_json(input: &Input) -> String {
                 .collect(),
         })
         .collect();
-    to_json(&JsonDoc {
-        style: "raw",
-        input: input.name,
-        nr_snapshots: input.nr_snapshots(),
-        nr_lost_snapshots: input.nr_lost_snapshots(),
-        records,
-    })
+    to_json(&input.json_doc("raw", records))
 }

@@ -121,15 +121,6 @@ pub fn render_text(input: &Input, opts: &WssOptions) -> String {
 }
 
 #[derive(Serialize)]
-struct JsonDoc<'a> {
-    style: &'static str,
-    input: &'a str,
-    nr_snapshots: usize,
-    nr_lost_snapshots: u64,
-    records: Vec<JsonRecord>,
-}
-
-#[derive(Serialize)]
 struct JsonRecord {
     #[serde(flatten)]
     id: RecordId,
@@ -166,13 +157,7 @@ pub fn render_json(input: &Input, opts: &WssOptions) -> String {
             }
         })
         .collect();
-    to_json(&JsonDoc {
-        style: "wss",
-        input: input.name,
-        nr_snapshots: input.nr_snapshots(),
-        nr_lost_snapshots: input.nr_lost_snapshots(),
-        records,
-    })
+    to_json(&input.json_doc("wss", records))
 }
 
 #[cfg(test)]

@@ -121,15 +121,6 @@ pub fn render_text(input: &Input, opts: &HeatmapOptions) -> Result<String, Repor
 }
 
 #[derive(Serialize)]
-struct JsonDoc<'a> {
-    style: &'static str,
-    input: &'a str,
-    nr_snapshots: usize,
-    nr_lost_snapshots: u64,
-    records: Vec<JsonRecord>,
-}
-
-#[derive(Serialize)]
 struct JsonRecord {
     #[serde(flatten)]
     id: RecordId,
@@ -169,13 +160,7 @@ pub fn render_json(input: &Input, opts: &HeatmapOptions) -> Result<String, Repor
             grid,
         });
     }
-    Ok(to_json(&JsonDoc {
-        style: "heatmap",
-        input: input.name,
-        nr_snapshots: input.nr_snapshots(),
-        nr_lost_snapshots: input.nr_lost_snapshots(),
-        records,
-    }))
+    Ok(to_json(&input.json_doc("heatmap", records)))
 }
 
 /// Draws each record's heatmap to `path` (`.png` or `.svg`); the second record's goes to
