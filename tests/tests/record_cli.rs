@@ -110,21 +110,40 @@ fn kernel_side_logs_reach_env_logger() {
     if !have_root("kernel_side_logs_reach_env_logger") {
         return;
     }
-    let out = Command::new(damon_bin()).arg("check").env("RUST_LOG", "damon_ebpf=debug").output().expect("damon check");
-    assert!(out.status.success(), "damon check failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(damon_bin())
+        .arg("check")
+        .env("RUST_LOG", "damon_ebpf=debug")
+        .output()
+        .expect("damon check");
+    assert!(
+        out.status.success(),
+        "damon check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     // The start-up validation walks one page of damon itself; the walk program logs it.
-    assert!(err.contains("damon_ebpf::walk") && err.contains("young"), "no aya-log record from the eBPF side:\n{err}");
+    assert!(
+        err.contains("damon_ebpf::walk") && err.contains("young"),
+        "no aya-log record from the eBPF side:\n{err}"
+    );
 }
 
 #[test]
 fn every_subcommand_has_a_summary_and_examples() {
-    for sub in ["record", "report", "top", "fs", "faults", "check", "workload", "demo"] {
-        let out = Command::new(damon_bin()).args([sub, "--help"]).output().expect("damon --help");
+    for sub in [
+        "record", "report", "top", "fs", "faults", "check", "workload", "demo",
+    ] {
+        let out = Command::new(damon_bin())
+            .args([sub, "--help"])
+            .output()
+            .expect("damon --help");
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{sub} --help failed");
         let first = help.lines().next().unwrap_or_default();
-        assert!(!first.is_empty() && !first.starts_with("Usage"), "{sub}: no one-line summary:\n{help}");
+        assert!(
+            !first.is_empty() && !first.starts_with("Usage"),
+            "{sub}: no one-line summary:\n{help}"
+        );
         assert!(help.contains("EXAMPLES"), "{sub}: no examples:\n{help}");
     }
 }

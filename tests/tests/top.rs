@@ -4,7 +4,10 @@ use std::{process::Command, time::Duration};
 use damon_tests::{Workload, damon_bin, field, have_root, parse_range};
 
 fn tmux(args: &[&str]) -> String {
-    let out = Command::new("tmux").args(args).output().expect("tmux (cargo xtask test installs it)");
+    let out = Command::new("tmux")
+        .args(args)
+        .output()
+        .expect("tmux (cargo xtask test installs it)");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -12,7 +15,9 @@ fn tmux(args: &[&str]) -> String {
 struct Session(String);
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.0]).status();
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
     }
 }
 
@@ -21,12 +26,27 @@ fn top_shows_the_hot_region_and_quits_on_q() {
     if !have_root("top_shows_the_hot_region_and_quits_on_q") {
         return;
     }
-    let (w, ready) = Workload::start(&["hotcold", "--hot-mib", "32", "--cold-mib", "64"]).expect("workload");
+    let (w, ready) =
+        Workload::start(&["hotcold", "--hot-mib", "32", "--cold-mib", "64"]).expect("workload");
     let (hot_start, hot_end) = parse_range(field(&ready, "hot").unwrap()).unwrap();
     let name = format!("damon-top-test-{}", std::process::id());
-    let cmd = format!("{} top -p {}; echo TOP-EXITED-$?; sleep 30", damon_bin().display(), w.pid());
+    let cmd = format!(
+        "{} top -p {}; echo TOP-EXITED-$?; sleep 30",
+        damon_bin().display(),
+        w.pid()
+    );
     let st = Command::new("tmux")
-        .args(["new-session", "-d", "-s", &name, "-x", "160", "-y", "50", &cmd])
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &name,
+            "-x",
+            "160",
+            "-y",
+            "50",
+            &cmd,
+        ])
         .status()
         .expect("tmux new-session");
     assert!(st.success());
@@ -39,11 +59,17 @@ fn top_shows_the_hot_region_and_quits_on_q() {
     while std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(500));
         screen = tmux(&["capture-pane", "-p", "-t", &name]);
-        if screen.contains("damon top") && screen.contains(&hot_prefix) && screen_shows_hot(&screen, hot_start, hot_end) {
+        if screen.contains("damon top")
+            && screen.contains(&hot_prefix)
+            && screen_shows_hot(&screen, hot_start, hot_end)
+        {
             break;
         }
     }
-    assert!(screen_shows_hot(&screen, hot_start, hot_end), "hot buffer {hot_start:#x}-{hot_end:#x} not shown hot:\n{screen}");
+    assert!(
+        screen_shows_hot(&screen, hot_start, hot_end),
+        "hot buffer {hot_start:#x}-{hot_end:#x} not shown hot:\n{screen}"
+    );
 
     tmux(&["send-keys", "-t", &name, "q"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -54,19 +80,30 @@ fn top_shows_the_hot_region_and_quits_on_q() {
             break;
         }
     }
-    assert!(screen.contains("TOP-EXITED-0"), "damon top did not exit 0 on q:\n{screen}");
+    assert!(
+        screen.contains("TOP-EXITED-0"),
+        "damon top did not exit 0 on q:\n{screen}"
+    );
     // Back on the normal screen: the live view's lines are gone.
-    assert!(!screen.contains("aggregations, Ctrl-C to end"), "alternate screen not restored:\n{screen}");
+    assert!(
+        !screen.contains("aggregations, Ctrl-C to end"),
+        "alternate screen not restored:\n{screen}"
+    );
     drop(session);
 }
 
 /// Whether a line of the screen names an address range inside the hot buffer at >= 80 %.
 fn screen_shows_hot(screen: &str, start: u64, end: u64) -> bool {
     screen.lines().any(|line| {
-        let Some(range) = line.split_whitespace().find(|w| w.starts_with("0x") && w.contains('-')) else {
+        let Some(range) = line
+            .split_whitespace()
+            .find(|w| w.starts_with("0x") && w.contains('-'))
+        else {
             return false;
         };
-        let Ok((s, e)) = damon_tests::parse_range(range) else { return false };
+        let Ok((s, e)) = damon_tests::parse_range(range) else {
+            return false;
+        };
         let pct = line
             .split_whitespace()
             .filter_map(|w| w.trim_end_matches('%').parse::<f64>().ok())
