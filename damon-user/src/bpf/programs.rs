@@ -90,7 +90,17 @@ pub struct MonitorPrograms {
     walk_path: Option<WalkPath>,
     /// Reused for every `set_samples`: the sampling loop allocates nothing per sample.
     scratch: Box<SampleTable>,
+    /// Per slot: the walk iterator's link to the target (made once, run at every walk), and
+    /// the target's page-table root for the `TestRun` path.
+    walkers: [Walker; MAX_TARGETS as usize],
     logger: Option<LoggerThread>,
+}
+
+/// What a slot's walks reuse.
+#[derive(Default)]
+struct Walker {
+    link: Option<std::os::fd::OwnedFd>,
+    pgd: u64,
 }
 
 /// How the page-table walk is run.
@@ -151,6 +161,7 @@ impl MonitorPrograms {
             perf_sampler: opts.perf_sampler,
             walk_path,
             scratch: zeroed_box(),
+            walkers: std::array::from_fn(|_| Walker::default()),
             logger,
         })
     }
@@ -194,6 +205,7 @@ impl MonitorPrograms {
         // Already gone is fine: removal is idempotent.
         let _ = targets.remove(&(pid as u32));
         self.slots[slot as usize] = None;
+        self.walkers[slot as usize] = Walker::default();
         Ok(())
     }
 
@@ -220,6 +232,7 @@ impl MonitorPrograms {
         // Counters first: a fault landing between the two writes is counted against the new
         // layout only, never against a stale index.
         self.reset_counters(slot)?;
+        self.walkers[slot as usize].pgd = 0;
         let mut arr: Array<_, RegionTable> = self.map_mut(maps::REGIONS)?;
         arr.set(slot, table.as_ref(), 0)
             .map_err(map_err(maps::REGIONS))
@@ -291,20 +304,32 @@ impl MonitorPrograms {
 
     /// Walks the page tables of process `pid` at the sampling addresses of its slot and
     /// returns what the programs recorded.
-    pub fn walk(&self, pid: i32) -> Result<Box<WalkOutput>, BpfError> {
+    pub fn walk(&mut self, pid: i32) -> Result<Box<WalkOutput>, BpfError> {
         let slot = self.slot_of(pid).ok_or(BpfError::UnknownTarget { pid })?;
         match self.walk_path {
             Some(WalkPath::TaskVma) => {
-                let fd = self.prog_fd::<Iter>(programs::WALK_TASK_VMA)?;
-                let mut f = sys::iter_for_pid(fd, pid as u32)?;
+                if self.walkers[slot as usize].link.is_none() {
+                    let fd = self.prog_fd::<Iter>(programs::WALK_TASK_VMA)?;
+                    self.walkers[slot as usize].link =
+                        Some(sys::iter_link_for_pid(fd, pid as u32)?);
+                }
+                let Some(link) = &self.walkers[slot as usize].link else {
+                    return Err(BpfError::UnknownTarget { pid });
+                };
+                let mut f = sys::iter_create(link)?;
                 let mut sink = [0u8; 64];
                 // The program prints nothing; reading runs it to the end.
                 while f.read(&mut sink).map_err(BpfError::Iterator)? > 0 {}
             }
             Some(WalkPath::TestRun) => {
-                let pgd = super::layout::task_pgd(&self.ebpf, pid as u32)?
-                    .ok_or(BpfError::UnknownTarget { pid })?;
-                self.walk_test_run(pgd, slot)?;
+                // The root of a process's page tables changes only at exec (a new mm); it is
+                // looked up again whenever the regions change, at least once an aggregation.
+                if self.walkers[slot as usize].pgd == 0 {
+                    self.walkers[slot as usize].pgd =
+                        super::layout::task_pgd(&self.ebpf, pid as u32)?
+                            .ok_or(BpfError::UnknownTarget { pid })?;
+                }
+                self.walk_test_run(self.walkers[slot as usize].pgd, slot)?;
             }
             None => {
                 return Err(BpfError::Missing {

@@ -72,12 +72,12 @@ fn bpf(cmd: i32, attr: &mut [u64; 16]) -> Result<RawFd, SyscallError> {
     check("bpf", r).map(|r| r as RawFd)
 }
 
-/// Creates an iterator over the tasks (or VMAs) of one process and returns the file whose
-/// `read` runs it. aya 0.14's `Iter::attach` cannot pass `bpf_iter_link_info`, so the link is
-/// made here: `BPF_LINK_CREATE(BPF_TRACE_ITER, task.pid = pid)` then `BPF_ITER_CREATE`.
-pub fn iter_for_pid(prog_fd: RawFd, pid: u32) -> Result<File, SyscallError> {
+/// Links iterator program `prog_fd` to the tasks (or VMAs) of one process. aya 0.14's
+/// `Iter::attach` cannot pass `bpf_iter_link_info`, so the link is made here:
+/// `BPF_LINK_CREATE(BPF_TRACE_ITER, task.pid = pid)`. The link can be run many times with
+/// [`iter_create`].
+pub fn iter_link_for_pid(prog_fd: RawFd, pid: u32) -> Result<OwnedFd, SyscallError> {
     const BPF_LINK_CREATE: i32 = 28;
-    const BPF_ITER_CREATE: i32 = 33;
     const BPF_TRACE_ITER: u64 = 28;
     let info: [u32; 4] = [0, pid, 0, 0]; // union bpf_iter_link_info.task { tid, pid, pid_fd }
     let mut attr = [0u64; 16];
@@ -85,14 +85,23 @@ pub fn iter_for_pid(prog_fd: RawFd, pid: u32) -> Result<File, SyscallError> {
     attr[1] = BPF_TRACE_ITER; // attach_type, flags = 0
     attr[2] = info.as_ptr() as u64;
     attr[3] = std::mem::size_of_val(&info) as u64;
-    // SAFETY: the kernel returned a new fd that only this OwnedFd owns; dropping it releases
-    // the link once the iterator file holds its own reference.
-    let link = unsafe { OwnedFd::from_raw_fd(bpf(BPF_LINK_CREATE, &mut attr)?) };
+    // SAFETY: the kernel returned a new fd that only this OwnedFd owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(bpf(BPF_LINK_CREATE, &mut attr)?) })
+}
+
+/// A new run of an iterator link: reading the returned file runs the program.
+pub fn iter_create(link: &OwnedFd) -> Result<File, SyscallError> {
+    const BPF_ITER_CREATE: i32 = 33;
     let mut attr = [0u64; 16];
     attr[0] = link.as_raw_fd() as u64;
     let it = bpf(BPF_ITER_CREATE, &mut attr)?;
     // SAFETY: as above.
     Ok(unsafe { File::from_raw_fd(it) })
+}
+
+/// One run of iterator program `prog_fd` over the tasks (or VMAs) of process `pid`.
+pub fn iter_for_pid(prog_fd: RawFd, pid: u32) -> Result<File, SyscallError> {
+    iter_create(&iter_link_for_pid(prog_fd, pid)?)
 }
 
 /// Physical frame of `addr` in process `pid` from `/proc/PID/pagemap` (needs
