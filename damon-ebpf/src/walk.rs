@@ -219,7 +219,7 @@ pub fn walk_task_vma(ctx: *mut core::ffi::c_void) -> i32 {
     // struct bpf_iter_meta { seq; session_id; seq_num; }
     match unsafe { bpf_probe_read_kernel((meta + 16) as *const u64) } {
         Ok(0) => {}
-        _ => return 0,
+        _ => return STOP_ITERATION,
     }
     let Ok(mm) =
         (unsafe { bpf_probe_read_kernel((task + globals::task_mm_offset()) as *const u64) })
@@ -237,8 +237,13 @@ pub fn walk_task_vma(ctx: *mut core::ffi::c_void) -> i32 {
         &ctx_logger(ctx),
         "walk tgid {} slot {}: {} young", tgid, slot, young
     );
-    0
+    // Non-zero ends the iteration here (user space sees EAGAIN from read): the other VMAs of
+    // the target have nothing left to do, and visiting them costs more than the walk.
+    STOP_ITERATION
 }
+
+/// The return value that makes the iterator stop after this object.
+const STOP_ITERATION: i32 = 1;
 
 /// `raw_tp`, run through `BPF_PROG_TEST_RUN` with args (pgd, slot). Returns the number of
 /// young samples, or a negative error.

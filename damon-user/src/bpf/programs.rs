@@ -318,8 +318,16 @@ impl MonitorPrograms {
                 };
                 let mut f = sys::iter_create(link)?;
                 let mut sink = [0u8; 64];
-                // The program prints nothing; reading runs it to the end.
-                while f.read(&mut sink).map_err(BpfError::Iterator)? > 0 {}
+                // The program prints nothing; reading runs it. It stops the iteration after
+                // the walk, which read() reports as EAGAIN.
+                loop {
+                    match f.read(&mut sink) {
+                        Ok(0) => break,
+                        Ok(_) => continue,
+                        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => break,
+                        Err(e) => return Err(BpfError::Iterator(e)),
+                    }
+                }
             }
             Some(WalkPath::TestRun) => {
                 // The root of a process's page tables changes only at exec (a new mm); it is
