@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod prereq;
+mod vm;
 
 #[derive(Parser)]
 #[command(about = "Build, run and test damon")]
@@ -37,6 +38,15 @@ enum Cmd {
     },
     /// Only install the prerequisites.
     Setup,
+    /// Boot stock Debian kernels under qemu and run damon's checks in each.
+    VmTest {
+        /// Kernel to run (repeatable; default: all). See xtask/src/vm/kernels.rs.
+        #[arg(long = "kernel", value_name = "NAME")]
+        kernels: Vec<String>,
+        /// Also run the kernel's DAMON and ours side by side (kernels with DAMON vaddr).
+        #[arg(long)]
+        compare: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -46,14 +56,25 @@ fn main() -> Result<()> {
         Cmd::Setup => prereq::ensure(),
         Cmd::Run { args } => {
             prereq::ensure()?;
-            cargo(&root, &["build", "--release", "-p", "damon-user", "--bin", "damon"])?;
+            cargo(
+                &root,
+                &["build", "--release", "-p", "damon-user", "--bin", "damon"],
+            )?;
             let bin = root.join("target/release/damon");
-            let args = if args.is_empty() { vec!["demo".to_string()] } else { args };
+            let args = if args.is_empty() {
+                vec!["demo".to_string()]
+            } else {
+                args
+            };
             run_as_root(&bin, &args)
         }
         Cmd::Test { args } => {
             prereq::ensure()?;
             test(&root, &args)
+        }
+        Cmd::VmTest { kernels, compare } => {
+            prereq::ensure()?;
+            vm::run(&root, &kernels, compare)
         }
         Cmd::Bench { args } => {
             prereq::ensure()?;
@@ -66,15 +87,23 @@ fn main() -> Result<()> {
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     let is_root = unsafe { libc_geteuid() } == 0;
+    prereq::ensure_test_packages()?;
     let mut env: Vec<(String, String)> = Vec::new();
     match prereq::damo_venv(root) {
         Ok(damo) => env.push(("DAMON_TEST_DAMO".into(), damo.display().to_string())),
         Err(e) => bail!("installing damo for the cross-check tests failed: {e:#}"),
     }
-    let mut args: Vec<String> = vec!["test".into(), "--workspace".into(), "--exclude".into(), "damon-ebpf".into()];
+    let mut args: Vec<String> = vec![
+        "test".into(),
+        "--workspace".into(),
+        "--exclude".into(),
+        "damon-ebpf".into(),
+    ];
     args.push("--".into());
     if !is_root {
-        println!("xtask: not root: the tests that load eBPF programs will report themselves SKIPPED");
+        println!(
+            "xtask: not root: the tests that load eBPF programs will report themselves SKIPPED"
+        );
     }
     args.extend(extra.iter().cloned());
     let status = Command::new(cargo_bin())
@@ -85,6 +114,12 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .context("running cargo test")?;
     if !status.success() {
         bail!("tests failed");
+    }
+    // The stock-kernel matrix; a test name filter selects host tests only.
+    if extra.is_empty() {
+        vm::run(root, &[], false)?;
+    } else {
+        println!("xtask: not running the stock-kernel matrix (a test filter was given)");
     }
     Ok(())
 }
@@ -104,7 +139,11 @@ fn run_as_root(bin: &Path, args: &[String]) -> Result<()> {
 }
 
 pub fn cargo(root: &Path, args: &[&str]) -> Result<()> {
-    let status = Command::new(cargo_bin()).current_dir(root).args(args).status().context("running cargo")?;
+    let status = Command::new(cargo_bin())
+        .current_dir(root)
+        .args(args)
+        .status()
+        .context("running cargo")?;
     if !status.success() {
         bail!("cargo {} failed", args.join(" "));
     }
@@ -116,7 +155,10 @@ fn cargo_bin() -> String {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| ".".into())
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ".".into())
 }
 
 unsafe extern "C" {

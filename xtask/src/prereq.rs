@@ -18,11 +18,16 @@ pub fn ensure() -> Result<()> {
 
 fn output(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn run(cmd: &str, args: &[&str]) -> Result<()> {
-    let status = Command::new(cmd).args(args).status().with_context(|| format!("running {cmd}"))?;
+    let status = Command::new(cmd)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {cmd}"))?;
     if !status.success() {
         bail!("`{cmd} {}` failed with {status}", args.join(" "));
     }
@@ -30,13 +35,21 @@ fn run(cmd: &str, args: &[&str]) -> Result<()> {
 }
 
 fn ensure_rust_src() -> Result<()> {
-    let installed = output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])
-        .context("rustup is needed to build the eBPF programs (toolchain `nightly`)")?;
+    let installed = output(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )
+    .context("rustup is needed to build the eBPF programs (toolchain `nightly`)")?;
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
-    println!("xtask: installing the rust-src component of the nightly toolchain (eBPF builds need core's source)");
-    run("rustup", &["component", "add", "rust-src", "--toolchain", "nightly"])
+    println!(
+        "xtask: installing the rust-src component of the nightly toolchain (eBPF builds need core's source)"
+    );
+    run(
+        "rustup",
+        &["component", "add", "rust-src", "--toolchain", "nightly"],
+    )
 }
 
 fn ensure_bpf_linker() -> Result<()> {
@@ -45,7 +58,9 @@ fn ensure_bpf_linker() -> Result<()> {
     {
         return Ok(());
     }
-    println!("xtask: installing bpf-linker {BPF_LINKER_VERSION} (links the eBPF programs; about a minute)");
+    println!(
+        "xtask: installing bpf-linker {BPF_LINKER_VERSION} (links the eBPF programs; about a minute)"
+    );
     let spec = format!("bpf-linker@{BPF_LINKER_VERSION}");
     run("cargo", &["install", &spec, "--locked", "--force"])
 }
@@ -53,15 +68,24 @@ fn ensure_bpf_linker() -> Result<()> {
 /// Debian packages the tests drive (tmux for the live view's terminal test). Installed only
 /// when missing and only as root; otherwise the test that needs one says so.
 pub fn ensure_test_packages() -> Result<()> {
-    let missing: Vec<&str> = ["tmux"].into_iter().filter(|p| output("which", &[p]).is_none()).collect();
+    let missing: Vec<&str> = ["tmux"]
+        .into_iter()
+        .filter(|p| output("which", &[p]).is_none())
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    if output("id", &["-u"]).map(|u| u.trim() != "0").unwrap_or(true) {
+    if output("id", &["-u"])
+        .map(|u| u.trim() != "0")
+        .unwrap_or(true)
+    {
         println!("xtask: not root, not installing {}", missing.join(", "));
         return Ok(());
     }
-    println!("xtask: installing {} (Debian packages the tests use)", missing.join(", "));
+    println!(
+        "xtask: installing {} (Debian packages the tests use)",
+        missing.join(", ")
+    );
     let mut args = vec!["install", "-y", "--no-install-recommends"];
     args.extend(&missing);
     if run("apt-get", &args).is_err() {
@@ -78,10 +102,16 @@ pub fn damo_venv(root: &Path) -> Result<PathBuf> {
     if damo.exists() {
         return Ok(damo);
     }
-    println!("xtask: installing damo {DAMO_VERSION} from PyPI into {} (for the cross-check tests)", venv.display());
+    println!(
+        "xtask: installing damo {DAMO_VERSION} from PyPI into {} (for the cross-check tests)",
+        venv.display()
+    );
     let venv_s = venv.to_string_lossy().into_owned();
     run("python3", &["-m", "venv", &venv_s])?;
     let pip = venv.join("bin/pip").to_string_lossy().into_owned();
-    run(&pip, &["install", "--quiet", &format!("damo=={DAMO_VERSION}")])?;
+    run(
+        &pip,
+        &["install", "--quiet", &format!("damo=={DAMO_VERSION}")],
+    )?;
     Ok(damo)
 }

@@ -1,0 +1,190 @@
+//! The kernel's DAMON and ours on the same workload, one after the other, side by side.
+use anyhow::{Context, Result, bail};
+
+use super::{
+    checks::{self, MAX_NR_ACCESSES},
+    initramfs::{AGGR_US, MAX_REGIONS, MIN_REGIONS, SAMPLE_US, UPDATE_US},
+    regions::{self, Snapshot},
+    results::{Results, field},
+};
+
+/// Aggregations in the first second are left out: both monitors start from a few regions
+/// and split them over the first aggregations.
+const WARMUP_S: f64 = 1.0;
+/// `/proc/PID/stat` counts CPU time in USER_HZ ticks, 100 per second on x86.
+const TICKS_PER_S: f64 = 100.0;
+
+pub struct Metrics {
+    pub hot: Option<f64>,
+    pub cold: Option<f64>,
+    pub wss_mib: f64,
+    pub nr_regions: f64,
+    /// Mean length of an aggregation, when the monitor reports it.
+    pub aggregation_ms: Option<f64>,
+    pub cpu_s: f64,
+    pub cpu_pct: f64,
+}
+
+pub struct Row {
+    pub kernel: String,
+    pub release: String,
+    pub kdamond: Metrics,
+    pub ours: Metrics,
+}
+
+pub fn row(kernel: &str, release: &str, r: &Results) -> Result<Row> {
+    let (hot, cold) = checks::buffers(r).context("the workload did not start")?;
+    let start = r
+        .line("kdamond-start")
+        .context("the kernel's DAMON was not started")?;
+    if field(start, "setup_rc") != Some("0") {
+        bail!(
+            "setting up the kernel's DAMON failed: {}",
+            checks::last_line(r.file("kdamond-setup"))
+        );
+    }
+    let kd = r
+        .line("kdamond-done")
+        .context("the kernel's DAMON did not finish its run")?;
+    let kd_snaps = regions::from_tried_regions(
+        r.file("kdamond")
+            .context("no tried_regions from the kernel's DAMON")?,
+    )?;
+    let ours = r
+        .line("ours")
+        .context("our record for the comparison did not run")?;
+    if field(ours, "rc").is_none() {
+        bail!(
+            "our record for the comparison did not start: {}",
+            checks::last_line(r.file("ours-log"))
+        );
+    }
+    let our_snaps =
+        regions::from_record_json(r.file("ours").context("no record file from our run")?)?;
+    Ok(Row {
+        kernel: kernel.to_string(),
+        release: release.to_string(),
+        kdamond: metrics(&kd_snaps, hot, cold, kd).context("the kernel's DAMON")?,
+        ours: metrics(&our_snaps, hot, cold, ours).context("damon record")?,
+    })
+}
+
+fn metrics(snaps: &[Snapshot], hot: (u64, u64), cold: (u64, u64), line: &str) -> Result<Metrics> {
+    let used: Vec<&Snapshot> = snaps
+        .iter()
+        .filter(|s| s.t > WARMUP_S && !s.regions.is_empty())
+        .collect();
+    if used.is_empty() {
+        bail!(
+            "no snapshot after the first second ({} in all)",
+            snaps.len()
+        );
+    }
+    let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let num = |k: &str| field(line, k).and_then(|v| v.parse::<f64>().ok());
+    let ticks = num("cpu_ticks").context("no CPU time")?;
+    let secs = num("t1")
+        .zip(num("t0"))
+        .map(|(a, b)| a - b)
+        .filter(|s| *s > 0.0)
+        .context("no monitoring period")?;
+    let cpu_s = ticks / TICKS_PER_S;
+    Ok(Metrics {
+        hot: mean(
+            used.iter()
+                .filter_map(|s| checks::rates(s, hot, cold).0)
+                .collect(),
+        ),
+        cold: mean(
+            used.iter()
+                .filter_map(|s| checks::rates(s, hot, cold).1)
+                .collect(),
+        ),
+        wss_mib: mean(
+            used.iter()
+                .map(|s| regions::wss(&s.regions) as f64 / f64::from(1 << 20))
+                .collect(),
+        )
+        .unwrap_or(0.0),
+        nr_regions: mean(used.iter().map(|s| s.regions.len() as f64).collect()).unwrap_or(0.0),
+        aggregation_ms: mean(
+            used.iter()
+                .filter_map(|s| s.aggregation_s.map(|a| a * 1e3))
+                .collect(),
+        ),
+        cpu_s,
+        cpu_pct: cpu_s / secs * 100.0,
+    })
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("-".into(), |x| format!("{:.1}", x * 100.0))
+}
+
+fn ms(x: Option<f64>) -> String {
+    x.map_or("-".into(), |x| format!("{x:.0}"))
+}
+
+const MONITORS: [&str; 2] = ["kernel DAMON", "damon"];
+
+fn monitors(r: &Row) -> [(&'static str, &Metrics); 2] {
+    [(MONITORS[0], &r.kdamond), (MONITORS[1], &r.ours)]
+}
+
+/// The table as Markdown, with how it was measured.
+pub fn markdown(rows: &[&Row], secs: u32) -> String {
+    let mut s = format!(
+        "Stock Debian kernels under qemu (TCG, 2 vCPUs, `pti=on`); `damon workload hotcold` with a 32 MiB \
+         hot and a 96 MiB cold buffer on vCPU 1, the monitor on vCPU 0. The kernel's DAMON (vaddr through \
+         its sysfs, a `stat` scheme, `update_schemes_tried_regions` once a second) ran for {secs} s, then \
+         `damon record` for {secs} s on the same process, with the same attributes: sample {SAMPLE_US} us, \
+         aggregation {AGGR_US} us, update {UPDATE_US} us, {MIN_REGIONS}-{MAX_REGIONS} regions. Rates are \
+         nr_accesses / {MAX_NR_ACCESSES}, weighted by size over each buffer and averaged over the \
+         aggregations after the first second; WSS is the size of the regions with nr_accesses > 0; \
+         aggregation is how long one took (only ours reports it); CPU is utime+stime of the kdamond \
+         thread, or of our process, over the run.\n\n\
+         | kernel | monitor | hot rate (%) | cold rate (%) | WSS (MiB) | nr_regions | aggregation (ms) | CPU (s) | CPU (% of a CPU) |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for r in rows {
+        for (who, m) in monitors(r) {
+            s.push_str(&format!(
+                "| {} ({}) | {who} | {} | {} | {:.1} | {:.1} | {} | {:.2} | {:.1} |\n",
+                r.kernel,
+                r.release,
+                pct(m.hot),
+                pct(m.cold),
+                m.wss_mib,
+                m.nr_regions,
+                ms(m.aggregation_ms),
+                m.cpu_s,
+                m.cpu_pct
+            ));
+        }
+    }
+    s
+}
+
+/// The table for the terminal.
+pub fn text(rows: &[&Row]) -> String {
+    let mut s = format!(
+        "{:<20} {:<13} {:>7} {:>8} {:>9} {:>10} {:>9} {:>7}\n",
+        "KERNEL", "MONITOR", "HOT(%)", "COLD(%)", "WSS(MiB)", "NR_REGIONS", "AGGR(ms)", "CPU(%)"
+    );
+    for r in rows {
+        for (who, m) in monitors(r) {
+            s.push_str(&format!(
+                "{:<20} {:<13} {:>7} {:>8} {:>9.1} {:>10.1} {:>9} {:>7.1}\n",
+                r.kernel,
+                who,
+                pct(m.hot),
+                pct(m.cold),
+                m.wss_mib,
+                m.nr_regions,
+                ms(m.aggregation_ms),
+                m.cpu_pct
+            ));
+        }
+    }
+    s
+}

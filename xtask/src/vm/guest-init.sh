@@ -1,0 +1,202 @@
+#!/bin/busybox sh
+# /init of the vm-test initramfs. Runs as PID 1 of a throwaway qemu guest and nowhere else:
+# it writes into this guest's own DAMON sysfs tree when asked to compare.
+#
+# Progress goes to the console (ttyS0); results go to ttyS1 as lines starting with "@@vm ",
+# and files as "@@vm begin NAME" ... "@@vm end NAME". The host decides pass or fail.
+# Background processes do not inherit the results port (3>&-): closing it last, at the end,
+# waits until the port has sent everything, before the power goes off.
+/bin/busybox mkdir -p /proc
+/bin/busybox mount -t proc proc /proc
+if [ $$ -ne 1 ] || ! /bin/busybox grep -qw damon_vm_guest=1 /proc/cmdline; then
+    echo "vm-test init: not the init of a vm-test guest, refusing to run"
+    exit 1
+fi
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+mount -t tracefs nodev /sys/kernel/tracing
+. /etc/vm-test.conf
+
+stty -F /dev/ttyS1 raw -echo
+exec 3>/dev/ttyS1
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+say() { echo "vm-test [$(uptime_s)]: $*"; }
+r() { echo "@@vm $*" >&3; }
+blob() { echo "@@vm begin $1" >&3; cat "$2" >&3; echo >&3; echo "@@vm end $1" >&3; }
+# utime+stime of a task in clock ticks (fields 14 and 15; the name may hold spaces).
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'; }
+# Waits up to $2 seconds for a pattern in a file.
+wait_for() {
+    i=0
+    while ! grep -q "$1" "$3" 2>/dev/null; do
+        i=$((i + 1)); [ $i -gt $(($2 * 10)) ] && return 1; sleep 0.1
+    done
+}
+# Waits for process $1 at most $2 seconds, then SIGKILLs it; sets $rc to its exit status.
+wait_pid() {
+    (sleep "$2"; kill -9 "$1" 2>/dev/null) 3>&- &
+    killer=$!
+    wait "$1"; rc=$?
+    kill "$killer" 2>/dev/null; wait "$killer" 2>/dev/null
+}
+finish() {
+    r "done uptime=$(uptime_s)"
+    exec 3>&-
+    say "done"
+    sync
+    poweroff -f
+}
+
+r "boot release=$(uname -r) uptime=$(uptime_s) cpus=$(nproc)"
+say "booted $(uname -r)"
+
+for m in $(cat /lib/modules/order 2>/dev/null); do
+    insmod "/lib/modules/$m.ko" > /tmp/insmod.out 2>&1 || r "insmod module=$m failed=$(tr '\n' ' ' < /tmp/insmod.out)"
+done
+[ -c /dev/fuse ] && r "fuse dev=1" || r "fuse dev=0"
+
+# 1. probe, calibrate, load and attach everything
+say "damon check"
+taskset -c 0 timeout 120 damon check > /tmp/check.out 2>&1
+rc=$?
+cat /tmp/check.out
+r "check rc=$rc"
+blob check /tmp/check.out
+
+# 2. the workload, alone on cpu1 (the monitors run on cpu0)
+taskset -c 1 damon workload hotcold --hot-mib "$HOT_MIB" --cold-mib "$COLD_MIB" > /tmp/workload.out 2>&1 3>&- &
+WPID=$!
+if ! wait_for READY 60 /tmp/workload.out; then
+    cat /tmp/workload.out
+    r "workload failed"
+    blob workload /tmp/workload.out
+    finish
+fi
+r "workload $(grep -m1 READY /tmp/workload.out)"
+
+# 3. record at the default attributes
+say "damon record -p $WPID -d $RECORD_SECS"
+taskset -c 0 timeout 120 damon record -p "$WPID" -d "$RECORD_SECS" -o /tmp/record.json --format json > /tmp/record.out 2>&1
+rc=$?
+cat /tmp/record.out
+r "record rc=$rc"
+blob record-log /tmp/record.out
+[ -f /tmp/record.json ] && blob record /tmp/record.json
+
+# 4. the admin tree, driven like DAMON's sysfs
+say "damon fs"
+mkdir -p /tmp/admin
+taskset -c 0 damon fs /tmp/admin > /tmp/fs.out 2>&1 3>&- &
+FSPID=$!
+i=0
+while [ ! -e /tmp/admin/kdamonds/nr_kdamonds ] && [ $i -lt 300 ] && [ -d /proc/$FSPID ]; do
+    i=$((i + 1)); sleep 0.1
+done
+if [ -e /tmp/admin/kdamonds/nr_kdamonds ]; then
+    (
+        set -e
+        cd /tmp/admin
+        echo 1 > kdamonds/nr_kdamonds
+        echo 1 > kdamonds/0/contexts/nr_contexts
+        echo vaddr > kdamonds/0/contexts/0/operations
+        echo 1 > kdamonds/0/contexts/0/targets/nr_targets
+        echo "$WPID" > kdamonds/0/contexts/0/targets/0/pid_target
+        echo on > kdamonds/0/state
+    ) > /tmp/fs-setup.out 2>&1
+    setup=$?
+    sleep 1
+    state=$(cat /tmp/admin/kdamonds/0/state 2>&1)
+    kpid=$(cat /tmp/admin/kdamonds/0/pid 2>&1)
+    alive=0
+    [ -n "$kpid" ] && [ "$kpid" -gt 0 ] 2>/dev/null && [ -d "/proc/$kpid" ] && alive=1
+    r "fs mounted=1 setup_rc=$setup state=$state pid=$kpid alive=$alive"
+    blob fs-setup /tmp/fs-setup.out
+    echo off > /tmp/admin/kdamonds/0/state 2>/dev/null
+else
+    r "fs mounted=0"
+fi
+kill -TERM $FSPID 2>/dev/null
+wait_pid $FSPID 20
+grep -q " /tmp/admin " /proc/mounts && unmounted=0 || unmounted=1
+cat /tmp/fs.out
+r "fs-stop rc=$rc unmounted=$unmounted"
+blob fs-log /tmp/fs.out
+
+# 5. the kernel's DAMON, then ours, on the same workload with the same attributes
+if [ "$COMPARE" = 1 ]; then
+    D=/sys/kernel/mm/damon/admin
+    # An exclusive damon_stat kdamond runs from boot on some kernels; sysfs "on" is EBUSY then.
+    for m in damon_stat damon_reclaim damon_lru_sort; do
+        f=/sys/module/$m/parameters/enabled
+        [ -f $f ] && [ "$(cat $f)" = Y ] && echo N > $f && say "disabled $m"
+    done
+    say "kernel DAMON for $COMPARE_SECS s"
+    K=$D/kdamonds/0
+    C=$K/contexts/0
+    S=$C/schemes/0
+    (
+        set -e
+        echo 1 > $D/kdamonds/nr_kdamonds
+        echo 1 > $K/contexts/nr_contexts
+        echo vaddr > $C/operations
+        echo $SAMPLE_US > $C/monitoring_attrs/intervals/sample_us
+        echo $AGGR_US > $C/monitoring_attrs/intervals/aggr_us
+        echo $UPDATE_US > $C/monitoring_attrs/intervals/update_us
+        echo $MIN_REGIONS > $C/monitoring_attrs/nr_regions/min
+        echo $MAX_REGIONS > $C/monitoring_attrs/nr_regions/max
+        echo 1 > $C/targets/nr_targets
+        echo $WPID > $C/targets/0/pid_target
+        echo 1 > $C/schemes/nr_schemes
+        echo stat > $S/action
+        echo 0 > $S/access_pattern/sz/min
+        echo 18446744073709551615 > $S/access_pattern/sz/max
+        echo 0 > $S/access_pattern/nr_accesses/min
+        echo 4294967295 > $S/access_pattern/nr_accesses/max
+        echo 0 > $S/access_pattern/age/min
+        echo 4294967295 > $S/access_pattern/age/max
+        echo on > $K/state
+    ) > /tmp/kdamond-setup.out 2>&1
+    rc=$?
+    kpid=$(cat $K/pid)
+    r "kdamond-start setup_rc=$rc pid=$kpid"
+    blob kdamond-setup /tmp/kdamond-setup.out
+    c0=$(cpu_ticks $kpid); t0=$(uptime_s)
+    : > /tmp/kdamond.txt
+    i=1
+    while [ $i -le $COMPARE_SECS ]; do
+        sleep 1
+        echo update_schemes_tried_regions > $K/state
+        echo "snapshot $i $(uptime_s)" >> /tmp/kdamond.txt
+        (cd $S/tried_regions && grep -r . [0-9]* >> /tmp/kdamond.txt 2>/dev/null)
+        i=$((i + 1))
+    done
+    c1=$(cpu_ticks $kpid); t1=$(uptime_s)
+    echo off > $K/state
+    r "kdamond-done cpu_ticks=$((c1 - c0)) t0=$t0 t1=$t1"
+    blob kdamond /tmp/kdamond.txt
+
+    say "damon record for $COMPARE_SECS s"
+    taskset -c 0 damon record -p "$WPID" -o /tmp/compare.json --format json \
+        --sample-us $SAMPLE_US --aggr-us $AGGR_US --update-us $UPDATE_US \
+        --min-regions $MIN_REGIONS --max-regions $MAX_REGIONS > /tmp/compare.out 2>&1 3>&- &
+    RPID=$!
+    if wait_for Recording 120 /tmp/compare.out; then
+        c0=$(cpu_ticks $RPID); t0=$(uptime_s)
+        sleep $COMPARE_SECS
+        c1=$(cpu_ticks $RPID); t1=$(uptime_s)
+        kill -INT $RPID
+        wait_pid $RPID 30
+        r "ours rc=$rc cpu_ticks=$((c1 - c0)) t0=$t0 t1=$t1"
+        [ -f /tmp/compare.json ] && blob ours /tmp/compare.json
+    else
+        kill -9 $RPID 2>/dev/null
+        r "ours failed"
+    fi
+    blob ours-log /tmp/compare.out
+fi
+
+kill -9 $WPID 2>/dev/null
+finish
