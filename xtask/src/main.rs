@@ -31,8 +31,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run the criterion benchmarks and print their numbers.
+    /// Run the criterion benchmarks and print their numbers
+    /// (`core`: the monitoring core; `access_check`: the eBPF access check, needs root.)
     Bench {
+        /// Only this benchmark (`core` or `access_check`).
+        #[arg(long)]
+        bench: Option<String>,
+        /// Arguments for criterion, e.g. `--measurement-time 3`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -76,11 +81,19 @@ fn main() -> Result<()> {
             prereq::ensure()?;
             vm::run(&root, &kernels, compare)
         }
-        Cmd::Bench { args } => {
+        Cmd::Bench { bench, args } => {
             prereq::ensure()?;
-            let mut a = vec!["bench", "-p", "damon-user"];
-            a.extend(args.iter().map(String::as_str));
-            cargo(&root, &a)
+            // One cargo run per benchmark: criterion's options would be refused by the unit
+            // test harness that a plain `cargo bench` also runs.
+            let benches = bench
+                .map(|b| vec![b])
+                .unwrap_or_else(|| vec!["core".into(), "access_check".into()]);
+            for b in &benches {
+                let mut a = vec!["bench", "-p", "damon-user", "--bench", b.as_str(), "--"];
+                a.extend(args.iter().map(String::as_str));
+                cargo(&root, &a)?;
+            }
+            Ok(())
         }
     }
 }
