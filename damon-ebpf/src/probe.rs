@@ -2,9 +2,12 @@
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 use damon_common::PEEK_LEN;
 
+use aya_log_ebpf::debug;
+
 use crate::{
     globals,
     maps::{PEEK_OUT, PGD_OUT},
+    walk::RawCtx,
 };
 
 /// `raw_tp`, run only through `BPF_PROG_TEST_RUN`: copies `PEEK_LEN` bytes of kernel memory at
@@ -51,6 +54,7 @@ pub fn task_pgd(ctx: *mut core::ffi::c_void) -> i32 {
     else {
         return 0;
     };
+    debug!(&RawCtx(ctx), "task_pgd: mm {:x} pgd {:x}", mm, pgd);
     for (i, v) in [(1, mm), (2, pgd), (0, 1)] {
         if let Some(p) = PGD_OUT.get_ptr_mut(i) {
             unsafe { *p = v };

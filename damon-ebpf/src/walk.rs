@@ -8,7 +8,7 @@
 //!   cheaper, lock-free, memory-safe (probe reads only) but racy with munmap; a racing sample
 //!   is just a wrong sample, flagged `WALK_READ_ERR` when a read faults.
 use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_loop};
-use aya_log_ebpf::{debug, warn};
+use aya_log_ebpf::warn;
 use damon_common::{
     MAX_REGIONS, REGION_INDEX_MASK, WALK_DIRTY, WALK_DONE, WALK_PMD_LEAF, WALK_PRESENT,
     WALK_PUD_LEAF, WALK_READ_ERR, WALK_YOUNG,
@@ -232,11 +232,8 @@ pub fn walk_task_vma(ctx: *mut core::ffi::c_void) -> i32 {
     let Some(pgd) = read_u64(mm + globals::mm_pgd_offset()) else {
         return 0;
     };
-    let young = walk_slot(pgd, slot);
-    debug!(
-        &ctx_logger(ctx),
-        "walk tgid {} slot {}: {} young", tgid, slot, young
-    );
+    // No log here: this runs at every sample, and aya-log 0.3 has no in-kernel level filter.
+    walk_slot(pgd, slot);
     // Non-zero ends the iteration here (user space sees EAGAIN from read): the other VMAs of
     // the target have nothing left to do, and visiting them costs more than the walk.
     STOP_ITERATION
@@ -260,7 +257,7 @@ pub fn walk_test_run(ctx: *mut core::ffi::c_void) -> i32 {
 }
 
 /// aya-log needs an `EbpfContext`; these hand-written sections have only a raw pointer.
-struct RawCtx(*mut core::ffi::c_void);
+pub struct RawCtx(pub *mut core::ffi::c_void);
 impl aya_ebpf::EbpfContext for RawCtx {
     fn as_ptr(&self) -> *mut core::ffi::c_void {
         self.0

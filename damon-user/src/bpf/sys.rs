@@ -36,6 +36,19 @@ pub fn pidfd_open(pid: i32) -> Result<OwnedFd, SyscallError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Whether the process behind `pidfd` has exited: a pidfd turns readable then. One `poll`,
+/// cheaper than opening `/proc/PID/stat` at every sample.
+pub fn pidfd_exited(pidfd: &OwnedFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid pollfd with no timeout.
+    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+    r > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+}
+
 /// Most iovecs one `process_madvise` call takes (`UIO_MAXIOV`).
 pub const MAX_IOVECS: usize = 1024;
 

@@ -196,7 +196,10 @@ impl Operations for EbpfOps {
     }
 
     fn target_valid(&mut self, pid: i32) -> bool {
-        crate::cmd::process_alive(pid)
+        match self.targets.get(&pid) {
+            Some(t) => !sys::pidfd_exited(&t.pidfd),
+            None => crate::cmd::process_alive(pid),
+        }
     }
 
     fn prepare_access_checks(
