@@ -96,6 +96,7 @@ impl KernelLayout {
 /// lives in the direct map) until `base + pfn * 4096` shows the marker. 5-8 probes, < 1 ms.
 fn calibrate_page_offset_base(layout: &KernelLayout) -> Result<u64, LayoutError> {
     let mut ebpf = load_object(layout, false)?;
+    let _logger = super::programs::LoggerThread::start(&mut ebpf);
     let kbtf = aya::Btf::from_sys_fs().map_err(BpfError::Btf)?;
     let it: &mut Iter = program_mut(&mut ebpf, programs::TASK_PGD)?;
     it.load("task", &kbtf).map_err(|source| BpfError::Program {

@@ -93,7 +93,8 @@ pub struct MonitorPrograms {
     /// Per slot: the walk iterator's link to the target (made once, run at every walk), and
     /// the target's page-table root for the `TestRun` path.
     walkers: [Walker; MAX_TARGETS as usize],
-    logger: Option<LoggerThread>,
+    /// Forwards kernel-side log records while the set is loaded; stopped on drop.
+    _logger: Option<LoggerThread>,
 }
 
 /// What a slot's walks reuse.
@@ -162,7 +163,7 @@ impl MonitorPrograms {
             walk_path,
             scratch: zeroed_box(),
             walkers: std::array::from_fn(|_| Walker::default()),
-            logger,
+            _logger: logger,
         })
     }
 
@@ -397,14 +398,6 @@ impl MonitorPrograms {
     }
 }
 
-impl Drop for MonitorPrograms {
-    fn drop(&mut self) {
-        if let Some(l) = self.logger.take() {
-            l.stop();
-        }
-    }
-}
-
 /// Programs whose fd we need for raw syscalls.
 pub trait ProgFd {
     fn raw_fd(&self) -> Result<RawFd, aya::programs::ProgramError>;
@@ -489,13 +482,13 @@ fn zeroed_box<T: aya::Pod>() -> Box<T> {
 }
 
 /// Forwards aya-log records from the kernel side to the `log` crate (and so to env_logger).
-struct LoggerThread {
+pub(crate) struct LoggerThread {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<()>,
+    handle: Option<JoinHandle<()>>,
 }
 
 impl LoggerThread {
-    fn start(ebpf: &mut Ebpf) -> Option<Self> {
+    pub(crate) fn start(ebpf: &mut Ebpf) -> Option<Self> {
         let mut logger = match aya_log::EbpfLogger::init(ebpf) {
             Ok(l) => l,
             Err(e) => {
@@ -522,12 +515,20 @@ impl LoggerThread {
                 logger.flush();
             })
             .ok()?;
-        Some(Self { stop, handle })
+        Some(Self {
+            stop,
+            handle: Some(handle),
+        })
     }
+}
 
-    fn stop(self) {
+impl Drop for LoggerThread {
+    /// Stops the thread after a last flush, so records of the final runs are not lost.
+    fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.handle.join();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }
 
