@@ -13,7 +13,12 @@ use anyhow::{Context, Result, bail};
 pub fn have_root(test: &str) -> bool {
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
-        eprintln!("SKIPPED {test}: needs root for BPF (run `cargo xtask test` as root)");
+        // Straight to the stderr handle: the test harness captures eprintln!, which would hide
+        // the skip in a passing run.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: needs root for BPF (run `cargo xtask test` as root)"
+        );
     }
     root
 }
