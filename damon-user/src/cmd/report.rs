@@ -113,7 +113,7 @@ pub fn run(args: Args) -> Result<()> {
     let stdout = std::io::stdout();
     let terminal = Terminal {
         is_tty: stdout.is_terminal(),
-        columns: terminal_columns(),
+        columns: super::tty::terminal_size().map(|(columns, _)| columns),
     };
     let result = render(&args, &mut stdout.lock(), terminal);
     // `damon report raw | head` is fine: stop quietly when the reader goes away.
@@ -266,17 +266,4 @@ fn heatmap_options(args: &Args, nums: Numbers, terminal: Terminal) -> Result<Hea
         nums,
         colour,
     })
-}
-
-/// Columns of the terminal on stdout, if it is one.
-pub fn terminal_columns() -> Option<u16> {
-    let mut size = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one `winsize` to the pointer, which is valid for the call.
-    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
-    (rc == 0 && size.ws_col > 0).then_some(size.ws_col)
 }

@@ -71,18 +71,17 @@ impl Drop for LiveScreen {
     }
 }
 
-/// Columns and rows of the terminal on stdout, or 80x24.
-pub fn size() -> (u16, u16) {
+/// Columns and rows of the terminal on stdout, if it is one.
+pub fn terminal_size() -> Option<(u16, u16)> {
     // SAFETY: TIOCGWINSZ fills a winsize.
     unsafe {
         let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) == 0
-            && ws.ws_col > 0
-            && ws.ws_row > 0
-        {
-            (ws.ws_col, ws.ws_row)
-        } else {
-            (80, 24)
-        }
+        let ok = libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) == 0;
+        (ok && ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col, ws.ws_row))
     }
+}
+
+/// Columns and rows of the terminal on stdout, or 80x24.
+pub fn size() -> (u16, u16) {
+    terminal_size().unwrap_or((80, 24))
 }
