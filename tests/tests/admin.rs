@@ -212,8 +212,14 @@ fn damo_drives_the_tree_in_a_private_mount_namespace() {
     if !have_root("damo_drives_the_tree_in_a_private_mount_namespace") {
         return;
     }
+    // `cargo xtask test` (and so CI) always installs damo and sets this.
     let Some(damo) = std::env::var_os("DAMON_TEST_DAMO") else {
-        panic!("DAMON_TEST_DAMO is not set: run through `cargo xtask test`, which installs damo");
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED damo_drives_the_tree_in_a_private_mount_namespace: DAMON_TEST_DAMO is not set (`cargo xtask test` installs damo and sets it)"
+        );
+        return;
     };
     let (w, _) =
         Workload::start(&["hotcold", "--hot-mib", "16", "--cold-mib", "32"]).expect("workload");
