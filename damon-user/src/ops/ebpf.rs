@@ -160,7 +160,7 @@ impl EbpfOps {
         pid: i32,
         out: &WalkOutput,
         which: impl Iterator<Item = usize>,
-    ) -> Result<(), OpsError> {
+    ) -> Result<usize, OpsError> {
         self.ranges.clear();
         for i in which {
             let w = out.walk[i];
@@ -175,7 +175,7 @@ impl EbpfOps {
             });
         }
         if self.ranges.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         coalesce(&mut self.ranges);
         let target = self.targets.get(&pid).ok_or(OpsError::TargetGone { pid })?;
@@ -186,7 +186,7 @@ impl EbpfOps {
             })?;
         self.stats.mkold_ranges += self.ranges.len() as u64;
         self.stats.mkold_skipped += skipped as u64;
-        Ok(())
+        Ok(self.ranges.len())
     }
 }
 
@@ -227,7 +227,11 @@ impl Operations for EbpfOps {
         self.stats.samples += 1;
         self.write_samples(slot, pid, regions)?;
         let before = self.walk(pid)?;
-        self.mkold_samples(pid, &before, 0..n)?;
+        if self.mkold_samples(pid, &before, 0..n)? == 0 {
+            // Every sampled page is already old (or absent): nothing to verify, and the walk
+            // in the kernel already describes these samples.
+            return Ok(());
+        }
         let after = self.walk(pid)?;
         // Young right after mkold: the bit could not be cleared (or the page was touched again
         // within microseconds). Move those samples once; pages touched again are hot anyway.
