@@ -63,19 +63,6 @@ impl FakeBackend {
     }
 }
 
-/// Whether `pid` is a process that has not exited: a zombie has no address space left to
-/// monitor, so it counts as exited, as for the kernel's vaddr `target_valid()`.
-pub fn process_alive(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state is the first field after the parenthesised command name.
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next());
-    !matches!(state, Some("Z" | "X") | None)
-}
-
 fn gettid() -> i32 {
     // SAFETY: gettid takes no arguments and cannot fail.
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
@@ -114,7 +101,9 @@ impl KdamondBackend for FakeBackend {
                 .name(format!("kdamond.{kdamond_idx}"))
                 .spawn(move || {
                     let _ = tid_tx.send(gettid());
-                    while !stop.load(Ordering::Acquire) && pids.iter().any(|&p| process_alive(p)) {
+                    while !stop.load(Ordering::Acquire)
+                        && pids.iter().any(|&p| crate::core::process_alive(p))
+                    {
                         thread::sleep(Duration::from_millis(5));
                     }
                     running.store(false, Ordering::Release);

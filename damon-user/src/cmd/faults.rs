@@ -78,7 +78,7 @@ pub fn run(args: Args) -> Result<()> {
         if args
             .duration
             .is_some_and(|d| t0.elapsed().as_secs_f64() >= d)
-            || !crate::cmd::process_alive(args.pid)
+            || !crate::core::process_alive(args.pid)
         {
             break;
         }

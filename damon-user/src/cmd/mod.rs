@@ -36,13 +36,3 @@ pub fn interrupted() -> Arc<AtomicBool> {
     })
     .clone()
 }
-
-/// Whether process `pid` exists (and is not a zombie).
-pub fn process_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
-    }
-}

@@ -30,6 +30,6 @@ pub use context::{LiveTarget, MonitorContext};
 pub use error::CoreError;
 pub use kdamond::{KdamondHandle, start_kdamond};
 pub use ops::{Operations, OpsError, TargetRef};
-pub use procmaps::{parse_proc_maps, read_proc_maps};
+pub use procmaps::{parse_proc_maps, process_alive, read_proc_maps};
 pub use region::{AddrRange, PAGE_SIZE, Region};
 pub use snapshot::{Intervals, RegionSnapshot, Snapshot, TargetSnapshot};

@@ -40,6 +40,19 @@ pub fn read_proc_maps(pid: i32) -> Result<Vec<AddrRange>, OpsError> {
     }
 }
 
+/// Whether `pid` is a process that has not exited: a zombie has no address space left to
+/// monitor, so it counts as exited, as for the kernel's vaddr `target_valid()`.
+pub fn process_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state is the first field after the parenthesised command name.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    !matches!(state, Some("Z" | "X") | None)
+}
+
 /// ENOENT when the pid directory is gone, ESRCH when the process died while being read.
 fn is_gone(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ESRCH)

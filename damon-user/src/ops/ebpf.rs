@@ -198,7 +198,7 @@ impl Operations for EbpfOps {
     fn target_valid(&mut self, pid: i32) -> bool {
         match self.targets.get(&pid) {
             Some(t) => !sys::pidfd_exited(&t.pidfd),
-            None => crate::cmd::process_alive(pid),
+            None => crate::core::process_alive(pid),
         }
     }
 
