@@ -6,7 +6,10 @@ use crate::{
     admin::{
         BackendError, ContextConfig, KdamondBackend, KdamondConfig, LiveRegion, RunningKdamond,
     },
-    core::{AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, TargetSpec, start_kdamond},
+    core::{
+        AddrRange, Attrs, ContextSpec, CoreError, KdamondHandle, OpsError, OpsKind, Snapshot,
+        TargetSpec, start_kdamond,
+    },
     ops::{EbpfOps, EbpfOpsOptions},
 };
 
@@ -65,11 +68,33 @@ fn spec_of(cfg: &KdamondConfig) -> Result<ContextSpec, BackendError> {
     Ok(spec)
 }
 
-fn seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+/// Why a kdamond with the eBPF access check could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("setting up the eBPF access check: {0}")]
+    Ops(#[source] OpsError),
+    #[error("starting the kdamond: {0}")]
+    Core(#[source] CoreError),
+}
+
+/// Starts kdamond `kdamond_idx` on `spec` with the eBPF access check: what `damon record`,
+/// `damon top` and the admin tree's `state on` all run. `seed` makes the sampled pages
+/// reproducible; `None` takes one from the clock.
+pub fn start_ebpf_kdamond(
+    kdamond_idx: usize,
+    spec: ContextSpec,
+    options: EbpfOpsOptions,
+    sink: mpsc::Sender<Snapshot>,
+    seed: Option<u64>,
+) -> Result<KdamondHandle, StartError> {
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    });
+    let ops = EbpfOps::new(options, seed).map_err(StartError::Ops)?;
+    start_kdamond(kdamond_idx, spec, Box::new(ops), sink, seed).map_err(StartError::Core)
 }
 
 impl KdamondBackend for EbpfBackend {
@@ -79,15 +104,12 @@ impl KdamondBackend for EbpfBackend {
         cfg: &KdamondConfig,
     ) -> Result<Box<dyn RunningKdamond>, BackendError> {
         let spec = spec_of(cfg)?;
-        let seed = seed();
-        let ops = EbpfOps::new(self.options, seed)
-            .map_err(|e| BackendError::new(crate::core::ops::error_chain(&e)))?;
         // Snapshots are not consumed: the tree reads live regions on request. A closed
         // channel is ignored by the kdamond.
         let (tx, _) = mpsc::channel();
         let attrs = spec.attrs;
-        let handle = start_kdamond(kdamond_idx, spec, Box::new(ops), tx, seed)
-            .map_err(|e| BackendError::new(e.to_string()))?;
+        let handle = start_ebpf_kdamond(kdamond_idx, spec, self.options, tx, None)
+            .map_err(|e| BackendError::new(crate::core::ops::error_chain(&e)))?;
         Ok(Box::new(Running { handle, attrs }))
     }
 }

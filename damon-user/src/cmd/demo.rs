@@ -8,6 +8,7 @@ use clap::Args as ClapArgs;
 use clap::Parser;
 
 use super::{
+    StopSignals,
     session::{MonitorArgs, Session},
     top::{WatchOptions, watch},
 };
@@ -68,20 +69,15 @@ pub fn run(args: Args) -> Result<()> {
          Watching it for {:.0} s with DAMON's defaults (5 ms samples, 100 ms aggregations)...",
         args.seconds
     );
+    let signals = StopSignals::install().context("installing SIGINT/SIGTERM handlers")?;
     let mut session = Session::start(&monitor)?;
     let mut writer = RecordWriter::new(RecordFormat::JsonCompressed);
-    let reason = watch(
-        &mut session,
-        WatchOptions {
-            delay: None,
-            duration: Some(args.seconds),
-        },
-        |s| writer.push(s),
-    )?;
-    session.kdamond.stop();
-    while let Ok(s) = session.snapshots.try_recv() {
-        writer.push(&s);
-    }
+    let opts = WatchOptions {
+        delay: None,
+        duration: Some(args.seconds),
+    };
+    let reason = watch(&mut session, &signals, opts, |s| writer.push(s))?;
+    session.finish(|s| writer.push(s));
     drop(session);
     let path = args.output.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("damon-demo-{}.data", std::process::id()))

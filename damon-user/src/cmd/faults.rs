@@ -57,9 +57,10 @@ pub fn run(args: Args) -> Result<()> {
         args.pid,
         regions.len()
     );
-    let stop = crate::cmd::interrupted();
+    let signals =
+        crate::cmd::StopSignals::install().context("installing SIGINT/SIGTERM handlers")?;
     let t0 = Instant::now();
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+    while signals.received().is_none() {
         std::thread::sleep(Duration::from_secs_f64(args.interval));
         let faults = progs.faults(args.pid, regions.len())?;
         progs.reset_counters(slot)?;

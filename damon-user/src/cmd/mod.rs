@@ -10,29 +10,57 @@ pub mod top;
 pub mod tty;
 pub mod workload;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
-};
+use std::sync::atomic::{AtomicI32, Ordering};
 
-/// A flag that turns true on SIGINT or SIGTERM, for the synchronous command loops.
-pub fn interrupted() -> Arc<AtomicBool> {
-    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-    FLAG.get_or_init(|| {
-        let flag = Arc::new(AtomicBool::new(false));
-        extern "C" fn on_signal(_: libc::c_int) {
-            if let Some(f) = FLAG_PTR.get() {
-                f.store(true, Ordering::SeqCst);
+/// The last SIGINT/SIGTERM received while a [`StopSignals`] is installed; 0 for none.
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    // Async-signal-safe: one atomic store.
+    STOP_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+/// SIGINT and SIGTERM caught for a command's foreground loop, the previous handlers restored
+/// on drop. Handlers, unlike a blocked mask, work whichever thread of the process the signal
+/// lands on (threads started earlier do not inherit a mask set later).
+pub struct StopSignals {
+    old: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+impl StopSignals {
+    pub fn install() -> std::io::Result<Self> {
+        STOP_SIGNAL.store(0, Ordering::SeqCst);
+        let mut installed = StopSignals { old: Vec::new() };
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: a zeroed sigaction is valid; the handler only stores an atomic, and
+            // SA_RESTART keeps other threads' system calls from failing with EINTR.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as usize;
+                action.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut action.sa_mask);
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &action, &mut old) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                installed.old.push((sig, old));
             }
         }
-        static FLAG_PTR: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-        let _ = FLAG_PTR.set(flag.clone());
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-            libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        Ok(installed)
+    }
+
+    /// The signal received since `install`, if any.
+    pub fn received(&self) -> Option<i32> {
+        let sig = STOP_SIGNAL.load(Ordering::SeqCst);
+        (sig != 0).then_some(sig)
+    }
+}
+
+impl Drop for StopSignals {
+    fn drop(&mut self) {
+        for (sig, old) in &self.old {
+            // SAFETY: restores the action saved by `install`.
+            unsafe { libc::sigaction(*sig, old, std::ptr::null_mut()) };
         }
-        flag
-    })
-    .clone()
+    }
 }

@@ -2,14 +2,16 @@
 use std::{
     io::{IsTerminal, Write},
     path::PathBuf,
-    sync::{atomic::Ordering, mpsc::RecvTimeoutError},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 
-use super::session::{MonitorArgs, Session};
+use super::{
+    StopSignals,
+    session::{Event, MonitorArgs, Session},
+};
 use crate::record::{RecordFormat, RecordWriter};
 
 #[derive(Debug, ClapArgs)]
@@ -54,7 +56,7 @@ pub fn run(args: Args) -> Result<()> {
             args.flush_every
         );
     }
-    let stop = super::interrupted();
+    let signals = StopSignals::install().context("installing SIGINT/SIGTERM handlers")?;
     let mut session = Session::start(&args.monitor)?;
     let out = &args.output;
     eprintln!(
@@ -73,29 +75,15 @@ pub fn run(args: Args) -> Result<()> {
     let mut last_flush = Instant::now();
     let mut flush_cost = 0.0;
     let mut nr_regions = 0;
+    let deadline = args.duration.map(|d| t0 + Duration::from_secs_f64(d));
     let reason = loop {
-        if stop.load(Ordering::Relaxed) {
-            break "interrupted";
-        }
-        if args
-            .duration
-            .is_some_and(|d| t0.elapsed().as_secs_f64() >= d)
-        {
-            break "duration reached";
-        }
-        if !session.command_running() {
-            break "command exited";
-        }
-        match session.snapshots.recv_timeout(Duration::from_millis(100)) {
-            Ok(s) => {
+        match session.next_event(&signals, deadline) {
+            Event::Snapshot(s) => {
                 nr_regions = s.targets.iter().map(|t| t.regions.len()).sum();
                 writer.push(&s);
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break "every target exited",
-        }
-        if !session.kdamond.is_running() {
-            break "every target exited";
+            Event::Idle => {}
+            Event::Ended(reason) => break reason,
         }
         // damo's format is one document, so each flush rewrites the whole recording. Spacing
         // flushes at least ten times their own cost keeps that under 10 % of the run.
@@ -117,12 +105,8 @@ pub fn run(args: Args) -> Result<()> {
             let _ = std::io::stderr().flush();
         }
     };
-    session.kdamond.stop();
-    let exit = session.kdamond.exit_reason();
-    // Aggregations completed before the stop are still in the channel.
-    while let Ok(s) = session.snapshots.try_recv() {
-        writer.push(&s);
-    }
+    // Aggregations completed before the stop are still queued.
+    let exit = session.finish(|s| writer.push(s));
     writer
         .flush(out)
         .with_context(|| format!("writing {}", out.display()))?;

@@ -3,18 +3,19 @@
 //! clean-up of all of it on drop.
 use std::{
     process::{Child, Command},
-    sync::mpsc::{Receiver, channel},
+    sync::mpsc::{Receiver, RecvTimeoutError, channel},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, ValueEnum};
 
+use super::StopSignals;
 use crate::{
     bpf::{PerfSampler, PmuError, probe},
-    core::{
-        AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec, start_kdamond,
-    },
-    ops::{EbpfOps, EbpfOpsOptions, FaultScope},
+    core::{AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec},
+    monitor::start_ebpf_kdamond,
+    ops::{EbpfOpsOptions, FaultScope},
 };
 
 /// Monitoring options common to the live commands. Defaults are damo's.
@@ -218,16 +219,8 @@ impl Session {
             },
             perf_sampler: args.perf_sampler.map(SamplerArg::resolve).transpose()?,
         };
-        let seed = args.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0)
-        });
-        let ops = EbpfOps::new(opts, seed).context("setting up the eBPF access check")?;
         let (tx, snapshots) = channel();
-        let kdamond = start_kdamond(0, args.spec(&pids), Box::new(ops), tx, seed)
-            .context("starting the kdamond")?;
+        let kdamond = start_ebpf_kdamond(0, args.spec(&pids), opts, tx, args.seed)?;
         Ok(Session {
             kdamond,
             snapshots,
@@ -243,6 +236,49 @@ impl Session {
             None => true,
         }
     }
+
+    /// Waits up to 50 ms for the next aggregation, and says when the session is over: a stop
+    /// signal, the `deadline`, the command's exit, or every target gone.
+    pub fn next_event(&mut self, signals: &StopSignals, deadline: Option<Instant>) -> Event {
+        if signals.received().is_some() {
+            return Event::Ended("interrupted");
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Event::Ended("duration reached");
+        }
+        if !self.command_running() {
+            return Event::Ended("command exited");
+        }
+        match self.snapshots.recv_timeout(Duration::from_millis(50)) {
+            Ok(s) => return Event::Snapshot(s),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Event::Ended("every target exited"),
+        }
+        if self.kdamond.is_running() {
+            Event::Idle
+        } else {
+            Event::Ended("every target exited")
+        }
+    }
+
+    /// Stops the kdamond, hands over the aggregations still queued, and returns why the
+    /// kdamond had stopped by itself, if it had.
+    pub fn finish(&mut self, mut each: impl FnMut(&Snapshot)) -> Option<String> {
+        self.kdamond.stop();
+        while let Ok(s) = self.snapshots.try_recv() {
+            each(&s);
+        }
+        self.kdamond.exit_reason()
+    }
+}
+
+/// What [`Session::next_event`] saw.
+pub enum Event {
+    Snapshot(Snapshot),
+    /// Nothing yet; ask again.
+    Idle,
+    /// The session is over, for this reason.
+    Ended(&'static str),
 }
 
 impl Drop for Session {

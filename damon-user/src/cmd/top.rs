@@ -5,15 +5,15 @@
 use std::{
     collections::VecDeque,
     io::{IsTerminal, Write},
-    sync::{atomic::Ordering, mpsc::RecvTimeoutError},
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
 
 use super::{
-    session::{MonitorArgs, Session},
+    StopSignals,
+    session::{Event, MonitorArgs, Session},
     tty::{self, LiveScreen},
 };
 use crate::core::Snapshot;
@@ -55,34 +55,24 @@ const HISTORY: usize = 120;
 /// blocks otherwise. Returns why it ended.
 pub fn watch(
     session: &mut Session,
+    signals: &StopSignals,
     opts: WatchOptions,
     mut each: impl FnMut(&Snapshot),
 ) -> Result<&'static str> {
-    let stop = super::interrupted();
     let tty = std::io::stdout().is_terminal();
     let screen = tty.then(LiveScreen::enter);
     let mut history: VecDeque<Snapshot> = VecDeque::with_capacity(HISTORY);
-    let t0 = Instant::now();
+    let deadline = opts
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
     let mut last_refresh = Instant::now();
     let mut dirty = true;
     let reason = loop {
-        if stop.load(Ordering::Relaxed) {
-            break "interrupted";
-        }
         if screen.as_ref().is_some_and(|s| s.quit_pressed()) {
             break "quit";
         }
-        if opts
-            .duration
-            .is_some_and(|d| t0.elapsed().as_secs_f64() >= d)
-        {
-            break "duration reached";
-        }
-        if !session.command_running() {
-            break "command exited";
-        }
-        match session.snapshots.recv_timeout(Duration::from_millis(50)) {
-            Ok(s) => {
+        match session.next_event(signals, deadline) {
+            Event::Snapshot(s) => {
                 each(&s);
                 if history.len() == HISTORY {
                     history.pop_front();
@@ -90,11 +80,8 @@ pub fn watch(
                 history.push_back(s);
                 dirty = true;
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break "every target exited",
-        }
-        if !session.kdamond.is_running() {
-            break "every target exited";
+            Event::Idle => {}
+            Event::Ended(reason) => break reason,
         }
         let due = match opts.delay {
             Some(d) => last_refresh.elapsed().as_secs_f64() >= d,
@@ -124,26 +111,17 @@ pub fn watch(
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.monitor.pids.is_empty() && args.monitor.command.is_empty() {
-        bail!("nothing to monitor: give -p PID or -- COMMAND");
-    }
+    let signals = StopSignals::install().context("installing SIGINT/SIGTERM handlers")?;
     let mut session = Session::start(&args.monitor)?;
-    let reason = watch(
-        &mut session,
-        WatchOptions {
-            delay: args.delay,
-            duration: args.duration,
-        },
-        |_| {},
-    )?;
-    session.kdamond.stop();
+    let opts = WatchOptions {
+        delay: args.delay,
+        duration: args.duration,
+    };
+    let reason = watch(&mut session, &signals, opts, |_| {})?;
+    let exit = session.finish(|_| {});
     eprintln!(
         "damon top: {reason}{}",
-        session
-            .kdamond
-            .exit_reason()
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default()
+        exit.map(|e| format!(" ({e})")).unwrap_or_default()
     );
     Ok(())
 }
