@@ -98,17 +98,8 @@ impl Drop for Workload {
     }
 }
 
-/// Parses `0xSTART-0xEND`.
-pub fn parse_range(s: &str) -> Result<(u64, u64)> {
-    let (a, b) = s
-        .split_once('-')
-        .with_context(|| format!("not a range: {s}"))?;
-    let p = |x: &str| {
-        u64::from_str_radix(x.trim_start_matches("0x"), 16)
-            .with_context(|| format!("bad address {x}"))
-    };
-    Ok((p(a)?, p(b)?))
-}
+/// Parses `0xSTART-0xEND`, as `damon report --address-range` does.
+pub use damon_user::report::range::parse_address_range as parse_range;
 
 /// The value of `key=` in a workload line like `READY pid=1 hot=0x1-0x2 cold=0x3-0x4`.
 pub fn field<'a>(line: &'a str, key: &str) -> Result<&'a str> {
@@ -143,14 +134,7 @@ pub fn covered(regions: &[damon_user::core::RegionSnapshot], range: (u64, u64)) 
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds, the clock of snapshot timestamps.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use damon_user::core::kdamond::monotonic_ns;
 
 /// `AnonHugePages` of a process, in KiB.
 pub fn anon_huge_kib(pid: i32) -> u64 {

@@ -16,6 +16,7 @@ use crate::{
     core::{AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec},
     monitor::start_ebpf_kdamond,
     ops::{EbpfOpsOptions, FaultScope},
+    report::range::parse_address_range,
 };
 
 /// Monitoring options common to the live commands. Defaults are damo's.
@@ -86,24 +87,11 @@ fn parse_ops(s: &str) -> Result<OpsKind, String> {
     s.parse().map_err(|e: crate::core::CoreError| e.to_string())
 }
 
-/// Parses `START-END` with each bound in decimal or `0x` hex.
-pub fn parse_range(s: &str) -> Result<AddrRange, String> {
-    let (a, b) = s
-        .split_once('-')
-        .ok_or_else(|| format!("range {s:?} is not START-END"))?;
-    let num = |x: &str| {
-        let x = x.trim();
-        let r = match x.strip_prefix("0x").or_else(|| x.strip_prefix("0X")) {
-            Some(h) => u64::from_str_radix(h, 16),
-            None => x.parse(),
-        };
-        r.map_err(|_| format!("{x:?} in range {s:?} is not a number"))
-    };
-    let (start, end) = (num(a)?, num(b)?);
-    if start >= end {
-        return Err(format!("range {s:?} is empty or reversed"));
-    }
-    Ok(AddrRange { start, end })
+/// `START-END`, parsed like `damon report --address-range`.
+fn parse_range(s: &str) -> Result<AddrRange, String> {
+    parse_address_range(s)
+        .map(|(start, end)| AddrRange { start, end })
+        .map_err(|e| e.to_string())
 }
 
 impl MonitorArgs {
