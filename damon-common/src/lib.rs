@@ -73,10 +73,11 @@ pub struct WalkOutput {
     /// Raw leaf entry (PTE or PMD) of sample 0, for the start-up validation that compares its
     /// frame with `/proc/PID/pagemap`.
     pub leaf0: u64,
-    /// Number of entries the walk visited.
-    pub walked: u32,
-    /// `SampleTable::generation` of the completed walk.
-    pub walk_gen: u32,
+    /// Walks completed on this slot (wrapping): user space compares it before and after a run
+    /// to tell a walk that did not happen (the target had no address space left) from one that
+    /// found nothing young.
+    pub walks: u32,
+    pub _pad: u32,
 }
 
 /// Per region: the generation of the last sample whose sampled page took a fault.

@@ -50,7 +50,6 @@ struct Walk {
     pgd: u64,
     base: u64,
     slot: u32,
-    generation: u32,
     young: u32,
     errors: u32,
     /// The PTE table of the last 2 MiB range: consecutive samples often share it.
@@ -151,7 +150,7 @@ extern "C" fn walk_one(k: u32, ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-/// Walks all samples of `slot` under generation `generation`; records completion in OUTPUT.
+/// Walks all samples of `slot` and counts the completed walk in `WALK_OUT`.
 #[inline(always)]
 fn walk_slot(pgd: u64, slot: u32) -> i32 {
     let Some(samples) = SAMPLES.get(slot) else {
@@ -166,7 +165,6 @@ fn walk_slot(pgd: u64, slot: u32) -> i32 {
         pgd,
         base: globals::page_offset_base(),
         slot,
-        generation: samples.generation,
         young: 0,
         errors: 0,
         last_pmd_key: u64::MAX,
@@ -187,8 +185,7 @@ fn walk_slot(pgd: u64, slot: u32) -> i32 {
     }
     if let Some(out) = WALK_OUT.get_ptr_mut(slot) {
         unsafe {
-            (*out).walked = nr;
-            (*out).walk_gen = w.generation;
+            (*out).walks = (*out).walks.wrapping_add(1);
         }
     }
     w.young as i32

@@ -88,3 +88,28 @@ fn perf_sampler_attributes_fault_addresses_to_regions() {
     );
     assert_eq!(faults[1], 0);
 }
+
+#[test]
+fn a_walk_of_a_process_without_address_space_is_an_error_not_stale_results() {
+    if !have_root("a_walk_of_a_process_without_address_space_is_an_error_not_stale_results") {
+        return;
+    }
+    let layout = damon_user::bpf::KernelLayout::get().expect("kernel layout");
+    let mut progs = MonitorPrograms::load(Some(&layout), ProgramOptions::default()).expect("load");
+    // A zombie: exited (no mm left) but not reaped yet, so its pid still names it.
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let pid = child.id() as i32;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let slot = progs.add_target(pid).expect("slot");
+    progs
+        .set_regions(slot, &[(0x1000, 0x2000)])
+        .expect("regions");
+    progs.set_samples(slot, 1, &[0x1000]).expect("samples");
+    let r = progs.walk(pid);
+    let _ = child.wait();
+    assert!(
+        matches!(r, Err(damon_user::bpf::BpfError::NotWalked { .. })),
+        "walk of an exited process: {:?}",
+        r.map(|o| o.walks)
+    );
+}

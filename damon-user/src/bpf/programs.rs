@@ -54,6 +54,8 @@ pub enum BpfError {
     NoFreeSlot,
     #[error("process {pid} is not a target of this program set")]
     UnknownTarget { pid: i32 },
+    #[error("the page tables of process {pid} were not walked: it has no address space left")]
+    NotWalked { pid: i32 },
     #[error("{count} regions exceed the {MAX_REGIONS} the programs can hold")]
     TooManyRegions { count: usize },
     #[error(transparent)]
@@ -102,6 +104,8 @@ pub struct MonitorPrograms {
 struct Walker {
     link: Option<std::os::fd::OwnedFd>,
     pgd: u64,
+    /// `WalkOutput::walks` after the last walk.
+    walks: u32,
 }
 
 /// How the page-table walk is run.
@@ -178,6 +182,8 @@ impl MonitorPrograms {
             .position(Option::is_none)
             .ok_or(BpfError::NoFreeSlot)? as u32;
         self.set_regions(slot, &[])?;
+        // A slot's walk counter carries on from its previous target.
+        self.walkers[slot as usize].walks = self.walk_output(slot)?.walks;
         let mut targets: HashMap<_, u32, TargetSlot> = self.map_mut(maps::TARGETS)?;
         targets
             .insert(pid as u32, TargetSlot { slot, flags: 0 }, 0)
@@ -284,18 +290,14 @@ impl MonitorPrograms {
     }
 
     /// Per region of `slot`: the generation of the last sample whose sampled page faulted.
-    pub fn fault_gen(&self, slot: u32) -> Result<Box<FaultGen>, BpfError> {
+    pub fn fault_gen(&self, slot: u32) -> Result<FaultGen, BpfError> {
         let arr: Array<_, FaultGen> = self.map(maps::FAULT_GEN)?;
-        arr.get(&slot, 0)
-            .map(Box::new)
-            .map_err(map_err(maps::FAULT_GEN))
+        arr.get(&slot, 0).map_err(map_err(maps::FAULT_GEN))
     }
 
-    fn walk_output(&self, slot: u32) -> Result<Box<WalkOutput>, BpfError> {
+    fn walk_output(&self, slot: u32) -> Result<WalkOutput, BpfError> {
         let arr: Array<_, WalkOutput> = self.map(maps::WALK_OUT)?;
-        arr.get(&slot, 0)
-            .map(Box::new)
-            .map_err(map_err(maps::WALK_OUT))
+        arr.get(&slot, 0).map_err(map_err(maps::WALK_OUT))
     }
 
     /// The walk path in use, `None` when loaded without a kernel layout.
@@ -305,12 +307,12 @@ impl MonitorPrograms {
 
     /// Walks the page tables of process `pid` at the sampling addresses of its slot and
     /// returns what the programs recorded.
-    pub fn walk(&mut self, pid: i32) -> Result<Box<WalkOutput>, BpfError> {
+    pub fn walk(&mut self, pid: i32) -> Result<WalkOutput, BpfError> {
         let slot = self.slot_of(pid).ok_or(BpfError::UnknownTarget { pid })?;
         match self.walk_path {
             Some(WalkPath::TaskVma) => {
                 if self.walkers[slot as usize].link.is_none() {
-                    let fd = self.prog_fd::<Iter>(programs::WALK_TASK_VMA)?;
+                    let fd = self.iter_fd(programs::WALK_TASK_VMA)?;
                     self.walkers[slot as usize].link =
                         Some(sys::iter_link_for_pid(fd, pid as u32)?);
                 }
@@ -347,7 +349,14 @@ impl MonitorPrograms {
                 });
             }
         }
-        self.walk_output(slot)
+        let out = self.walk_output(slot)?;
+        let walker = &mut self.walkers[slot as usize];
+        if out.walks == walker.walks {
+            // The program ran no walk: the process had no address space left (it is exiting).
+            return Err(BpfError::NotWalked { pid });
+        }
+        walker.walks = out.walks;
+        Ok(out)
     }
 
     /// Walks `slot` from page-table root `pgd` through `BPF_PROG_TEST_RUN`. Returns the number
@@ -369,13 +378,9 @@ impl MonitorPrograms {
         }
     }
 
-    fn prog_fd<P>(&self, name: &'static str) -> Result<RawFd, BpfError>
-    where
-        for<'a> &'a P: TryFrom<&'a aya::programs::Program, Error = aya::programs::ProgramError>,
-        P: ProgFd,
-    {
-        let p: &P = program(&self.ebpf, name)?;
-        p.raw_fd().map_err(prog_err(name))
+    fn iter_fd(&self, name: &'static str) -> Result<RawFd, BpfError> {
+        let p: &Iter = program(&self.ebpf, name)?;
+        Ok(p.fd().map_err(prog_err(name))?.as_fd().as_raw_fd())
     }
 
     fn map<V: aya::Pod>(&self, name: &'static str) -> Result<Array<&MapData, V>, BpfError> {
@@ -395,16 +400,6 @@ impl MonitorPrograms {
             .map_mut(name)
             .ok_or(BpfError::Missing { kind: "map", name })?;
         M::try_from(m).map_err(map_err(name))
-    }
-}
-
-/// Programs whose fd we need for raw syscalls.
-pub trait ProgFd {
-    fn raw_fd(&self) -> Result<RawFd, aya::programs::ProgramError>;
-}
-impl ProgFd for Iter {
-    fn raw_fd(&self) -> Result<RawFd, aya::programs::ProgramError> {
-        Ok(self.fd()?.as_fd().as_raw_fd())
     }
 }
 

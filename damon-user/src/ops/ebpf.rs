@@ -136,6 +136,7 @@ impl EbpfOps {
             BpfError::Syscall(ref s) if s.io_error.raw_os_error() == Some(libc::ESRCH) => {
                 OpsError::TargetGone { pid }
             }
+            BpfError::NotWalked { .. } => OpsError::TargetGone { pid },
             e => failed(format!("eBPF access check of process {pid}"), e),
         }
     }
@@ -149,7 +150,7 @@ impl EbpfOps {
             .map_err(Self::bpf(pid))
     }
 
-    fn walk(&mut self, pid: i32) -> Result<Box<WalkOutput>, OpsError> {
+    fn walk(&mut self, pid: i32) -> Result<WalkOutput, OpsError> {
         self.stats.walks += 1;
         self.progs.walk(pid).map_err(Self::bpf(pid))
     }
