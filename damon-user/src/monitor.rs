@@ -2,6 +2,8 @@
 //! access check is the eBPF one.
 use std::sync::mpsc;
 
+use damon_common::MAX_REGIONS;
+
 use crate::{
     admin::{
         BackendError, ContextConfig, KdamondBackend, KdamondConfig, LiveRegion, RunningKdamond,
@@ -56,21 +58,41 @@ fn spec_of(cfg: &KdamondConfig) -> Result<ContextSpec, BackendError> {
             })
             .collect(),
     };
-    spec.validate()
-        .map_err(|e| BackendError::new(e.to_string()))?;
-    if spec.attrs.max_nr_regions * 3 / 2 > damon_common::MAX_REGIONS as u64 {
-        return Err(BackendError::new(format!(
-            "max_nr_regions {} is above the {} this build's eBPF tables allow",
-            spec.attrs.max_nr_regions,
-            damon_common::MAX_REGIONS as u64 * 2 / 3
-        )));
-    }
+    check_spec(&spec).map_err(|e| BackendError::new(e.to_string()))?;
     Ok(spec)
+}
+
+/// The largest `max_nr_regions` the eBPF tables allow: they hold `MAX_REGIONS` regions per
+/// target, and splitting can reach 1.5 x max.
+pub const MAX_NR_REGIONS_LIMIT: u64 = MAX_REGIONS as u64 * 2 / 3;
+
+/// A context this monitor cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error(transparent)]
+    Invalid(#[from] CoreError),
+    #[error(
+        "max_nr_regions {max} is above {MAX_NR_REGIONS_LIMIT}: the eBPF tables hold {MAX_REGIONS} regions per target and splitting can reach 1.5 x max"
+    )]
+    TooManyRegions { max: u64 },
+}
+
+/// The kernel's validation of `spec`, plus the limits of the eBPF access check.
+pub fn check_spec(spec: &ContextSpec) -> Result<(), SpecError> {
+    spec.validate()?;
+    if spec.attrs.max_nr_regions > MAX_NR_REGIONS_LIMIT {
+        return Err(SpecError::TooManyRegions {
+            max: spec.attrs.max_nr_regions,
+        });
+    }
+    Ok(())
 }
 
 /// Why a kdamond with the eBPF access check could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
     #[error("setting up the eBPF access check: {0}")]
     Ops(#[source] OpsError),
     #[error("starting the kdamond: {0}")]
@@ -93,6 +115,7 @@ pub fn start_ebpf_kdamond(
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
     });
+    check_spec(&spec)?;
     let ops = EbpfOps::new(options, seed).map_err(StartError::Ops)?;
     start_kdamond(kdamond_idx, spec, Box::new(ops), sink, seed).map_err(StartError::Core)
 }

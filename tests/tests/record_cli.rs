@@ -75,6 +75,7 @@ fn record_with_a_command_monitors_it_until_it_exits() {
 fn bad_arguments_are_rejected_with_the_value_named() {
     for (args, needle) in [
         (vec!["record", "-p", "1", "--min-regions", "2"], "2"),
+        (vec!["record", "-p", "1", "--max-regions", "5000"], "5000"),
         (vec!["record", "-p", "1", "--format", "xml"], "xml"),
         (vec!["record", "-p", "1", "--ops", "paddr"], "paddr"),
         (

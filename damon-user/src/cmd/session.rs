@@ -14,7 +14,7 @@ use super::StopSignals;
 use crate::{
     bpf::{PerfSampler, PmuError, probe},
     core::{AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec},
-    monitor::start_ebpf_kdamond,
+    monitor::{check_spec, start_ebpf_kdamond},
     ops::{EbpfOpsOptions, FaultScope},
     report::range::parse_address_range,
 };
@@ -116,17 +116,7 @@ impl MonitorArgs {
         if self.ops == OpsKind::Fvaddr && self.ranges.is_empty() {
             bail!("--ops fvaddr needs at least one --range");
         }
-        if self.max_regions * 3 / 2 > damon_common::MAX_REGIONS as u64 {
-            bail!(
-                "--max-regions {} is above {}: the eBPF tables hold {} regions per target and splitting can reach 1.5 x max",
-                self.max_regions,
-                damon_common::MAX_REGIONS as u64 * 2 / 3,
-                damon_common::MAX_REGIONS
-            );
-        }
-        self.spec(&[1])
-            .validate()
-            .context("invalid monitoring attributes")?;
+        check_spec(&self.spec(&[1])).context("invalid monitoring attributes")?;
         Ok(())
     }
 
