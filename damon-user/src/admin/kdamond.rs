@@ -278,18 +278,22 @@ impl Kdamond {
         Ok(())
     }
 
+    /// Whether `refresh_ms` asks for a refresh at `now`: set, running, and a period past the
+    /// last one.
+    pub fn refresh_due(&self, now: Instant) -> bool {
+        if self.refresh_ms == 0 || !self.is_running() {
+            return false;
+        }
+        let period = Duration::from_millis(u64::from(self.refresh_ms));
+        self.last_refresh
+            .is_none_or(|t| now.duration_since(t) >= period)
+    }
+
     /// `refresh_ms`: refresh stats, tuned intervals and effective quotas when due (the
     /// kernel's `damon_sysfs_repeat_call_fn()`). Errors are ignored: a kdamond that stopped
     /// simply is not refreshed.
     pub fn refresh_if_due(&mut self, idx: usize, now: Instant) {
-        if self.refresh_ms == 0 || !self.is_running() {
-            return;
-        }
-        let period = Duration::from_millis(u64::from(self.refresh_ms));
-        if self
-            .last_refresh
-            .is_some_and(|t| now.duration_since(t) < period)
-        {
+        if !self.refresh_due(now) {
             return;
         }
         self.last_refresh = Some(now);

@@ -20,8 +20,10 @@
 //!   passed on, but do not limit `stat`.
 //! - `stats/` describe the latest snapshot (the regions the access pattern matches now), not
 //!   counters accumulated over every apply interval.
-//! - Writes to `state` and `nr_*` files use a try-lock (EBUSY when another writer holds the
-//!   tree) like the kernel; plain value stores, which take no lock in the kernel, wait.
+//! - Writes to `state` and `nr_*` files try a writers' lock, `damon_sysfs_lock`'s analogue
+//!   (EBUSY when another such writer or a due `refresh_ms` refresh holds it), like the
+//!   kernel; reads and plain value stores, which take no lock in the kernel, never fail for
+//!   contention (they wait for the data lock, held for microseconds).
 //!
 //! # Recovering a mount whose server was killed
 //! A server killed with SIGKILL cannot unmount: the mount stays, and every access to it fails

@@ -1,4 +1,4 @@
-//! The whole admin tree behind one lock: path resolution, reads, writes, and the locking
+//! The whole admin tree: path resolution, reads, writes, and the locking
 //! policy that mirrors the kernel's `damon_sysfs_lock`.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
@@ -142,6 +142,15 @@ impl Tree {
         self.dir_mut(parent)?.store(name, input)
     }
 
+    /// Whether any kdamond has a `refresh_ms` refresh due at `now`.
+    pub fn refresh_due(&self, now: Instant) -> bool {
+        self.kdamonds
+            .kdamonds
+            .items
+            .iter()
+            .any(|kdamond| kdamond.refresh_due(now))
+    }
+
     /// Run due `refresh_ms` refreshes of every kdamond.
     pub fn refresh(&mut self, now: Instant) {
         for (idx, kdamond) in self.kdamonds.kdamonds.items.iter_mut().enumerate() {
@@ -150,10 +159,10 @@ impl Tree {
     }
 }
 
-/// Whether a write takes the tree lock with `try_lock` (EBUSY when held), as the kernel's
-/// store functions that take `damon_sysfs_lock` with `mutex_trylock()`: `state` and every
-/// `nr_*` file. Other stores in the kernel take no lock at all; here they wait for the lock,
-/// which is as short as a value store, so a sequential user never sees a spurious EBUSY.
+/// Whether a write takes the writers' lock with `try_lock` (EBUSY when held), as the
+/// kernel's store functions that take `damon_sysfs_lock` with `mutex_trylock()`: `state` and
+/// every `nr_*` file. Other stores in the kernel take no lock at all; here they, like reads,
+/// only wait for the tree's data lock, which is held as briefly as a value store.
 pub fn write_uses_trylock(path: &[&str]) -> bool {
     path.last()
         .is_some_and(|name| *name == "state" || name.starts_with("nr_"))
@@ -161,25 +170,38 @@ pub fn write_uses_trylock(path: &[&str]) -> bool {
 
 /// The shared tree with the kernel's locking behaviour; what the FUSE server and the
 /// `refresh_ms` ticker use.
+///
+/// Two locks, so that only the contention the kernel has can make a write fail:
+/// - `writers` is `damon_sysfs_lock`: `state`/`nr_*` writers and a due `refresh_ms` refresh
+///   take it with `try_lock`, so one of them meeting another gets EBUSY (the refresh skips a
+///   tick), exactly as in the kernel;
+/// - `tree` guards the data and is always waited for: readers, lookups, value stores and the
+///   ticker's "is anything due" check hold it for microseconds and never cause an EBUSY (a
+///   sequential script must not see one because a directory listing ran in between).
+///
+/// Lock order: `writers` before `tree`.
 pub struct Admin {
+    writers: Mutex<()>,
     tree: Mutex<Tree>,
 }
 
 impl Admin {
     pub fn new(backend: Arc<dyn KdamondBackend>) -> Self {
         Self {
+            writers: Mutex::new(()),
             tree: Mutex::new(Tree::new(backend)),
         }
     }
 
-    /// Wait for the lock. A panic while holding it cannot leave a half-applied store (every
-    /// store validates before it assigns), so a poisoned lock is still usable.
+    /// Wait for the data lock. A panic while holding it cannot leave a half-applied store
+    /// (every store validates before it assigns), so a poisoned lock is still usable.
     pub fn lock(&self) -> MutexGuard<'_, Tree> {
         self.tree.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn try_lock(&self) -> Option<MutexGuard<'_, Tree>> {
-        match self.tree.try_lock() {
+    /// Try the writers' lock (`damon_sysfs_lock`); `None` when another writer holds it.
+    pub fn try_lock_writers(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.writers.try_lock() {
             Ok(guard) => Some(guard),
             Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
             Err(TryLockError::WouldBlock) => None,
@@ -198,26 +220,30 @@ impl Admin {
         self.lock().read(path)
     }
 
-    /// A write, with EBUSY when another writer holds the lock for `state`/`nr_*` files (see
-    /// [`write_uses_trylock`]).
+    /// A write, with EBUSY when another writer holds the writers' lock for `state`/`nr_*`
+    /// files (see [`write_uses_trylock`]).
     pub fn write(&self, path: &[&str], input: &[u8]) -> Result<(), AdminError> {
-        let mut tree = if write_uses_trylock(path) {
-            self.try_lock().ok_or_else(|| AdminError::Busy {
+        let _writer = if write_uses_trylock(path) {
+            Some(self.try_lock_writers().ok_or_else(|| AdminError::Busy {
                 reason: format!(
                     "{}: the admin tree is locked by another writer",
                     path.join("/")
                 ),
-            })?
+            })?)
         } else {
-            self.lock()
+            None
         };
-        tree.write(path, input)
+        self.lock().write(path, input)
     }
 
-    /// One `refresh_ms` tick; skipped when the tree is busy, as the kernel's repeat call does.
+    /// One `refresh_ms` tick: nothing unless a refresh is due; skipped when a writer holds
+    /// the writers' lock, as the kernel's repeat call does.
     pub fn refresh(&self, now: Instant) {
-        if let Some(mut tree) = self.try_lock() {
-            tree.refresh(now);
+        if !self.lock().refresh_due(now) {
+            return;
+        }
+        if let Some(_writer) = self.try_lock_writers() {
+            self.lock().refresh(now);
         }
     }
 }

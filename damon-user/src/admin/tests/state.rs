@@ -2,6 +2,7 @@
 
 use std::process::{Child, Command};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -485,17 +486,17 @@ fn refresh_ms_updates_without_keywords() {
     assert_eq!(read(&t, &format!("{S}/stats/nr_tried")), "2\n");
 }
 
-/// Writers of `state`/`nr_*` that find the tree locked get EBUSY; other writers and readers
-/// wait for the lock.
+/// Writers of `state`/`nr_*` that find the writers' lock (`damon_sysfs_lock`) held get
+/// EBUSY; value stores do not take it and succeed.
 #[test]
-fn locked_tree_busy_for_state_and_nr_writers() {
+fn held_writers_lock_busy_for_state_and_nr_writers() {
     let fake = FakeBackend::new();
-    let admin = Arc::new(Admin::new(Arc::new(fake)));
+    let admin = Admin::new(Arc::new(fake));
     admin.write(&["kdamonds", "nr_kdamonds"], b"1").unwrap();
     admin
         .write(&["kdamonds", "0", "contexts", "nr_contexts"], b"1")
         .unwrap();
-    let held = admin.lock();
+    let held = admin.try_lock_writers().expect("uncontended");
     for path in [
         &["kdamonds", "nr_kdamonds"][..],
         &["kdamonds", "0", "state"][..],
@@ -504,12 +505,27 @@ fn locked_tree_busy_for_state_and_nr_writers() {
         let err = admin.write(path, b"on").unwrap_err();
         assert_eq!(err.errno(), libc::EBUSY, "{path:?}");
     }
+    admin.write(&["kdamonds", "0", "refresh_ms"], b"5").unwrap();
+    assert_eq!(admin.read(&["kdamonds", "0", "refresh_ms"]).unwrap(), "5\n");
+    drop(held);
+    // Uncontended, the same writes succeed.
+    admin.write(&["kdamonds", "nr_kdamonds"], b"1").unwrap();
+}
+
+/// Readers hold only the data lock: a `state`/`nr_*` writer meeting one waits for it instead
+/// of failing.
+#[test]
+fn a_reader_holding_the_tree_makes_writers_wait_not_fail() {
+    let fake = FakeBackend::new();
+    let admin = Arc::new(Admin::new(Arc::new(fake)));
+    let reader = admin.lock();
     let (tx, rx) = mpsc::channel();
-    let waiter = {
+    let writer = {
         let admin = admin.clone();
         thread::spawn(move || {
-            let path = ["kdamonds", "0", "refresh_ms"];
-            let result = admin.write(&path, b"5").map_err(|e| e.errno());
+            let result = admin
+                .write(&["kdamonds", "nr_kdamonds"], b"1")
+                .map_err(|e| e.errno());
             tx.send(result).unwrap();
         })
     };
@@ -517,10 +533,51 @@ fn locked_tree_busy_for_state_and_nr_writers() {
         rx.recv_timeout(Duration::from_millis(100)).is_err(),
         "did not wait"
     );
-    drop(held);
+    drop(reader);
     assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Ok(()));
-    waiter.join().unwrap();
-    assert_eq!(admin.read(&["kdamonds", "0", "refresh_ms"]).unwrap(), "5\n");
-    // Uncontended, the same writes succeed.
+    writer.join().unwrap();
+    assert_eq!(admin.read(&["kdamonds", "nr_kdamonds"]).unwrap(), "1\n");
+}
+
+/// A sequential writer never sees EBUSY from the `refresh_ms` ticker, readers or lookups
+/// running beside it when no refresh is due (the kernel's `refresh_ms` 0 default).
+#[test]
+fn no_spurious_busy_from_ticks_and_readers() {
+    let fake = FakeBackend::new();
+    let admin = Arc::new(Admin::new(Arc::new(fake)));
     admin.write(&["kdamonds", "nr_kdamonds"], b"1").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy: Vec<_> = (0..2)
+        .map(|i| {
+            let (admin, stop) = (admin.clone(), stop.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if i == 0 {
+                        admin.refresh(Instant::now());
+                    } else {
+                        let _ = admin.list(&["kdamonds", "0"]);
+                        let _ = admin.read(&["kdamonds", "0", "state"]);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut failures = 0;
+    for n in 0..20_000u32 {
+        let path = ["kdamonds", "0", "contexts", "nr_contexts"];
+        if admin
+            .write(&path, if n % 2 == 0 { b"1" } else { b"0" })
+            .is_err()
+        {
+            failures += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in busy {
+        t.join().unwrap();
+    }
+    assert_eq!(
+        failures, 0,
+        "writes failed while only readers and ticks ran"
+    );
 }
