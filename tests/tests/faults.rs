@@ -2,7 +2,11 @@
 //! ours left loaded afterwards.
 use aya::programs::loaded_programs;
 use damon_tests::{Workload, have_root, parse_range};
-use damon_user::bpf::{MonitorPrograms, PerfSampler, ProgramOptions};
+use damon_user::{
+    bpf::{MonitorPrograms, PerfSampler, ProgramOptions, sys::pidfd_open},
+    core::{Operations, PAGE_SIZE, Region, TargetRef},
+    ops::{EbpfOps, EbpfOpsOptions, mkold::mkold},
+};
 
 #[test]
 fn faults_are_counted_per_region_and_programs_unload() {
@@ -112,4 +116,57 @@ fn a_walk_of_a_process_without_address_space_is_an_error_not_stale_results() {
         "walk of an exited process: {:?}",
         r.map(|o| o.walks)
     );
+}
+
+/// With several targets, a fault on one target's sampled page counts for that target: the
+/// fault stamp is compared with that target's sample, not with the last target prepared.
+#[test]
+fn a_fault_counts_for_its_own_target_when_several_are_sampled() {
+    if !have_root("a_fault_counts_for_its_own_target_when_several_are_sampled") {
+        return;
+    }
+    let mapped = |line: &str| {
+        parse_range(line.strip_prefix("MAPPED ").expect("MAPPED line")).expect("range")
+    };
+    // a touches 256 pages: a page fresh from a fault sits in a per-CPU LRU batch (up to 31
+    // pages) where MADV_COLD cannot clear its young bit; the pages after it drain the batch
+    // holding the first one, the page sampled here.
+    let (mut a, line_a) = Workload::start(&["touch", "--pages", "256"]).expect("workload a");
+    let (b, line_b) = Workload::start(&["touch", "--pages", "16"]).expect("workload b");
+    let (a_range, b_range) = (mapped(&line_a), mapped(&line_b));
+    let mut ops = EbpfOps::new(EbpfOpsOptions::default(), 7).expect("eBPF access check");
+    // One region per target, sampled at its first page (a fresh region samples its start);
+    // neither page is mapped yet.
+    let mut regions_a = vec![Region::new(a_range.0, a_range.1)];
+    let mut regions_b = vec![Region::new(b_range.0, b_range.1)];
+    let target = |idx, pid| TargetRef {
+        idx,
+        pid,
+        layout_changed: true,
+    };
+    let (ta, tb) = (target(0, a.pid()), target(1, b.pid()));
+    ops.prepare_access_checks(&ta, &mut regions_a)
+        .expect("prepare a");
+    ops.prepare_access_checks(&tb, &mut regions_b)
+        .expect("prepare b");
+
+    // a faults its sampled page in; clearing the page's young bit again leaves the fault as
+    // the only sign of the access.
+    a.send_line("go").expect("tell workload a");
+    assert_eq!(a.read_line().expect("reply"), "TOUCHED");
+    let pidfd = pidfd_open(a.pid()).expect("pidfd");
+    mkold(&pidfd, &[(a_range.0, PAGE_SIZE)]).expect("MADV_COLD");
+
+    let (mut acc_a, mut acc_b) = ([false], [false]);
+    ops.check_accesses(&ta, &regions_a, &mut acc_a)
+        .expect("check a");
+    ops.check_accesses(&tb, &regions_b, &mut acc_b)
+        .expect("check b");
+    assert_eq!(
+        ops.stats().fault_hits,
+        1,
+        "the access of a is known from its fault alone"
+    );
+    assert!(acc_a[0], "the fault on a's sampled page did not count");
+    assert!(!acc_b[0], "b touched nothing");
 }

@@ -60,13 +60,15 @@ pub struct EbpfOpsStats {
 struct Target {
     slot: u32,
     pidfd: OwnedFd,
+    /// This target's sample count: stamped with its sampling addresses into its slot, so
+    /// a fault stamp equal to it was taken during the current sample of this target.
+    generation: u32,
 }
 
 /// `Operations` backed by the eBPF programs. One per kdamond.
 pub struct EbpfOps {
     progs: MonitorPrograms,
     targets: HashMap<i32, Target>,
-    generation: u32,
     rng: SmallRng,
     stats: EbpfOpsStats,
     /// Reused buffers: the sampling loop allocates nothing per sample.
@@ -95,7 +97,6 @@ impl EbpfOps {
         Ok(Self {
             progs,
             targets: HashMap::new(),
-            generation: 0,
             rng: SmallRng::seed_from_u64(seed),
             stats: EbpfOpsStats::default(),
             addrs: Vec::new(),
@@ -116,7 +117,7 @@ impl EbpfOps {
         self.progs.set_walk_path(path);
     }
 
-    fn target(&mut self, pid: i32) -> Result<&Target, OpsError> {
+    fn target(&mut self, pid: i32) -> Result<&mut Target, OpsError> {
         if !self.targets.contains_key(&pid) {
             let pidfd = sys::pidfd_open(pid).map_err(|e| match e.io_error.raw_os_error() {
                 Some(libc::ESRCH) => OpsError::TargetGone { pid },
@@ -126,9 +127,18 @@ impl EbpfOps {
                 .progs
                 .add_target(pid)
                 .map_err(|e| failed(format!("registering process {pid}"), e))?;
-            self.targets.insert(pid, Target { slot, pidfd });
+            self.targets.insert(
+                pid,
+                Target {
+                    slot,
+                    pidfd,
+                    generation: 0,
+                },
+            );
         }
-        self.targets.get(&pid).ok_or(OpsError::TargetGone { pid })
+        self.targets
+            .get_mut(&pid)
+            .ok_or(OpsError::TargetGone { pid })
     }
 
     fn bpf(pid: i32) -> impl Fn(BpfError) -> OpsError {
@@ -141,12 +151,19 @@ impl EbpfOps {
         }
     }
 
-    fn write_samples(&mut self, slot: u32, pid: i32, regions: &[Region]) -> Result<(), OpsError> {
+    /// Writes the sampling addresses of `regions` into `slot`, stamped with `generation`.
+    fn write_samples(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        pid: i32,
+        regions: &[Region],
+    ) -> Result<(), OpsError> {
         self.addrs.clear();
         self.addrs
             .extend(regions.iter().map(|r| r.sampling_addr & !(PAGE_SIZE - 1)));
         self.progs
-            .set_samples(slot, self.generation, &self.addrs)
+            .set_samples(slot, generation, &self.addrs)
             .map_err(Self::bpf(pid))
     }
 
@@ -209,7 +226,9 @@ impl Operations for EbpfOps {
         regions: &mut [Region],
     ) -> Result<(), OpsError> {
         let pid = t.pid;
-        let slot = self.target(pid)?.slot;
+        let target = self.target(pid)?;
+        target.generation = target.generation.wrapping_add(1);
+        let (slot, generation) = (target.slot, target.generation);
         let n = regions.len().min(MAX_REGIONS as usize);
         if regions.len() > n {
             log::warn!(
@@ -224,9 +243,8 @@ impl Operations for EbpfOps {
                 .set_regions(slot, &bounds)
                 .map_err(Self::bpf(pid))?;
         }
-        self.generation = self.generation.wrapping_add(1);
         self.stats.samples += 1;
-        self.write_samples(slot, pid, regions)?;
+        self.write_samples(slot, generation, pid, regions)?;
         let before = self.walk(pid)?;
         if self.mkold_samples(pid, &before, 0..n)? == 0 {
             // Every sampled page is already old (or absent): nothing to verify, and the walk
@@ -250,7 +268,7 @@ impl Operations for EbpfOps {
                 r.sampling_addr = r.start + self.rng.random_range(0..pages) * PAGE_SIZE;
             }
             self.stats.resampled += stuck.len() as u64;
-            self.write_samples(slot, pid, regions)?;
+            self.write_samples(slot, generation, pid, regions)?;
             let again = self.walk(pid)?;
             self.mkold_samples(pid, &again, stuck.into_iter())?;
         }
@@ -266,14 +284,15 @@ impl Operations for EbpfOps {
         accessed: &mut [bool],
     ) -> Result<(), OpsError> {
         let pid = t.pid;
-        let slot = self.target(pid)?.slot;
+        let target = self.target(pid)?;
+        let (slot, generation) = (target.slot, target.generation);
         let out = self.walk(pid)?;
         let stamps = self.progs.fault_gen(slot).map_err(Self::bpf(pid))?;
         let n = regions.len().min(MAX_REGIONS as usize).min(accessed.len());
         let seen = out.walk[..n].iter().zip(&stamps[..n]);
         for (acc, (&walk, &fault_gen)) in accessed[..n].iter_mut().zip(seen) {
             let young = walk & WALK_YOUNG != 0;
-            let faulted = fault_gen == self.generation;
+            let faulted = fault_gen == generation;
             if faulted && !young {
                 self.stats.fault_hits += 1;
             }
