@@ -26,12 +26,6 @@ fn spec_of(cfg: &KdamondConfig) -> Result<ContextSpec, BackendError> {
         .contexts
         .first()
         .ok_or_else(|| BackendError::new("the kdamond has no context (nr_contexts is 0)"))?;
-    if let Some(s) = ctx.schemes.iter().find(|s| s.action != "stat") {
-        return Err(BackendError::new(format!(
-            "scheme action {:?} cannot be applied by this build; only \"stat\" is",
-            s.action
-        )));
-    }
     let ops: OpsKind = ctx
         .operations
         .parse()

@@ -79,12 +79,7 @@ pub struct SchemeConfig {
     /// The kernel's action word; this build only applies `"stat"`.
     pub action: String,
     pub access_pattern: AccessPatternConfig,
-    pub apply_interval_us: u64,
-    pub target_nid: i32,
     pub quotas: QuotasConfig,
-    pub watermarks: WatermarksConfig,
-    /// `core_filters/`, then `ops_filters/`, then `filters/`, in directory order.
-    pub filters: Vec<FilterConfig>,
 }
 
 /// `schemes/N/quotas/`.
@@ -106,33 +101,6 @@ pub struct QuotaGoalConfig {
     pub target_value: u64,
     pub current_value: u64,
     pub nid: i32,
-}
-
-/// `schemes/N/watermarks/`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WatermarksConfig {
-    /// `"none"` or `"free_mem_rate"`.
-    pub metric: String,
-    pub interval_us: u64,
-    pub high: u64,
-    pub mid: u64,
-    pub low: u64,
-}
-
-/// One DAMOS filter from `filters/`, `core_filters/` or `ops_filters/`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FilterConfig {
-    /// The kernel's filter type word (`anon`, `memcg`, `addr`, `target`, ...).
-    pub filter_type: String,
-    pub matching: bool,
-    pub allow: bool,
-    pub memcg_path: String,
-    pub addr_start: u64,
-    pub addr_end: u64,
-    pub damon_target_idx: i32,
-    /// Hugepage size range for `hugepage_size` filters.
-    pub min: u64,
-    pub max: u64,
 }
 
 /// One region of a running context as it is now (the kdamond's current view).

@@ -4,13 +4,11 @@
 use std::path::Path;
 
 use super::backend::{
-    AccessPatternConfig, ContextConfig, FilterConfig, IntervalsGoalConfig, QuotaGoalConfig,
-    QuotasConfig, Range, SchemeConfig, TargetConfig, WatermarksConfig,
+    AccessPatternConfig, ContextConfig, IntervalsGoalConfig, QuotaGoalConfig, QuotasConfig, Range,
+    SchemeConfig, TargetConfig,
 };
 use super::context::{AVAIL_OPERATIONS, Context, OPERATIONS, UlRange};
-use super::filters::Filter;
 use super::node::keyword;
-use super::quotas::WMARK_METRICS;
 use super::scheme::{STAT_ACTION, Scheme};
 
 /// Why a context cannot be started; becomes [`super::AdminError::InvalidConfig`] (EINVAL).
@@ -136,20 +134,6 @@ fn range(r: UlRange) -> Range {
     }
 }
 
-fn filter_config(f: &Filter) -> FilterConfig {
-    FilterConfig {
-        filter_type: f.filter_type.word().to_string(),
-        matching: f.matching,
-        allow: f.allow,
-        memcg_path: f.memcg_path.clone(),
-        addr_start: f.addr_start,
-        addr_end: f.addr_end,
-        damon_target_idx: f.damon_target_idx,
-        min: f.min,
-        max: f.max,
-    }
-}
-
 fn build_scheme(idx: usize, s: &Scheme) -> Result<SchemeConfig, Invalid> {
     if s.action != STAT_ACTION {
         return Err(format!(
@@ -157,17 +141,15 @@ fn build_scheme(idx: usize, s: &Scheme) -> Result<SchemeConfig, Invalid> {
             s.action
         ));
     }
-    let filters: Vec<FilterConfig> = [&s.core_filters, &s.ops_filters, &s.filters]
+    let has_filters = [&s.core_filters, &s.ops_filters, &s.filters]
         .iter()
-        .flat_map(|dir| dir.items.iter().map(filter_config))
-        .collect();
-    if !filters.is_empty() {
+        .any(|dir| !dir.items.is_empty());
+    if has_filters {
         return Err(format!(
             "scheme {idx}: DAMOS filters cannot be applied by this build yet"
         ));
     }
     let q = &s.quotas;
-    let w = &s.watermarks;
     Ok(SchemeConfig {
         action: s.action.to_string(),
         access_pattern: AccessPatternConfig {
@@ -175,8 +157,6 @@ fn build_scheme(idx: usize, s: &Scheme) -> Result<SchemeConfig, Invalid> {
             nr_accesses: range(s.access_pattern.nr_accesses),
             age: range(s.access_pattern.age),
         },
-        apply_interval_us: s.apply_interval_us,
-        target_nid: s.target_nid,
         quotas: QuotasConfig {
             ms: q.ms,
             bytes: q.bytes,
@@ -196,13 +176,5 @@ fn build_scheme(idx: usize, s: &Scheme) -> Result<SchemeConfig, Invalid> {
                 })
                 .collect(),
         },
-        watermarks: WatermarksConfig {
-            metric: keyword(w.metric, &WMARK_METRICS).to_string(),
-            interval_us: w.interval_us,
-            high: w.high,
-            mid: w.mid,
-            low: w.low,
-        },
-        filters,
     })
 }

@@ -17,7 +17,7 @@
 //!   (as the kernel accepts any operations set it knows) and refused at `on`/`commit`.
 //! - Only the `stat` action is applied, without filters; other actions and any filter are
 //!   stored but make `on`/`commit` fail with EINVAL. Quotas and watermarks are stored and
-//!   passed on, but do not limit `stat`.
+//!   read back; quotas set `effective_bytes`, and neither limits `stat`.
 //! - `stats/` describe the latest snapshot (the regions the access pattern matches now), not
 //!   counters accumulated over every apply interval.
 //! - Writes to `state` and `nr_*` files try a writers' lock, `damon_sysfs_lock`'s analogue

@@ -1,7 +1,8 @@
 //! `schemes/N/quotas/` (with `weights/` and `goals/`) and `schemes/N/watermarks/`.
 //!
-//! This build stores these values and passes them to the backend, but the `stat` action it
-//! applies is never limited by them.
+//! This build stores these values; the quotas pass to the backend (they set the
+//! `effective_bytes` a refresh reports), but the `stat` action it applies is never limited by
+//! them.
 
 use super::error::AdminError;
 use super::node::{
