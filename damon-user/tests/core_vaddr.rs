@@ -73,6 +73,23 @@ fn run(ctx: &mut MonitorContext, ops: &mut SimMemory, samples: u64) {
     }
 }
 
+/// Process 10 with `mappings`, every page accessed at every sample, monitored up to the sample
+/// before the first ops update (sample 210): surviving regions then have last_nr_accesses 20
+/// and a growing age, so fresh ones (0 and 0) stand out after the update.
+fn all_hot_until_the_update(seed: u64, mappings: Vec<AddrRange>) -> (SimMemory, MonitorContext) {
+    let mut sim = SimMemory::new(seed);
+    sim.add_process(10, mappings);
+    sim.set_hot_areas(10, vec![HotArea::new(0, u64::MAX, 1.0)]);
+    let spec = ContextSpec {
+        ops: OpsKind::Vaddr,
+        attrs: attrs(),
+        targets: vec![TargetSpec::vaddr(10)],
+    };
+    let mut ctx = MonitorContext::new(0, spec, seed, 0).expect("valid");
+    run(&mut ctx, &mut sim, 209);
+    (sim, ctx)
+}
+
 fn covers(regions: &[Region], range: AddrRange) -> bool {
     regions
         .iter()
@@ -105,19 +122,7 @@ fn assert_counters_follow(before: &[Region], after: &[Region], fresh: &[AddrRang
 fn heap_growth_and_new_mapping_keep_counters_and_add_fresh_regions() {
     let heap = AddrRange::new(HEAP_START, HEAP_START + 32 * MIB);
     let mmap = AddrRange::new(MMAP_START, MMAP_START + 16 * MIB);
-    let sim = SimMemory::new(11);
-    sim.add_process(10, vec![TEXT, heap, mmap, STACK]);
-    // Every page accessed at every sample: surviving regions have last_nr_accesses 20 and a
-    // growing age, fresh ones 0 and 0.
-    sim.set_hot_areas(10, vec![HotArea::new(0, u64::MAX, 1.0)]);
-    let mut ops = sim.clone();
-    let spec = ContextSpec {
-        ops: OpsKind::Vaddr,
-        attrs: attrs(),
-        targets: vec![TargetSpec::vaddr(10)],
-    };
-    let mut ctx = MonitorContext::new(0, spec, 11, 0).expect("valid");
-    run(&mut ctx, &mut ops, 209);
+    let (mut sim, mut ctx) = all_hot_until_the_update(11, vec![TEXT, heap, mmap, STACK]);
     let before = ctx.regions(0).expect("t").to_vec();
     let mapped = |r: &&Region| {
         [heap, mmap]
@@ -138,7 +143,7 @@ fn heap_growth_and_new_mapping_keep_counters_and_add_fresh_regions() {
     let grown_heap = AddrRange::new(HEAP_START, HEAP_START + 36 * MIB);
     let new_map = AddrRange::new(0x3f00_0000_0000, 0x3f00_0010_0000);
     sim.set_mappings(10, vec![TEXT, grown_heap, new_map, mmap, STACK]);
-    run(&mut ctx, &mut ops, 1); // sample 210: the ops update
+    run(&mut ctx, &mut sim, 1); // sample 210: the ops update
     let after = ctx.regions(0).expect("t").to_vec();
 
     assert_eq!(after[0].start, TEXT.start);
@@ -178,23 +183,13 @@ fn unmapping_a_middle_part_trims_regions_and_fills_the_old_gap() {
     // A 1.5 TiB mmap area whose gap to the stack (500 GiB) is the second biggest; unmapping
     // 1.375 TiB in its middle makes that hole the second biggest gap instead.
     let mmap = AddrRange::new(0x7e00_0000_0000, 0x7f80_0000_0000);
-    let sim = SimMemory::new(12);
-    sim.add_process(10, vec![TEXT, heap, mmap, STACK]);
-    sim.set_hot_areas(10, vec![HotArea::new(0, u64::MAX, 1.0)]);
-    let mut ops = sim.clone();
-    let spec = ContextSpec {
-        ops: OpsKind::Vaddr,
-        attrs: attrs(),
-        targets: vec![TargetSpec::vaddr(10)],
-    };
-    let mut ctx = MonitorContext::new(0, spec, 12, 0).expect("valid");
-    run(&mut ctx, &mut ops, 209);
+    let (mut sim, mut ctx) = all_hot_until_the_update(12, vec![TEXT, heap, mmap, STACK]);
     let before = ctx.regions(0).expect("t").to_vec();
 
     let low = AddrRange::new(mmap.start, 0x7e10_0000_0000);
     let high = AddrRange::new(0x7f70_0000_0000, mmap.end);
     sim.set_mappings(10, vec![TEXT, heap, low, high, STACK]);
-    run(&mut ctx, &mut ops, 1);
+    run(&mut ctx, &mut sim, 1);
     let after = ctx.regions(0).expect("t").to_vec();
 
     // Three regions now: [text, heap end), [low), [high, stack end): nothing in the hole, the

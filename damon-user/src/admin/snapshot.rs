@@ -59,16 +59,7 @@ pub fn stat_stats(pattern: &AccessPatternConfig, targets: &[Vec<LiveRegion>]) ->
 mod tests {
     use super::*;
     use crate::admin::backend::Range;
-
-    fn region(start: u64, end: u64, nr_accesses: u32, age: u32) -> LiveRegion {
-        LiveRegion {
-            start,
-            end,
-            nr_accesses,
-            nr_accesses_bp: nr_accesses * 10_000,
-            age,
-        }
-    }
+    use crate::admin::tests::region;
 
     fn pattern(sz: (u64, u64), nr: (u64, u64), age: (u64, u64)) -> AccessPatternConfig {
         AccessPatternConfig {

@@ -7,7 +7,6 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::super::backend::LiveRegion;
 use super::super::tree::Admin;
 use super::*;
 
@@ -65,16 +64,6 @@ fn state(t: &mut Tree, keyword: &str) -> Result<(), AdminError> {
 
 fn state_errno(t: &mut Tree, keyword: &str) -> i32 {
     write_errno(t, &format!("{K}/state"), keyword)
-}
-
-fn region(start: u64, end: u64, nr_accesses: u32, age: u32) -> LiveRegion {
-    LiveRegion {
-        start,
-        end,
-        nr_accesses,
-        nr_accesses_bp: nr_accesses * 10_000,
-        age,
-    }
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
