@@ -11,7 +11,8 @@
 //! - `SAMPLES`: `Array<SampleTable>`, one entry per slot: the sampling address of each region.
 //! - `WALK_OUT`: `Array<WalkOutput>`, one entry per slot: what the last walk saw.
 //! - `FAULT_GEN`, `FAULT_COUNTS`: `Array<[_; MAX_REGIONS]>`, one entry per slot: what the fault
-//!   programs saw. Split from the walk output so each read copies only what it needs.
+//!   programs saw. The walk folds `FAULT_GEN` into its output (`WALK_FAULTED`), so the
+//!   sampling loop reads one 4 KiB table per walk and never the stamps.
 #![no_std]
 
 /// Pages are 4 KiB on every architecture we run on (x86_64).
@@ -80,7 +81,8 @@ pub struct WalkOutput {
     pub _pad: u32,
 }
 
-/// Per region: the generation of the last sample whose sampled page took a fault.
+/// Per region: the generation of the last sample whose sampled page took a fault. Read by the
+/// walk, which reports a stamp equal to the current generation as `WALK_FAULTED`.
 pub type FaultGen = [u32; MAX_REGIONS as usize];
 
 /// Per region: page faults since the region table was last written (monotonic). u64 because
@@ -98,6 +100,9 @@ pub const WALK_PMD_LEAF: u8 = 1 << 4;
 pub const WALK_PUD_LEAF: u8 = 1 << 5;
 /// A page-table read faulted (a table freed under a racing munmap): a wrong sample, not a hot one.
 pub const WALK_READ_ERR: u8 = 1 << 6;
+/// A fault on the sample (its page, its huge page, or its region when faults anywhere in a
+/// region count) was stamped with the slot's current sample generation.
+pub const WALK_FAULTED: u8 = 1 << 7;
 
 /// Offset of `address` in the `exceptions:page_fault_user` tracepoint record.
 pub const TP_PAGE_FAULT_ADDRESS_OFFSET: usize = 8;

@@ -10,13 +10,13 @@
 use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_loop};
 use aya_log_ebpf::warn;
 use damon_common::{
-    MAX_REGIONS, REGION_INDEX_MASK, WALK_DIRTY, WALK_DONE, WALK_PMD_LEAF, WALK_PRESENT,
-    WALK_PUD_LEAF, WALK_READ_ERR, WALK_YOUNG,
+    MAX_REGIONS, REGION_INDEX_MASK, WALK_DIRTY, WALK_DONE, WALK_FAULTED, WALK_PMD_LEAF,
+    WALK_PRESENT, WALK_PUD_LEAF, WALK_READ_ERR, WALK_YOUNG,
 };
 
 use crate::{
     globals,
-    maps::{SAMPLES, TARGETS, WALK_OUT},
+    maps::{FAULT_GEN, SAMPLES, TARGETS, WALK_OUT},
 };
 
 const P_PRESENT: u64 = 1 << 0;
@@ -123,7 +123,7 @@ extern "C" fn walk_one(k: u32, ctx: *mut core::ffi::c_void) -> i64 {
         w.last_pte_table = table;
         w.last_upper_entry = leaf;
     }
-    let (flags, leaf) = if w.last_pte_table != 0 {
+    let (mut flags, leaf) = if w.last_pte_table != 0 {
         match read_u64(w.last_pte_table + ((addr >> 12) & 511) * 8) {
             Some(e) if e & P_PRESENT != 0 => (leaf_flags(e), e),
             Some(_) => (WALK_DONE, 0),
@@ -137,6 +137,13 @@ extern "C" fn walk_one(k: u32, ctx: *mut core::ffi::c_void) -> i64 {
     }
     if flags & WALK_READ_ERR != 0 {
         w.errors += 1;
+    }
+    // The fault programs stamp a region with the generation of the sample they saw faulted.
+    if FAULT_GEN
+        .get(w.slot)
+        .is_some_and(|stamps| stamps[idx] == samples.generation)
+    {
+        flags |= WALK_FAULTED;
     }
     let Some(out) = WALK_OUT.get_ptr_mut(w.slot) else {
         return 1;

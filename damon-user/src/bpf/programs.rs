@@ -289,12 +289,6 @@ impl MonitorPrograms {
         Ok(counts[..nr_regions.min(MAX_REGIONS as usize)].to_vec())
     }
 
-    /// Per region of `slot`: the generation of the last sample whose sampled page faulted.
-    pub fn fault_gen(&self, slot: u32) -> Result<FaultGen, BpfError> {
-        let arr: Array<_, FaultGen> = self.map(maps::FAULT_GEN)?;
-        arr.get(&slot, 0).map_err(map_err(maps::FAULT_GEN))
-    }
-
     fn walk_output(&self, slot: u32) -> Result<WalkOutput, BpfError> {
         let arr: Array<_, WalkOutput> = self.map(maps::WALK_OUT)?;
         arr.get(&slot, 0).map_err(map_err(maps::WALK_OUT))

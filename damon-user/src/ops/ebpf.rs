@@ -16,8 +16,8 @@
 use std::{collections::HashMap, os::fd::OwnedFd};
 
 use damon_common::{
-    HPAGE_PMD_SIZE, MAX_REGIONS, PAGE_SIZE, WALK_PMD_LEAF, WALK_PRESENT, WALK_PUD_LEAF, WALK_YOUNG,
-    WalkOutput,
+    HPAGE_PMD_SIZE, MAX_REGIONS, PAGE_SIZE, WALK_FAULTED, WALK_PMD_LEAF, WALK_PRESENT,
+    WALK_PUD_LEAF, WALK_YOUNG, WalkOutput,
 };
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
@@ -283,16 +283,13 @@ impl Operations for EbpfOps {
         regions: &[Region],
         accessed: &mut [bool],
     ) -> Result<(), OpsError> {
-        let pid = t.pid;
-        let target = self.target(pid)?;
-        let (slot, generation) = (target.slot, target.generation);
-        let out = self.walk(pid)?;
-        let stamps = self.progs.fault_gen(slot).map_err(Self::bpf(pid))?;
+        // The walk reports both signals: the young bit, and a fault stamped during this
+        // target's current sample (`WALK_FAULTED`).
+        let out = self.walk(t.pid)?;
         let n = regions.len().min(MAX_REGIONS as usize).min(accessed.len());
-        let seen = out.walk[..n].iter().zip(&stamps[..n]);
-        for (acc, (&walk, &fault_gen)) in accessed[..n].iter_mut().zip(seen) {
+        for (acc, &walk) in accessed[..n].iter_mut().zip(&out.walk[..n]) {
             let young = walk & WALK_YOUNG != 0;
-            let faulted = fault_gen == generation;
+            let faulted = walk & WALK_FAULTED != 0;
             if faulted && !young {
                 self.stats.fault_hits += 1;
             }
