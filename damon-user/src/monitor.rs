@@ -69,6 +69,10 @@ pub enum SpecError {
         "max_nr_regions {max} is above {MAX_NR_REGIONS_LIMIT}: the eBPF tables hold {MAX_REGIONS} regions per target and splitting can reach 1.5 x max"
     )]
     TooManyRegions { max: u64 },
+    #[error(
+        "target pid {pid} has {count} address ranges; the eBPF tables hold {MAX_REGIONS} regions per target"
+    )]
+    TooManyRanges { pid: i32, count: usize },
 }
 
 /// The kernel's validation of `spec`, plus the limits of the eBPF access check.
@@ -77,6 +81,17 @@ pub fn check_spec(spec: &ContextSpec) -> Result<(), SpecError> {
     if spec.attrs.max_nr_regions > MAX_NR_REGIONS_LIMIT {
         return Err(SpecError::TooManyRegions {
             max: spec.attrs.max_nr_regions,
+        });
+    }
+    // Each range starts as at least one region.
+    if let Some(t) = spec
+        .targets
+        .iter()
+        .find(|t| t.ranges.len() > MAX_REGIONS as usize)
+    {
+        return Err(SpecError::TooManyRanges {
+            pid: t.pid,
+            count: t.ranges.len(),
         });
     }
     Ok(())
@@ -187,5 +202,41 @@ impl RunningKdamond for Running {
 
     fn aggr_us(&self) -> u64 {
         self.attrs.aggr_us
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(max_nr_regions: u64, nr_ranges: u64) -> ContextSpec {
+        let ranges = (0..nr_ranges)
+            .map(|i| AddrRange::new((2 * i + 1) << 12, (2 * i + 2) << 12))
+            .collect();
+        ContextSpec {
+            ops: OpsKind::Fvaddr,
+            attrs: Attrs {
+                max_nr_regions,
+                ..Attrs::default()
+            },
+            targets: vec![TargetSpec::fvaddr(42, ranges)],
+        }
+    }
+
+    #[test]
+    fn the_ebpf_tables_bound_regions_and_ranges() {
+        check_spec(&spec(MAX_NR_REGIONS_LIMIT, MAX_REGIONS as u64)).expect("at the limits");
+        let err = check_spec(&spec(MAX_NR_REGIONS_LIMIT + 1, 1)).expect_err("max_nr_regions");
+        assert!(
+            err.to_string()
+                .contains(&format!("max_nr_regions {}", MAX_NR_REGIONS_LIMIT + 1)),
+            "{err}"
+        );
+        let err = check_spec(&spec(1000, MAX_REGIONS as u64 + 1)).expect_err("ranges");
+        assert!(
+            err.to_string()
+                .contains(&format!("pid 42 has {} address ranges", MAX_REGIONS + 1)),
+            "{err}"
+        );
     }
 }
