@@ -7,6 +7,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod prereq;
 mod vm;
 
@@ -31,10 +32,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run the criterion benchmarks and print their numbers
-    /// (`core`: the monitoring core; `access_check`: the eBPF access check, needs root.)
+    /// Run the benchmarks and print their numbers: criterion's `core` (the monitoring core)
+    /// and `access_check` (the eBPF access check), and the system benchmarks `cpu` (what a
+    /// running `damon record` costs) and `startup` (time to its first sample). All but `core`
+    /// need root.
     Bench {
-        /// Only this benchmark (`core` or `access_check`).
+        /// Only this benchmark.
         #[arg(long)]
         bench: Option<String>,
         /// Arguments for criterion, e.g. `--measurement-time 3`.
@@ -83,17 +86,7 @@ fn main() -> Result<()> {
         }
         Cmd::Bench { bench, args } => {
             prereq::ensure()?;
-            // One cargo run per benchmark: criterion's options would be refused by the unit
-            // test harness that a plain `cargo bench` also runs.
-            let benches = bench
-                .map(|b| vec![b])
-                .unwrap_or_else(|| vec!["core".into(), "access_check".into()]);
-            for b in &benches {
-                let mut a = vec!["bench", "-p", "damon-user", "--bench", b.as_str(), "--"];
-                a.extend(args.iter().map(String::as_str));
-                cargo(&root, &a)?;
-            }
-            Ok(())
+            bench::run(&root, bench.as_deref(), &args)
         }
     }
 }

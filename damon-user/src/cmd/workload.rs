@@ -42,6 +42,13 @@ pub enum Mode {
         /// Back the buffers with transparent huge pages (MADV_HUGEPAGE).
         #[arg(long)]
         thp: bool,
+        /// Sweep the hot buffer back to back, without resting between sweeps (a throughput
+        /// workload: the monitor's slowdown of it shows in `--report-every`).
+        #[arg(long)]
+        busy: bool,
+        /// Print `RATE <sweeps per second>` every this many seconds.
+        #[arg(long, value_name = "SECS")]
+        report_every: Option<f64>,
     },
     /// Map 2*N pages; on a line from stdin, touch the first N; exit when stdin closes.
     Touch {
@@ -136,7 +143,17 @@ pub fn run(args: Args) -> Result<()> {
             swap_after,
             duration,
             thp,
-        } => hotcold(hot_mib, cold_mib, swap_after, duration, thp),
+            busy,
+            report_every,
+        } => hotcold(&Hotcold {
+            hot_mib,
+            cold_mib,
+            swap_after,
+            duration,
+            thp,
+            busy,
+            report_every,
+        }),
         Mode::Touch { pages } => touch(pages),
     }
 }
@@ -148,13 +165,31 @@ fn say(line: &str) -> Result<()> {
         .context("writing to stdout")
 }
 
-fn hotcold(
+struct Hotcold {
     hot_mib: u64,
     cold_mib: u64,
     swap_after: Option<f64>,
     duration: Option<f64>,
     thp: bool,
-) -> Result<()> {
+    busy: bool,
+    report_every: Option<f64>,
+}
+
+fn hotcold(o: &Hotcold) -> Result<()> {
+    let &Hotcold {
+        hot_mib,
+        cold_mib,
+        swap_after,
+        duration,
+        thp,
+        busy,
+        report_every,
+    } = o;
+    if let Some(r) = report_every
+        && !(r > 0.0 && r.is_finite())
+    {
+        bail!("--report-every must be a positive number of seconds, not {r}");
+    }
     if hot_mib == 0 || cold_mib == 0 {
         bail!("buffer sizes must be at least 1 MiB (hot {hot_mib}, cold {cold_mib})");
     }
@@ -170,11 +205,22 @@ fn hotcold(
     ))?;
     let t0 = Instant::now();
     let mut swapped = false;
+    let (mut sweeps, mut last_report) = (0u64, Instant::now());
     loop {
         std::hint::black_box(hot.read_all());
-        // A sweep of the hot buffer takes about a millisecond; resting as long again keeps
-        // every hot page accessed within each 5 ms sample while leaving CPU to the monitor.
-        std::thread::sleep(Duration::from_millis(1));
+        sweeps += 1;
+        if !busy {
+            // A sweep of the hot buffer takes about a millisecond; resting as long again keeps
+            // every hot page accessed within each 5 ms sample while leaving CPU to the monitor.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if let Some(every) = report_every {
+            let since = last_report.elapsed().as_secs_f64();
+            if since >= every {
+                say(&format!("RATE {:.2}", sweeps as f64 / since))?;
+                (sweeps, last_report) = (0, Instant::now());
+            }
+        }
         let elapsed = t0.elapsed().as_secs_f64();
         if !swapped && swap_after.is_some_and(|s| elapsed >= s) {
             std::mem::swap(&mut hot, &mut cold);

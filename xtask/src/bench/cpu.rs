@@ -1,0 +1,329 @@
+//! The cost of leaving `damon record` running, measured from outside:
+//!
+//! - steady-state CPU: utime + stime of the `damon record` process over a 20 s window that
+//!   starts 5 s after it (defaults: 5 ms / 100 ms / 1 s), on a 1 GiB and a 4 GiB process with
+//!   64 MiB hot (`damon workload hotcold`);
+//! - system calls per sample: `perf stat -e raw_syscalls:sys_enter` on the recorder over the
+//!   same window, divided by the samples the record file shows in it;
+//! - workload slowdown: sweeps per second of a busy 1 GiB workload, alternately unmonitored
+//!   and monitored, 10 s each, three rounds; the median per-second rates are compared;
+//! - start-up: time from spawning `damon record` to its first sample (its log says when).
+//!
+//! With `DAMON_BENCH_BASELINE=/path/to/older/damon` every figure is also taken for that
+//! binary, alternating with the current one in the same run, so the two sit side by side.
+use std::{
+    io::BufRead,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+
+use super::proc::{Spawned, cpu_seconds, damon, median, monotonic_ns, workload};
+
+const WARM_S: f64 = 5.0;
+const WINDOW_S: f64 = 20.0;
+const HOT_MIB: u64 = 64;
+
+/// The binaries to measure: the current one, and the baseline when one is given.
+fn binaries(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut v = vec![("current".to_string(), damon(root))];
+    if let Some(b) = std::env::var_os("DAMON_BENCH_BASELINE") {
+        let b = PathBuf::from(b);
+        if !b.is_file() {
+            bail!("DAMON_BENCH_BASELINE={} is not a file", b.display());
+        }
+        v.push(("baseline".to_string(), b));
+    }
+    Ok(v)
+}
+
+/// What one recording of one workload cost.
+struct Cost {
+    cpu_pct: f64,
+    syscalls_per_sample: Option<f64>,
+    samples_per_s: f64,
+}
+
+pub fn run(root: &Path) -> Result<()> {
+    let bins = binaries(root)?;
+    let mut rows = Vec::new();
+    for gib in [1u64, 4] {
+        for (name, bin) in &bins {
+            let c = record_cost(bin, gib)
+                .with_context(|| format!("measuring {name} on the {gib} GiB workload"))?;
+            println!(
+                "{name:>8} {gib} GiB: CPU {:.2} % of one CPU, {} system calls per sample, {:.0} samples/s",
+                c.cpu_pct,
+                c.syscalls_per_sample
+                    .map_or("n/a".into(), |s| format!("{s:.2}")),
+                c.samples_per_s
+            );
+            rows.push((name.clone(), gib, c));
+        }
+    }
+    let mut slowdowns = Vec::new();
+    for (name, bin) in &bins {
+        let s = slowdown(&damon(root), bin)
+            .with_context(|| format!("measuring the workload slowdown under {name}"))?;
+        println!(
+            "{name:>8}: workload {:.1} sweeps/s unmonitored, {:.1} monitored: slowdown {:.2} %",
+            s.0,
+            s.1,
+            (1.0 - s.1 / s.0) * 100.0
+        );
+        slowdowns.push((name.clone(), s));
+    }
+    println!(
+        "\n| binary | CPU at 1 GiB (%) | CPU at 4 GiB (%) | 4 GiB / 1 GiB | syscalls per sample (1 GiB) | samples/s | workload slowdown (%) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, _) in &bins {
+        let at = |g: u64| rows.iter().find(|r| &r.0 == name && r.1 == g).map(|r| &r.2);
+        let (Some(one), Some(four)) = (at(1), at(4)) else {
+            continue;
+        };
+        let slow = slowdowns
+            .iter()
+            .find(|s| &s.0 == name)
+            .map_or(f64::NAN, |s| (1.0 - s.1.1 / s.1.0) * 100.0);
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.2} |",
+            one.cpu_pct,
+            four.cpu_pct,
+            four.cpu_pct / one.cpu_pct,
+            one.syscalls_per_sample
+                .map_or("n/a".into(), |s| format!("{s:.2}")),
+            one.samples_per_s,
+            slow
+        );
+    }
+    Ok(())
+}
+
+/// Records a `gib` GiB hot/cold workload with `bin` at the defaults and measures the recorder.
+fn record_cost(bin: &Path, gib: u64) -> Result<Cost> {
+    let cold = (gib << 10) - HOT_MIB;
+    let (w, _) = workload(
+        bin,
+        &[
+            "hotcold",
+            "--hot-mib",
+            &HOT_MIB.to_string(),
+            "--cold-mib",
+            &cold.to_string(),
+        ],
+    )?;
+    let out = tempfile("cpu-record.json")?;
+    let secs = WARM_S + WINDOW_S + 1.0;
+    let mut cmd = Command::new(bin);
+    cmd.args(["record", "--format", "json", "-d", &secs.to_string(), "-p"])
+        .arg(w.pid().to_string())
+        .arg("-o")
+        .arg(&out)
+        .stderr(Stdio::null());
+    let mut rec = Spawned::start(cmd)?;
+    let pid = rec.pid();
+    std::thread::sleep(Duration::from_secs_f64(WARM_S));
+    let (c0, t0) = (cpu_seconds(pid)?, monotonic_ns());
+    let perf = PerfSyscalls::start(pid);
+    std::thread::sleep(Duration::from_secs_f64(WINDOW_S));
+    let syscalls = perf.and_then(PerfSyscalls::stop);
+    let (c1, t1) = (cpu_seconds(pid)?, monotonic_ns());
+    let status = rec.wait(Duration::from_secs(30))?;
+    if !status.success() {
+        bail!("damon record exited with {status}");
+    }
+    let window_s = (t1 - t0) as f64 / 1e9;
+    let samples = samples_between(&out, t0, t1)?;
+    let _ = std::fs::remove_file(&out);
+    Ok(Cost {
+        cpu_pct: (c1 - c0) / window_s * 100.0,
+        syscalls_per_sample: syscalls.map(|n| n as f64 / samples.max(1.0)),
+        samples_per_s: samples / window_s,
+    })
+}
+
+/// Samples taken between `t0` and `t1` (monotonic ns), from the aggregations of a record file
+/// written with `--format json` at the default intervals.
+fn samples_between(path: &Path, t0: u64, t1: u64) -> Result<f64> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).context("the record is not JSON")?;
+    let num = |x: &serde_json::Value| {
+        x.as_u64()
+            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+    };
+    let mut aggregations = 0.0;
+    for record in v
+        .as_array()
+        .context("not a list of records")?
+        .iter()
+        .take(1)
+    {
+        for s in record["snapshots"].as_array().context("no snapshots")? {
+            let (Some(start), Some(end)) = (num(&s["start_time"]), num(&s["end_time"])) else {
+                continue;
+            };
+            // The part of this aggregation inside the window.
+            let overlap = end.min(t1).saturating_sub(start.max(t0)) as f64;
+            let len = end.saturating_sub(start).max(1) as f64;
+            aggregations += overlap / len;
+        }
+    }
+    // 100 ms / 5 ms: twenty samples per aggregation at the defaults.
+    Ok(aggregations * 20.0)
+}
+
+/// `perf stat -e raw_syscalls:sys_enter -p PID`, counted in the kernel (no tracing of each call).
+struct PerfSyscalls(Spawned, PathBuf);
+
+impl PerfSyscalls {
+    fn start(pid: u32) -> Option<Self> {
+        let out = tempfile("perf-syscalls.txt").ok()?;
+        let mut cmd = Command::new("perf");
+        cmd.args(["stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-o"])
+            .arg(&out)
+            .arg("-p")
+            .arg(pid.to_string())
+            .stderr(Stdio::null());
+        match Spawned::start(cmd) {
+            Ok(p) => Some(Self(p, out)),
+            Err(e) => {
+                println!("(no system call counts: {e:#})");
+                None
+            }
+        }
+    }
+
+    fn stop(mut self) -> Option<u64> {
+        // SAFETY: SIGINT to the perf process we started; it prints its counts and exits.
+        unsafe { libc::kill(self.0.pid() as i32, libc::SIGINT) };
+        self.0.wait(Duration::from_secs(5)).ok()?;
+        let text = std::fs::read_to_string(&self.1).ok()?;
+        let _ = std::fs::remove_file(&self.1);
+        text.lines()
+            .find(|l| l.contains("raw_syscalls:sys_enter"))
+            .and_then(|l| l.split(',').next()?.trim().parse().ok())
+    }
+}
+
+fn tempfile(name: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("damon-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir.join(name))
+}
+
+/// Sweeps per second of a busy 1 GiB workload (started with `workload_bin`), unmonitored and
+/// monitored by `bin`: medians over three alternating rounds of 10 s each.
+fn slowdown(workload_bin: &Path, bin: &Path) -> Result<(f64, f64)> {
+    let (mut w, _) = workload(
+        workload_bin,
+        &[
+            "hotcold",
+            "--hot-mib",
+            &HOT_MIB.to_string(),
+            "--cold-mib",
+            &((1u64 << 10) - HOT_MIB).to_string(),
+            "--busy",
+            "--report-every",
+            "1",
+        ],
+    )?;
+    let pid = w.pid();
+    let out = w.stdout.take().context("workload output")?;
+    let (tx, rx) = mpsc::channel();
+    // RATE lines: sweeps per second over the last second, stamped with the monotonic clock.
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            if let Some(rate) = line
+                .strip_prefix("RATE ")
+                .and_then(|r| r.parse::<f64>().ok())
+                && tx.send((monotonic_ns(), rate)).is_err()
+            {
+                break;
+            }
+        }
+    });
+    let phase_s = 10.0;
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    for _ in 0..3 {
+        for monitored in [false, true] {
+            let t0 = monotonic_ns();
+            let rec = if monitored {
+                let mut cmd = Command::new(bin);
+                cmd.args(["record", "-d", &phase_s.to_string(), "-p"])
+                    .arg(pid.to_string())
+                    .arg("-o")
+                    .arg(tempfile("slowdown.data")?)
+                    .stderr(Stdio::null());
+                Some(Spawned::start(cmd)?)
+            } else {
+                None
+            };
+            std::thread::sleep(Duration::from_secs_f64(phase_s));
+            if let Some(mut r) = rec {
+                r.wait(Duration::from_secs(30))?;
+            }
+            let t1 = monotonic_ns();
+            // Skip the first 2 s of each phase: start-up and the switch.
+            let from = t0 + 2_000_000_000;
+            for (t, rate) in rx.try_iter() {
+                if t >= from && t <= t1 {
+                    if monitored { &mut on } else { &mut off }.push(rate);
+                }
+            }
+        }
+    }
+    Ok((median(&off), median(&on)))
+}
+
+/// Time from spawning `damon record` to its first sample, five runs per binary, alternating.
+pub fn startup(root: &Path) -> Result<()> {
+    let bins = binaries(root)?;
+    let (w, _) = workload(
+        &damon(root),
+        &["hotcold", "--hot-mib", "16", "--cold-mib", "48"],
+    )?;
+    let mut results: Vec<(String, Vec<f64>)> =
+        bins.iter().map(|(n, _)| (n.clone(), Vec::new())).collect();
+    for _ in 0..5 {
+        for (i, (_, bin)) in bins.iter().enumerate() {
+            if let Some(ms) = first_sample_ms(bin, w.pid())? {
+                results[i].1.push(ms);
+            }
+        }
+    }
+    for (name, v) in &results {
+        println!(
+            "{name:>8}: first sample {:.1} ms after spawn (median of {}; all: {:.1?})",
+            median(v),
+            v.len(),
+            v
+        );
+    }
+    Ok(())
+}
+
+/// Runs `damon record -d 0.3` and reads the monotonic time of its first sample from its debug
+/// log (`first sample at ... ns`). `None` for a binary that does not log it.
+fn first_sample_ms(bin: &Path, pid: u32) -> Result<Option<f64>> {
+    let t0 = monotonic_ns();
+    let out = Command::new(bin)
+        .args(["record", "-d", "0.3", "-p"])
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(tempfile("startup.data")?)
+        .env("RUST_LOG", "damon_user::core::kdamond=debug")
+        .output()
+        .context("running damon record")?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    Ok(log
+        .lines()
+        .find_map(|l| l.split("first sample at ").nth(1))
+        .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|t| t.saturating_sub(t0) as f64 / 1e6))
+}
