@@ -6,13 +6,17 @@
 //!
 //! Maps, one instance per loaded program set (one per kdamond):
 //! - `TARGETS`: `HashMap<u32 /* tgid */, TargetSlot>`: the processes being monitored. A fault of
-//!   any other process costs this one lookup.
-//! - `REGIONS`: `Array<RegionTable>`, one entry per slot: the regions of the target.
-//! - `SAMPLES`: `Array<SampleTable>`, one entry per slot: the sampling address of each region.
-//! - `WALK_OUT`: `Array<WalkOutput>`, one entry per slot: what the last walk saw.
-//! - `FAULT_GEN`, `FAULT_COUNTS`: `Array<[_; MAX_REGIONS]>`, one entry per slot: what the fault
-//!   programs saw. The walk folds `FAULT_GEN` into its output (`WALK_FAULTED`), so the
-//!   sampling loop reads one 4 KiB table per walk and never the stamps.
+//!   any other process costs this one lookup. Written only when targets come and go.
+//! - `CONTROL`: `Array<Control>`, one entry: the kernel layout, what the next run does, and
+//!   which slots hold a target.
+//! - `SLOTS`: `Array<Slot>`, one entry per target slot: its regions, the sample being prepared,
+//!   the sample in flight, and what the last run found.
+//! - `PROBE_OUT`: `Array<ProbeOut>`, one entry: what the start-up probe program read.
+//!
+//! `CONTROL`, `SLOTS` and `PROBE_OUT` are `BPF_F_MMAPABLE`: user space maps them once and
+//! reads and writes them as memory, so the sampling loop makes no map system call. A sample of
+//! every target of a kdamond is one `BPF_PROG_TEST_RUN` of the `sample` program, which checks
+//! the sample in flight and prepares the next one in the same run.
 #![no_std]
 
 /// Pages are 4 KiB on every architecture we run on (x86_64).
@@ -28,81 +32,185 @@ pub const MAX_REGIONS: u32 = 4096;
 pub const REGION_INDEX_MASK: u32 = MAX_REGIONS - 1;
 /// Steps of the in-kernel binary search: `log2(MAX_REGIONS)`, plus one to land exactly.
 pub const REGION_SEARCH_STEPS: u32 = 13;
+/// Pages a prepare tries per region: the page user space chose, then alternatives drawn from
+/// `Slot::seed`, until one can be measured (see [`SAMPLE_UNMEASURABLE`]).
+pub const NR_CANDIDATES: u32 = 4;
+
+/// `BPF_F_MMAPABLE`: an array map user space can mmap.
+pub const BPF_F_MMAPABLE: u32 = 0x400;
 
 /// Where a target's tables live (`TARGETS` value).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TargetSlot {
-    /// Index into the per-slot arrays, below `MAX_TARGETS`.
+    /// Index into `SLOTS`, below `MAX_TARGETS`.
     pub slot: u32,
     /// `u32` rather than a bool so the struct has no implicit padding. Reserved, zero.
     pub flags: u32,
 }
 
-/// The regions of one target, sorted by address, `[start[i], end[i])`.
+/// What the running kernel looks like to the programs: found by user space (BTF and
+/// calibration) and written into `CONTROL` before the first run. Offsets are in bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelInfo {
+    /// Virtual address of physical address 0 in the kernel's direct map.
+    pub page_offset_base: u64,
+    /// Virtual address of the `struct page` of frame 0.
+    pub vmemmap_base: u64,
+    /// 4 or 5.
+    pub pgtable_levels: u32,
+    /// `sizeof(struct page)`.
+    pub page_size: u32,
+    /// `offsetof(struct pid, tasks[PIDTYPE_TGID])`: the first task of a process's pid.
+    pub pid_tasks_tgid: u32,
+    /// `offsetof(struct task_struct, pid_links[PIDTYPE_TGID])`: to get from that list node
+    /// back to its task.
+    pub task_pid_links_tgid: u32,
+    /// `offsetof(struct task_struct, mm)`.
+    pub task_mm: u32,
+    /// `offsetof(struct mm_struct, pgd)`.
+    pub mm_pgd: u32,
+    /// `struct page` (or `struct folio`) fields.
+    pub page_flags: u32,
+    pub page_compound_head: u32,
+    pub page_mapcount: u32,
+    /// `offsetof(struct folio, _large_mapcount)`; 0 on kernels without it (before 6.10),
+    /// where `folio_entire_mapcount` decides for a PMD-mapped folio.
+    pub folio_large_mapcount: u32,
+    pub folio_entire_mapcount: u32,
+    /// Bit numbers in `page.flags` (`enum pageflags`).
+    pub pg_lru: u32,
+    pub pg_head: u32,
+    pub pg_unevictable: u32,
+    pub _pad: u32,
+}
+
+/// `Control::step`: check the sample in flight.
+pub const STEP_CHECK: u32 = 1 << 0;
+/// `Control::step`: prepare the next sample at `Slot::next`.
+pub const STEP_PREPARE: u32 = 1 << 1;
+
+/// `Control::pid` value meaning "the calling task" (start-up validation walks our own pages).
+pub const PID_SELF: u64 = 1;
+
+/// One kdamond's control block (`CONTROL[0]`).
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct RegionTable {
-    /// Number of valid entries, at most `MAX_REGIONS`.
-    pub nr_regions: u32,
+pub struct Control {
+    pub kernel: KernelInfo,
+    /// `STEP_*` flags of the next run.
+    pub step: u32,
+    /// Bit `i` set: slot `i` holds a target.
+    pub active: u32,
+    /// Runs of the `sample` program completed (wrapping).
+    pub runs: u64,
+    /// Any fault in a region counts as an access to it, not only one on the sampled page.
+    pub fault_in_region: u32,
     pub _pad: u32,
+    /// Per slot: the target's `struct pid *` (kept alive by user space's pidfd), or `PID_SELF`.
+    pub pid: [u64; MAX_TARGETS as usize],
+}
+
+/// `Slot::state`: the target's address space was walked.
+pub const TARGET_ALIVE: u32 = 1;
+/// `Slot::state`: the process has no address space (it exited, or it is a kernel thread).
+pub const TARGET_NO_MM: u32 = 2;
+/// `Slot::state`: the process was reaped (its pid has no task).
+pub const TARGET_REAPED: u32 = 3;
+/// `Slot::state`: a kernel read failed before the walk (a racing exit).
+pub const TARGET_READ_ERR: u32 = 4;
+
+/// One target: its regions, the sample being prepared, the sample in flight, and what the
+/// last run found. Written by user space (`regions`, `next`, `seed`, `nr_regions`), by the
+/// `sample` program (`pending*`, `check`, `state`), and by the fault programs (`fault_*`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Slot {
+    /// Regions in `start`/`end` and samples in `next`/`pending`.
+    pub nr_regions: u32,
+    /// Generation of the sample in flight: bumped by each prepare; a fault on a sampled page
+    /// stamps it into `fault_gen`, so stamps never need clearing.
+    pub generation: u32,
+    /// Seed of the alternative pages a prepare may try (drawn by user space per sample).
+    pub seed: u64,
+    /// `TARGET_*` after the last run.
+    pub state: u32,
+    /// Runs that walked this slot (wrapping).
+    pub runs: u32,
+    /// Non-zero while a prepared sample waits for its check: a check of a slot with nothing
+    /// in flight reports nothing.
+    pub in_flight: u32,
+    pub _pad: u32,
+    /// Raw leaf entry (PTE or PMD) of sample 0 at the last prepare, for the start-up
+    /// validation that compares its frame with `/proc/PID/pagemap`.
+    pub leaf0: u64,
+    /// Regions, sorted by address, `[start[i], end[i])`: the regions of the sample in flight.
     pub start: [u64; MAX_REGIONS as usize],
     pub end: [u64; MAX_REGIONS as usize],
+    /// The page user space chose for each region's next sample.
+    pub next: [u64; MAX_REGIONS as usize],
+    /// The sample in flight: the page each region is sampled at (the program may have moved
+    /// it from `next` to an alternative that can be measured).
+    pub pending: [u64; MAX_REGIONS as usize],
+    /// Address of the leaf entry (PTE, or PMD for a huge page) that mapped `pending[i]` when
+    /// prepared, for a check in one read instead of a walk; 0 to walk. A table freed under a
+    /// racing munmap makes the read return a stale value: one wrong sample, as with any
+    /// lock-free walk.
+    pub pending_leaf: [u64; MAX_REGIONS as usize],
+    /// `SAMPLE_*` flags of `pending[i]` as the prepare found it.
+    pub pending_flags: [u8; MAX_REGIONS as usize],
+    /// `CHECK_*` flags: what the last check found for each region.
+    pub check: [u8; MAX_REGIONS as usize],
+    /// Per region: the generation of the last sample whose page took a fault.
+    pub fault_gen: [u32; MAX_REGIONS as usize],
+    /// Per region: page faults since user space last zeroed them. u64 because the BPF target
+    /// has only 64-bit atomics.
+    pub fault_count: [u64; MAX_REGIONS as usize],
 }
 
-/// One sampling address per region, rewritten before every sample.
+/// `Slot::pending_flags`: the page is present.
+pub const SAMPLE_PRESENT: u8 = 1 << 0;
+/// The page was young when prepared: user space clears its Accessed bit (MADV_COLD).
+pub const SAMPLE_YOUNG: u8 = 1 << 1;
+/// The page is mapped by a PMD leaf (a 2 MiB transparent huge page): advise all of it.
+pub const SAMPLE_PMD_LEAF: u8 = 1 << 2;
+/// The page is mapped by a PUD leaf (a 1 GiB page).
+pub const SAMPLE_PUD_LEAF: u8 = 1 << 3;
+/// No candidate page of the region could be measured: each was young and MADV_COLD cannot
+/// clear it (mapped by several processes, not on an LRU list yet, mlocked, part of a large
+/// folio mapped by PTEs, or without a `struct page`). The check reports the region
+/// `CHECK_UNMEASURED` instead of reading its stale Accessed bit.
+pub const SAMPLE_UNMEASURABLE: u8 = 1 << 4;
+/// A kernel read faulted (a page table freed under a racing munmap).
+pub const SAMPLE_READ_ERR: u8 = 1 << 5;
+/// The page is not `next[i]` but an alternative.
+pub const SAMPLE_MOVED: u8 = 1 << 6;
+
+/// `Slot::check`: the sampled page's Accessed bit was set.
+pub const CHECK_YOUNG: u8 = 1 << 0;
+/// A fault on the sampled page (its huge page, or its region when faults anywhere in a region
+/// count) happened while the sample was in flight.
+pub const CHECK_FAULTED: u8 = 1 << 1;
+/// The sample could not be measured (`SAMPLE_UNMEASURABLE`).
+pub const CHECK_UNMEASURED: u8 = 1 << 2;
+/// A kernel read faulted.
+pub const CHECK_READ_ERR: u8 = 1 << 3;
+
+/// `PROBE_OUT`: what the start-up `probe` program read.
 #[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SampleTable {
-    /// Sample generation: increases by one per sample; a fault on a sampled page stamps it into
-    /// `FAULT_GEN`, so user space never has to clear the stamps (no race with the tracepoint).
-    pub generation: u32,
-    /// Number of valid entries in `addr`.
-    pub nr_samples: u32,
-    /// Page-aligned sampling address of region `i`.
-    pub addr: [u64; MAX_REGIONS as usize],
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProbeOut {
+    /// Bytes read (`PROBE_PEEK`), or the current task pointer in word 0 (`PROBE_CURRENT`).
+    pub words: [u64; PROBE_WORDS],
 }
 
-/// What the last page-table walk of a target saw. Small on purpose: it is read after each of
-/// the two or three walks of every sample.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct WalkOutput {
-    /// `WALK_*` flags of sample `i`. The fault program reads `WALK_PMD_LEAF` here to match
-    /// faults anywhere in a sampled huge page.
-    pub walk: [u8; MAX_REGIONS as usize],
-    /// Raw leaf entry (PTE or PMD) of sample 0, for the start-up validation that compares its
-    /// frame with `/proc/PID/pagemap`.
-    pub leaf0: u64,
-    /// Walks completed on this slot (wrapping): user space compares it before and after a run
-    /// to tell a walk that did not happen (the target had no address space left) from one that
-    /// found nothing young.
-    pub walks: u32,
-    pub _pad: u32,
-}
-
-/// Per region: the generation of the last sample whose sampled page took a fault. Read by the
-/// walk, which reports a stamp equal to the current generation as `WALK_FAULTED`.
-pub type FaultGen = [u32; MAX_REGIONS as usize];
-
-/// Per region: page faults since the region table was last written (monotonic). u64 because
-/// the BPF target has only 64-bit atomics.
-pub type FaultCounts = [u64; MAX_REGIONS as usize];
-
-/// Walk result flags (`WalkOutput::walk`).
-pub const WALK_DONE: u8 = 1 << 0;
-pub const WALK_PRESENT: u8 = 1 << 1;
-pub const WALK_YOUNG: u8 = 1 << 2;
-pub const WALK_DIRTY: u8 = 1 << 3;
-/// The mapping ends in a PMD leaf (a 2 MiB transparent huge page).
-pub const WALK_PMD_LEAF: u8 = 1 << 4;
-/// The mapping ends in a PUD leaf (1 GiB page).
-pub const WALK_PUD_LEAF: u8 = 1 << 5;
-/// A page-table read faulted (a table freed under a racing munmap): a wrong sample, not a hot one.
-pub const WALK_READ_ERR: u8 = 1 << 6;
-/// A fault on the sample (its page, its huge page, or its region when faults anywhere in a
-/// region count) was stamped with the slot's current sample generation.
-pub const WALK_FAULTED: u8 = 1 << 7;
+/// Words one `probe` run reads.
+pub const PROBE_WORDS: usize = 8;
+/// `probe` argument 0: read `PROBE_WORDS` words of kernel memory at argument 1.
+pub const PROBE_PEEK: u64 = 0;
+/// `probe` argument 0: store the calling task's `task_struct` pointer.
+pub const PROBE_CURRENT: u64 = 1;
 
 /// Offset of `address` in the `exceptions:page_fault_user` tracepoint record.
 pub const TP_PAGE_FAULT_ADDRESS_OFFSET: usize = 8;
@@ -111,56 +219,31 @@ pub const TP_PAGE_FAULT_ADDRESS_OFFSET: usize = 8;
 /// `sample_period`).
 pub const PERF_EVENT_DATA_ADDR_OFFSET: usize = 176;
 
-/// Bytes the `peek` program copies per call (start-up calibration only).
-pub const PEEK_LEN: usize = 64;
-
-/// Names of the read-only globals user space sets at load time. Keeping them as consts stops
-/// the two sides drifting apart.
-pub mod globals {
-    /// `offsetof(struct task_struct, tgid)`, from BTF.
-    pub const TASK_TGID_OFFSET: &str = "TASK_TGID_OFFSET";
-    /// `offsetof(struct task_struct, mm)`, from BTF.
-    pub const TASK_MM_OFFSET: &str = "TASK_MM_OFFSET";
-    /// `offsetof(struct mm_struct, pgd)`, from BTF.
-    pub const MM_PGD_OFFSET: &str = "MM_PGD_OFFSET";
-    /// Base of the kernel's direct map, found by calibration.
-    pub const PAGE_OFFSET_BASE: &str = "PAGE_OFFSET_BASE";
-    /// 4 or 5.
-    pub const PGTABLE_LEVELS: &str = "PGTABLE_LEVELS";
-    /// Non-zero: any fault in a region counts as an access to it, not only a fault on the
-    /// sampled page.
-    pub const FAULT_IN_REGION_IS_ACCESS: &str = "FAULT_IN_REGION_IS_ACCESS";
-}
-
 /// Program names, shared so the loader never looks up a misspelt one.
 pub mod programs {
+    pub const SAMPLE: &str = "sample";
+    pub const PROBE: &str = "probe";
     pub const PAGE_FAULT_USER: &str = "page_fault_user";
-    pub const WALK_TASK_VMA: &str = "walk_task_vma";
-    pub const WALK_TEST_RUN: &str = "walk_test_run";
-    pub const PEEK: &str = "peek";
-    pub const TASK_PGD: &str = "task_pgd";
     pub const PERF_SAMPLE: &str = "perf_sample";
 }
 
 /// Map names.
 pub mod maps {
     pub const TARGETS: &str = "TARGETS";
-    pub const REGIONS: &str = "REGIONS";
-    pub const SAMPLES: &str = "SAMPLES";
-    pub const WALK_OUT: &str = "WALK_OUT";
-    pub const FAULT_GEN: &str = "FAULT_GEN";
-    pub const FAULT_COUNTS: &str = "FAULT_COUNTS";
-    pub const PEEK_OUT: &str = "PEEK_OUT";
-    pub const PGD_OUT: &str = "PGD_OUT";
+    pub const CONTROL: &str = "CONTROL";
+    pub const SLOTS: &str = "SLOTS";
+    pub const PROBE_OUT: &str = "PROBE_OUT";
 }
 
 const _: () = assert!(MAX_REGIONS.is_power_of_two());
 const _: () = assert!(1 << (REGION_SEARCH_STEPS - 1) == MAX_REGIONS);
+const _: () = assert!(MAX_TARGETS <= 32); // `Control::active` is a u32 bitmap
 const _: () = assert!(core::mem::size_of::<TargetSlot>() == 8);
-const _: () = assert!(core::mem::size_of::<RegionTable>() == 8 + 16 * MAX_REGIONS as usize);
-const _: () = assert!(core::mem::size_of::<SampleTable>() == 8 + 8 * MAX_REGIONS as usize);
-const _: () = assert!(core::mem::size_of::<WalkOutput>() == MAX_REGIONS as usize + 16);
-const _: () = assert!(core::mem::align_of::<WalkOutput>() == 8);
+const _: () = assert!(core::mem::size_of::<KernelInfo>() == 80);
+const _: () = assert!(core::mem::size_of::<Control>() == 80 + 24 + 8 * MAX_TARGETS as usize);
+const _: () = assert!(core::mem::size_of::<Slot>() == 40 + 54 * MAX_REGIONS as usize);
+const _: () = assert!(core::mem::size_of::<Slot>().is_multiple_of(8));
+const _: () = assert!(core::mem::size_of::<ProbeOut>() == 64);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -168,7 +251,7 @@ mod pod {
     // SAFETY: all of these are repr(C), made of integers and integer arrays, with explicit
     // padding fields, so every bit pattern is valid and there are no implicit holes.
     unsafe impl aya::Pod for TargetSlot {}
-    unsafe impl aya::Pod for RegionTable {}
-    unsafe impl aya::Pod for SampleTable {}
-    unsafe impl aya::Pod for WalkOutput {}
+    unsafe impl aya::Pod for Control {}
+    unsafe impl aya::Pod for Slot {}
+    unsafe impl aya::Pod for ProbeOut {}
 }

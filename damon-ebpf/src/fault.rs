@@ -10,13 +10,12 @@ use aya_ebpf::{
 };
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use damon_common::{
-    HPAGE_PMD_SIZE, PAGE_SIZE, PERF_EVENT_DATA_ADDR_OFFSET, REGION_INDEX_MASK,
-    TP_PAGE_FAULT_ADDRESS_OFFSET, WALK_PMD_LEAF,
+    HPAGE_PMD_SIZE, PAGE_SIZE, PERF_EVENT_DATA_ADDR_OFFSET, REGION_INDEX_MASK, SAMPLE_PMD_LEAF,
+    TP_PAGE_FAULT_ADDRESS_OFFSET,
 };
 
 use crate::{
-    globals,
-    maps::{FAULT_COUNTS, FAULT_GEN, REGIONS, SAMPLES, TARGETS, WALK_OUT},
+    maps::{CONTROL, SLOTS, TARGETS},
     regions::find_region,
 };
 
@@ -49,36 +48,27 @@ pub fn perf_sample(ctx: PerfEventContext) -> u32 {
 
 #[inline(always)]
 fn record_access(slot: u32, addr: u64) {
-    let Some(table) = REGIONS.get(slot) else {
+    let (Some(s), Some(ctl)) = (SLOTS.get_ptr_mut(slot), CONTROL.get(0)) else {
         return;
     };
-    let Some(idx) = find_region(table, addr) else {
+    let s = unsafe { &mut *s };
+    let Some(idx) = find_region(s, addr) else {
         return;
     };
     let idx = (idx & REGION_INDEX_MASK) as usize;
-    let Some(counts) = FAULT_COUNTS.get_ptr_mut(slot) else {
-        return;
-    };
     // Faults of one process arrive on several CPUs at once. The result is unused, so this is a
     // plain BPF atomic add (XADD), available on every kernel with BPF. core's AtomicU64 has no
     // read-modify-write methods on the BPF target, hence the intrinsic.
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*counts)[idx], 1) };
-    let (Some(samples), Some(walk), Some(stamps)) = (
-        SAMPLES.get(slot),
-        WALK_OUT.get(slot),
-        FAULT_GEN.get_ptr_mut(slot),
-    ) else {
-        return;
-    };
-    let sample = samples.addr[idx];
-    // The last walk tells whether the sample lies in a huge page: then a fault anywhere in its
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut s.fault_count[idx], 1) };
+    let sample = s.pending[idx];
+    // The prepare tells whether the sample lies in a huge page: then a fault anywhere in its
     // 2 MiB is a fault on the sampled page.
-    let span = if walk.walk[idx] & WALK_PMD_LEAF != 0 {
+    let span = if s.pending_flags[idx] & SAMPLE_PMD_LEAF != 0 {
         HPAGE_PMD_SIZE
     } else {
         PAGE_SIZE
     };
-    if globals::fault_in_region_is_access() || addr & !(span - 1) == sample & !(span - 1) {
-        unsafe { (*stamps)[idx] = samples.generation };
+    if ctl.fault_in_region != 0 || addr & !(span - 1) == sample & !(span - 1) {
+        s.fault_gen[idx] = s.generation;
     }
 }

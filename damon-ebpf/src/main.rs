@@ -1,21 +1,21 @@
 //! damon's kernel-side programs, one module per hook family.
 //!
+//! - `sample`: the access check: one run checks the sample in flight of every target and
+//!   prepares the next one (`pagetable` walks page tables for it).
 //! - `fault`: `exceptions:page_fault_user` tracepoint and the optional `perf_event` sampler:
 //!   attribute a user access (a fault, or a sampled data address) to a monitored region.
-//! - `walk`: the page-table walk that reads the Accessed bit of every sampling address.
-//! - `probe`: start-up helpers (find a task's page-table root, read kernel memory for the
-//!   calibration of the direct-map base).
+//! - `probe`: the start-up helper that reads kernel memory for the calibration of the layout.
 #![no_std]
 #![no_main]
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
 mod fault;
-mod globals;
 mod maps;
+mod pagetable;
 mod probe;
 mod regions;
-mod walk;
+mod sample;
 
 #[cfg(not(test))]
 #[panic_handler]

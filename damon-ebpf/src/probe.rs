@@ -1,64 +1,50 @@
-//! Start-up helpers, run once per process, not per sample.
-use aya_ebpf::helpers::bpf_probe_read_kernel;
-use damon_common::PEEK_LEN;
-
+//! Start-up helper, run through `BPF_PROG_TEST_RUN` a few times per process (calibration of
+//! the kernel layout) and per target (finding its `struct pid`), never per sample.
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
 use aya_log_ebpf::debug;
+use damon_common::{PROBE_CURRENT, PROBE_PEEK, PROBE_WORDS};
 
-use crate::{
-    globals,
-    maps::{PEEK_OUT, PGD_OUT},
-    walk::RawCtx,
-};
+use crate::maps::PROBE_OUT;
 
-/// `raw_tp`, run only through `BPF_PROG_TEST_RUN`: copies `PEEK_LEN` bytes of kernel memory at
-/// arg0 into `PEEK_OUT`. Returns 0 on success, 1 when the read faults.
+/// `raw_tp` with args (op, addr): `PROBE_PEEK` copies `PROBE_WORDS` words of kernel memory at
+/// `addr` into `PROBE_OUT`; `PROBE_CURRENT` stores the calling task's pointer there. Returns 0,
+/// or 1 when the read faults.
 ///
-/// Used to calibrate the direct-map base (`page_offset_base`, not exported on most kernels).
 /// The `raw_tracepoint` macro discards return values, hence the hand-written section.
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "raw_tp")]
-pub fn peek(ctx: *mut core::ffi::c_void) -> i32 {
-    // Read the raw_tp argument straight from ctx: aya-ebpf 0.2.1's RawTracePointContext::arg()
+pub fn probe(ctx: *mut core::ffi::c_void) -> i32 {
+    // Read the raw_tp arguments straight from ctx: aya-ebpf 0.2.1's RawTracePointContext::arg()
     // reads through a zero-sized struct, a load LLVM is allowed to drop.
-    let addr: u64 = unsafe { *(ctx as *const u64) };
-    let Some(out) = PEEK_OUT.get_ptr_mut(0) else {
+    let (op, addr) = unsafe { (*(ctx as *const u64), *(ctx as *const u64).add(1)) };
+    let Some(out) = PROBE_OUT.get_ptr_mut(0) else {
         return 2;
     };
-    match unsafe { bpf_probe_read_kernel(addr as *const [u8; PEEK_LEN]) } {
-        Ok(v) => {
-            unsafe { *out = v };
+    match op {
+        PROBE_PEEK => match unsafe { bpf_probe_read_kernel(addr as *const [u64; PROBE_WORDS]) } {
+            Ok(v) => {
+                unsafe { (*out).words = v };
+                0
+            }
+            Err(_) => 1,
+        },
+        PROBE_CURRENT => {
+            let task = unsafe { bpf_get_current_task() };
+            // Start-up only (a few runs per process): a record that shows kernel-side logs
+            // reach user space.
+            debug!(&RawCtx(ctx), "probe: current task {:x}", task);
+            unsafe { (*out).words[0] = task };
             0
         }
-        Err(_) => 1,
+        _ => 2,
     }
 }
 
-/// `iter/task` on a link filtered to one pid: stores that task's `mm` and `mm->pgd` (the
-/// page-table root, a direct-map address) into `PGD_OUT` = [found, mm, pgd].
-#[unsafe(no_mangle)]
-#[unsafe(link_section = "iter/task")]
-pub fn task_pgd(ctx: *mut core::ffi::c_void) -> i32 {
-    let task = unsafe { *(ctx as *const u64).add(1) };
-    if task == 0 {
-        return 0;
+/// aya-log needs an `EbpfContext`; this hand-written section has only a raw pointer.
+struct RawCtx(*mut core::ffi::c_void);
+
+impl aya_ebpf::EbpfContext for RawCtx {
+    fn as_ptr(&self) -> *mut core::ffi::c_void {
+        self.0
     }
-    let Ok(mm) =
-        (unsafe { bpf_probe_read_kernel((task + globals::task_mm_offset()) as *const u64) })
-    else {
-        return 0;
-    };
-    if mm == 0 {
-        return 0; // an exiting thread
-    }
-    let Ok(pgd) = (unsafe { bpf_probe_read_kernel((mm + globals::mm_pgd_offset()) as *const u64) })
-    else {
-        return 0;
-    };
-    debug!(&RawCtx(ctx), "task_pgd: mm {:x} pgd {:x}", mm, pgd);
-    for (i, v) in [(1, mm), (2, pgd), (0, 1)] {
-        if let Some(p) = PGD_OUT.get_ptr_mut(i) {
-            unsafe { *p = v };
-        }
-    }
-    0
 }

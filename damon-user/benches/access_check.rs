@@ -1,7 +1,7 @@
-//! Cost of the eBPF access check per sample: prepare (write samples, walk, MADV_COLD of the
-//! young ones, re-walk) plus check (walk, read results), at 10 / 100 / 1 000 regions over a
-//! hot and a cold buffer of a real process, for both walk paths. Needs root; prints why not
-//! otherwise.
+//! Cost of the eBPF access check per sample: one step that checks the sample in flight and
+//! prepares the next (write the next pages, one program run, read the results, MADV_COLD of
+//! the young ones), at 10 / 100 / 1 000 regions over a hot and a cold buffer of a real
+//! process. Needs root; prints why not otherwise.
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
@@ -10,9 +10,9 @@ use std::{
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use damon_user::{
-    bpf::WalkPath,
-    core::{Operations, Region, TargetRef},
-    ops::{EbpfOps, EbpfOpsOptions},
+    core::{OwnedTarget, OwnedTargets, Region},
+    monitor::ebpf_ops,
+    ops::EbpfOpsOptions,
 };
 
 struct Workload(std::process::Child);
@@ -33,10 +33,13 @@ fn range(line: &str, key: &str) -> (u64, u64) {
     (p(a), p(b))
 }
 
+/// `n` regions, half over each buffer; those over the hot one (the first) carry the counters
+/// of a region found accessed at every sample, as in a running kdamond.
 fn regions_over(bufs: &[(u64, u64)], n: usize) -> Vec<Region> {
     let per = n / bufs.len();
     let mut v = Vec::new();
-    for &(s, e) in bufs {
+    for (b, &(s, e)) in bufs.iter().enumerate() {
+        let hot = if b == 0 { 20 } else { 0 };
         let sz = ((e - s) / per as u64) & !4095;
         for i in 0..per as u64 {
             let start = s + i * sz;
@@ -44,10 +47,11 @@ fn regions_over(bufs: &[(u64, u64)], n: usize) -> Vec<Region> {
                 start,
                 end: start + sz,
                 sampling_addr: start,
-                nr_accesses: 0,
-                nr_accesses_bp: 0,
-                last_nr_accesses: 0,
+                nr_accesses: hot,
+                nr_accesses_bp: hot * 10_000,
+                last_nr_accesses: hot,
                 age: 0,
+                nr_unmeasured: 0,
             });
         }
     }
@@ -75,40 +79,42 @@ fn bench(c: &mut Criterion) {
     g.warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
-    for path in [WalkPath::TaskVma, WalkPath::TestRun] {
-        let mut ops = EbpfOps::new(EbpfOpsOptions::default(), 1).expect("eBPF ops");
-        ops.set_walk_path(path);
-        for n in [10usize, 100, 1000] {
-            let mut regions = regions_over(&bufs, n);
-            let mut accessed = vec![false; regions.len()];
-            let mut first = true;
-            g.bench_with_input(BenchmarkId::new(format!("{path:?}"), n), &n, |b, _| {
-                b.iter_custom(|iters| {
-                    let mut spent = Duration::ZERO;
-                    for k in 0..iters {
-                        for r in regions.iter_mut() {
-                            let pages = (r.end - r.start) / 4096;
-                            r.sampling_addr = r.start + (k * 7919 % pages) * 4096;
-                        }
-                        let t = TargetRef {
-                            idx: 0,
-                            pid,
-                            layout_changed: first,
-                        };
-                        first = false;
-                        let t0 = Instant::now();
-                        ops.prepare_access_checks(&t, &mut regions)
-                            .expect("prepare");
-                        ops.check_accesses(&t, &regions, &mut accessed)
-                            .expect("check");
-                        spent += t0.elapsed();
+    // Kernel-side run time of the programs, printed at the end.
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
+    let mut ops = ebpf_ops(EbpfOpsOptions::default()).expect("eBPF ops");
+    for n in [10usize, 100, 1000] {
+        let before = ops.programs().sample_run_stats().unwrap_or_default();
+        let mkold_before = ops.stats();
+        let mut targets = OwnedTargets::new(vec![OwnedTarget::new(0, pid, regions_over(&bufs, n))]);
+        targets.step(&mut ops, false, true).expect("first prepare");
+        g.bench_with_input(BenchmarkId::new("step", n), &n, |b, _| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for k in 0..iters {
+                    let t = &mut targets.targets[0];
+                    for (r, next) in t.regions.iter().zip(t.next.iter_mut()) {
+                        let pages = (r.end - r.start) / 4096;
+                        *next = r.start + (k * 7919 % pages) * 4096;
                     }
-                    spent
-                })
-            });
+                    let t0 = Instant::now();
+                    targets.step(&mut ops, true, true).expect("step");
+                    spent += t0.elapsed();
+                }
+                spent
+            })
+        });
+        if let Some((time, runs)) = ops.programs().sample_run_stats() {
+            let (time, runs) = (time - before.0, runs - before.1);
+            let st = ops.stats();
+            eprintln!(
+                "{n} regions: the sampling program ran {:.2} us per step (kernel's count); {:.2} MADV_COLD ranges per step",
+                time.as_secs_f64() * 1e6 / runs.max(1) as f64,
+                (st.mkold_ranges - mkold_before.mkold_ranges) as f64 / runs.max(1) as f64
+            );
         }
-        eprintln!("{path:?}: {:?}", ops.stats());
     }
+    eprintln!("{:?}", ops.stats());
+
     g.finish();
     drop(w);
 }

@@ -9,7 +9,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use damon_user::core::aggregate::{merge_regions, split_pieces, split_regions_of};
 use damon_user::core::{
     AddrRange, Attrs, ContextSpec, MonitorContext, Operations, OpsError, OpsKind, PAGE_SIZE,
-    Region, TargetRef, TargetSpec,
+    Region, SampleStep, TargetSpec,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -77,18 +77,10 @@ impl Operations for NoopOps {
         true
     }
 
-    fn prepare_access_checks(&mut self, _: &TargetRef, r: &mut [Region]) -> Result<(), OpsError> {
-        black_box(r);
-        Ok(())
-    }
-
-    fn check_accesses(
-        &mut self,
-        _: &TargetRef,
-        _: &[Region],
-        a: &mut [bool],
-    ) -> Result<(), OpsError> {
-        black_box(a);
+    fn sample(&mut self, step: &mut SampleStep<'_>) -> Result<(), OpsError> {
+        for i in 0..step.len() {
+            black_box(step.target(i).regions);
+        }
         Ok(())
     }
 }
@@ -96,7 +88,7 @@ impl Operations for NoopOps {
 /// One sample over `n` regions: an fvaddr target of `n` separate ranges, with an aggregation
 /// interval so long that no aggregation falls in the measurement.
 fn sample_bookkeeping(c: &mut Criterion) {
-    let mut group = c.benchmark_group("sample_prepare_check");
+    let mut group = c.benchmark_group("sample_check_and_prepare");
     for n in SIZES {
         let step = (REGION_PAGES + 1) * PAGE_SIZE;
         let ranges = (0..n)
@@ -117,10 +109,7 @@ fn sample_bookkeeping(c: &mut Criterion) {
         let mut ops = NoopOps;
         group.throughput(Throughput::Elements(n));
         group.bench_function(BenchmarkId::from_parameter(n), |b| {
-            b.iter(|| {
-                ctx.prepare(&mut ops).expect("noop");
-                black_box(ctx.check(&mut ops, 0).expect("noop"))
-            })
+            b.iter(|| black_box(ctx.sample(&mut ops, 0).expect("noop")))
         });
     }
     group.finish();

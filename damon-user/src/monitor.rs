@@ -8,6 +8,7 @@ use crate::{
     admin::{
         BackendError, ContextConfig, KdamondBackend, KdamondConfig, LiveRegion, RunningKdamond,
     },
+    bpf::{KernelLayout, LayoutError, LayoutOrigin},
     core::{
         AddrRange, Attrs, ContextSpec, CoreError, KdamondHandle, OpsError, OpsKind, Snapshot,
         TargetSpec, start_kdamond,
@@ -102,10 +103,27 @@ pub fn check_spec(spec: &ContextSpec) -> Result<(), SpecError> {
 pub enum StartError {
     #[error(transparent)]
     Spec(#[from] SpecError),
-    #[error("setting up the eBPF access check: {0}")]
+    #[error("probing the kernel layout")]
+    Layout(#[source] LayoutError),
+    #[error("setting up the eBPF access check")]
     Ops(#[source] OpsError),
-    #[error("starting the kdamond: {0}")]
+    #[error("starting the kdamond")]
     Core(#[source] CoreError),
+}
+
+/// The eBPF access check for the running kernel: the layout from this boot's cache (probed on
+/// the first run), validated when the programs load; a cached layout that fails validation is
+/// probed afresh once.
+pub fn ebpf_ops(options: EbpfOpsOptions) -> Result<EbpfOps, StartError> {
+    let found = KernelLayout::find(false).map_err(StartError::Layout)?;
+    match EbpfOps::new(options, &found.layout) {
+        Err(e) if found.origin == LayoutOrigin::Cached => {
+            log::info!("the cached kernel layout failed validation ({e}); probing it again");
+            let found = KernelLayout::find(true).map_err(StartError::Layout)?;
+            EbpfOps::new(options, &found.layout).map_err(StartError::Ops)
+        }
+        r => r.map_err(StartError::Ops),
+    }
 }
 
 /// Starts kdamond `kdamond_idx` on `spec` with the eBPF access check: what `damon record`,
@@ -125,7 +143,7 @@ pub fn start_ebpf_kdamond(
             .unwrap_or(0)
     });
     check_spec(&spec)?;
-    let ops = EbpfOps::new(options, seed).map_err(StartError::Ops)?;
+    let ops = ebpf_ops(options)?;
     start_kdamond(kdamond_idx, spec, Box::new(ops), sink, seed).map_err(StartError::Core)
 }
 

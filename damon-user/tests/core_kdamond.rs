@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use damon_user::core::kdamond::monotonic_ns;
 use damon_user::core::sim::{HotArea, SimMemory};
 use damon_user::core::{
-    AddrRange, Attrs, ContextSpec, CoreError, KdamondHandle, Operations, OpsError, OpsKind, Region,
-    Snapshot, TargetRef, TargetSpec, start_kdamond,
+    AddrRange, Attrs, ContextSpec, CoreError, KdamondHandle, Operations, OpsError, OpsKind,
+    SampleStep, Snapshot, TargetSpec, start_kdamond,
 };
 
 const MIB: u64 = 1 << 20;
@@ -237,18 +237,13 @@ impl Operations for Failing {
         self.sim.target_valid(pid)
     }
 
-    fn prepare_access_checks(&mut self, _: &TargetRef, _: &mut [Region]) -> Result<(), OpsError> {
-        Ok(())
-    }
-
-    fn check_accesses(
-        &mut self,
-        t: &TargetRef,
-        _: &[Region],
-        _: &mut [bool],
-    ) -> Result<(), OpsError> {
+    /// Prepares fine; the first check fails.
+    fn sample(&mut self, step: &mut SampleStep<'_>) -> Result<(), OpsError> {
+        if !step.check() || step.is_empty() {
+            return Ok(());
+        }
         Err(OpsError::failed(
-            format!("walking page tables of pid {}", t.pid),
+            format!("walking page tables of pid {}", step.target(0).target.pid),
             std::io::Error::from_raw_os_error(libc::EPERM),
         ))
     }

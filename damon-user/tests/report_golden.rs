@@ -78,6 +78,7 @@ fn workload(n: u64, pids: &[i32]) -> Vec<Snapshot> {
                                 end,
                                 nr_accesses,
                                 age,
+                                nr_unmeasured: 0,
                             }
                         })
                         .collect();

@@ -6,11 +6,12 @@ use damon_tests::{
 };
 use damon_user::{
     core::{Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec, start_kdamond},
-    ops::{EbpfOps, EbpfOpsOptions},
+    monitor::ebpf_ops,
+    ops::EbpfOpsOptions,
 };
 
 fn start(pid: i32) -> (KdamondHandle, mpsc::Receiver<Snapshot>) {
-    let ops = EbpfOps::new(EbpfOpsOptions::default(), 42).expect("eBPF access check");
+    let ops = ebpf_ops(EbpfOpsOptions::default()).expect("eBPF access check");
     let spec = ContextSpec {
         ops: OpsKind::Vaddr,
         attrs: Attrs::damo_defaults(),

@@ -1,11 +1,15 @@
 //! The page-fault tracepoint against a real process: exact per-region counts, and nothing of
 //! ours left loaded afterwards.
+use std::os::fd::AsRawFd;
+
 use aya::programs::loaded_programs;
 use damon_tests::{Workload, have_root, parse_range};
 use damon_user::{
     bpf::{MonitorPrograms, PerfSampler, ProgramOptions, sys::pidfd_open},
-    core::{Operations, PAGE_SIZE, Region, TargetRef},
-    ops::{EbpfOps, EbpfOpsOptions, mkold::mkold},
+    bpf::{Step, TargetState},
+    core::{Access, AddrRange, OwnedTarget, OwnedTargets, PAGE_SIZE, Region},
+    monitor::ebpf_ops,
+    ops::{EbpfOpsOptions, mkold::Mkold},
 };
 
 #[test]
@@ -28,9 +32,11 @@ fn faults_are_counted_per_region_and_programs_unload() {
     let mut progs = MonitorPrograms::load(None, opts).expect("load and attach");
     let ids = progs.program_ids();
     assert!(!ids.is_empty());
-    let slot = progs.add_target(w.pid()).expect("slot");
+    let pidfd = pidfd_open(w.pid()).expect("pidfd");
+    let slot = progs.add_target(w.pid(), pidfd.as_raw_fd()).expect("slot");
+    let regions = [(start, mid), (mid, end), far].map(|(s, e)| AddrRange::new(s, e));
     progs
-        .set_regions(slot, &[(start, mid), (mid, end), far])
+        .set_regions(slot, regions.into_iter())
         .expect("regions");
 
     w.send_line("go").expect("tell workload");
@@ -75,12 +81,16 @@ fn perf_sampler_attributes_fault_addresses_to_regions() {
         ..Default::default()
     };
     let mut progs = MonitorPrograms::load(None, opts).expect("load");
+    let pidfd = pidfd_open(w.pid()).expect("pidfd");
     let slot = progs
-        .add_target(w.pid())
+        .add_target(w.pid(), pidfd.as_raw_fd())
         .expect("attach perf event to the target");
     let mid = start + N * 4096;
     progs
-        .set_regions(slot, &[(start, mid), (mid, end)])
+        .set_regions(
+            slot,
+            [AddrRange::new(start, mid), AddrRange::new(mid, end)].into_iter(),
+        )
         .expect("regions");
     w.send_line("go").expect("tell workload");
     assert_eq!(w.read_line().expect("reply"), "TOUCHED");
@@ -94,27 +104,55 @@ fn perf_sampler_attributes_fault_addresses_to_regions() {
 }
 
 #[test]
-fn a_walk_of_a_process_without_address_space_is_an_error_not_stale_results() {
-    if !have_root("a_walk_of_a_process_without_address_space_is_an_error_not_stale_results") {
+fn a_process_without_address_space_reads_gone_not_stale_results() {
+    if !have_root("a_process_without_address_space_reads_gone_not_stale_results") {
         return;
     }
-    let layout = damon_user::bpf::KernelLayout::get().expect("kernel layout");
+    let layout = damon_user::bpf::KernelLayout::find(false)
+        .expect("kernel layout")
+        .layout;
     let mut progs = MonitorPrograms::load(Some(&layout), ProgramOptions::default()).expect("load");
     // A zombie: exited (no mm left) but not reaped yet, so its pid still names it.
     let mut child = std::process::Command::new("true").spawn().expect("spawn");
     let pid = child.id() as i32;
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let slot = progs.add_target(pid).expect("slot");
+    let pidfd = pidfd_open(pid).expect("pidfd");
+    // The pidfd turns readable once the process has exited.
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    assert_eq!(
+        unsafe { libc::poll(&mut pfd, 1, 5_000) },
+        1,
+        "child did not exit"
+    );
+    let slot = progs.add_target(pid, pidfd.as_raw_fd()).expect("slot");
     progs
-        .set_regions(slot, &[(0x1000, 0x2000)])
+        .set_regions(slot, [AddrRange::new(0x1000, 0x2000)].into_iter())
         .expect("regions");
-    progs.set_samples(slot, 1, &[0x1000]).expect("samples");
-    let r = progs.walk(pid);
+    progs
+        .set_next(slot, 1, [0x1000].into_iter())
+        .expect("pages");
+    progs
+        .run(Step {
+            check: true,
+            prepare: true,
+        })
+        .expect("run");
+    let zombie = progs.state(slot);
     let _ = child.wait();
-    assert!(
-        matches!(r, Err(damon_user::bpf::BpfError::NotWalked { .. })),
-        "walk of an exited process: {:?}",
-        r.map(|o| o.walks)
+    progs
+        .run(Step {
+            check: true,
+            prepare: true,
+        })
+        .expect("run");
+    assert_eq!(zombie, TargetState::NoMm, "an exited process has no mm");
+    assert_eq!(
+        progs.state(slot),
+        TargetState::Reaped,
+        "a reaped one has no task"
     );
 }
 
@@ -134,39 +172,40 @@ fn a_fault_counts_for_its_own_target_when_several_are_sampled() {
     let (mut a, line_a) = Workload::start(&["touch", "--pages", "256"]).expect("workload a");
     let (b, line_b) = Workload::start(&["touch", "--pages", "16"]).expect("workload b");
     let (a_range, b_range) = (mapped(&line_a), mapped(&line_b));
-    let mut ops = EbpfOps::new(EbpfOpsOptions::default(), 7).expect("eBPF access check");
-    // One region per target, sampled at its first page (a fresh region samples its start);
-    // neither page is mapped yet.
-    let mut regions_a = vec![Region::new(a_range.0, a_range.1)];
-    let mut regions_b = vec![Region::new(b_range.0, b_range.1)];
-    let target = |idx, pid| TargetRef {
-        idx,
-        pid,
-        layout_changed: true,
-    };
-    let (ta, tb) = (target(0, a.pid()), target(1, b.pid()));
-    ops.prepare_access_checks(&ta, &mut regions_a)
-        .expect("prepare a");
-    ops.prepare_access_checks(&tb, &mut regions_b)
-        .expect("prepare b");
+    let mut ops = ebpf_ops(EbpfOpsOptions::default()).expect("eBPF access check");
+    // One region per target, sampled at its first page; neither page is mapped yet.
+    let mut targets = OwnedTargets::new(vec![
+        OwnedTarget::new(0, a.pid(), vec![Region::new(a_range.0, a_range.1)]),
+        OwnedTarget::new(1, b.pid(), vec![Region::new(b_range.0, b_range.1)]),
+    ]);
+    targets.step(&mut ops, false, true).expect("prepare");
+    assert_eq!(targets.targets[0].regions[0].sampling_addr, a_range.0);
 
     // a faults its sampled page in; clearing the page's young bit again leaves the fault as
     // the only sign of the access.
     a.send_line("go").expect("tell workload a");
     assert_eq!(a.read_line().expect("reply"), "TOUCHED");
     let pidfd = pidfd_open(a.pid()).expect("pidfd");
-    mkold(&pidfd, &[(a_range.0, PAGE_SIZE)]).expect("MADV_COLD");
+    let mut refused = Vec::new();
+    Mkold::default()
+        .advise(&pidfd, &[(a_range.0, PAGE_SIZE)], &mut refused)
+        .expect("MADV_COLD");
+    assert!(refused.is_empty());
 
-    let (mut acc_a, mut acc_b) = ([false], [false]);
-    ops.check_accesses(&ta, &regions_a, &mut acc_a)
-        .expect("check a");
-    ops.check_accesses(&tb, &regions_b, &mut acc_b)
-        .expect("check b");
+    targets.step(&mut ops, true, false).expect("check");
     assert_eq!(
         ops.stats().fault_hits,
         1,
         "the access of a is known from its fault alone"
     );
-    assert!(acc_a[0], "the fault on a's sampled page did not count");
-    assert!(!acc_b[0], "b touched nothing");
+    assert_eq!(
+        targets.targets[0].found[0],
+        Access::Accessed,
+        "the fault on a's sampled page did not count"
+    );
+    assert_eq!(
+        targets.targets[1].found[0],
+        Access::None,
+        "b touched nothing"
+    );
 }

@@ -20,7 +20,7 @@ pub enum BtfError {
     BadMagic { magic: u16 },
     #[error("BTF type kind {kind} is unknown to this parser")]
     UnknownKind { kind: u32 },
-    #[error("struct {name} is not in BTF")]
+    #[error("type {name} is not in BTF")]
     NoStruct { name: String },
     #[error("{name}.{member} is not in BTF")]
     NoMember { name: String, member: String },
@@ -37,20 +37,24 @@ const KIND_DATASEC: u32 = 15;
 const KIND_DECL_TAG: u32 = 17;
 const KIND_ENUM64: u32 = 19;
 
+/// One type record: what member lookups need, the members themselves in `Btf::members`.
 struct Type {
     name_off: u32,
-    kind: u32,
+    kind: u8,
     kind_flag: bool,
-    /// Referenced type for modifiers and typedefs.
-    type_ref: u32,
-    /// (name_off, type, offset field) of struct/union members.
-    members: Vec<(u32, u32, u32)>,
+    /// Size of structs, unions and enums; the referenced type of modifiers and typedefs.
+    size_or_type: u32,
+    /// Members (struct, union) or values (enum) in `Btf::members`.
+    first: u32,
+    vlen: u32,
 }
 
-/// The parsed type section of a BTF blob: enough to resolve member offsets, including
-/// members of anonymous nested structs and unions.
+/// The parsed type section of a BTF blob: enough to resolve member offsets (including
+/// members of anonymous nested structs and unions), struct sizes and enum values.
 pub struct Btf {
     types: Vec<Type>,
+    /// (name_off, type, offset) of struct/union members; (name_off, value, 0) of enum values.
+    members: Vec<(u32, u32, u32)>,
     strings: Vec<u8>,
 }
 
@@ -86,13 +90,17 @@ impl Btf {
         };
         let strings = section(str_off, str_len)?.to_vec();
         let mut buf = section(type_off, type_len)?;
-        let mut types = vec![Type {
+        let void = Type {
             name_off: 0,
             kind: 0,
             kind_flag: false,
-            type_ref: 0,
-            members: vec![],
-        }];
+            size_or_type: 0,
+            first: 0,
+            vlen: 0,
+        };
+        let mut types = Vec::with_capacity(type_len / 24);
+        types.push(void);
+        let mut members = Vec::with_capacity(type_len / 16);
         while buf.has_remaining() {
             let at = type_len - buf.remaining();
             let need = |b: &&[u8], n: usize| {
@@ -105,22 +113,29 @@ impl Btf {
             need(&buf, 12)?;
             let name_off = buf.get_u32_le();
             let info = buf.get_u32_le();
-            let type_ref = buf.get_u32_le();
+            let size_or_type = buf.get_u32_le();
             let kind = (info >> 24) & 0x1f;
-            let vlen = (info & 0xffff) as usize;
-            let mut members = vec![];
+            let vlen = info & 0xffff;
+            let first = members.len() as u32;
             let extra = match kind {
                 KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
                 KIND_ARRAY => 12,
                 KIND_STRUCT | KIND_UNION => {
-                    need(&buf, 12 * vlen)?;
+                    need(&buf, 12 * vlen as usize)?;
                     for _ in 0..vlen {
                         members.push((buf.get_u32_le(), buf.get_u32_le(), buf.get_u32_le()));
                     }
                     0
                 }
-                KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen,
-                KIND_DATASEC | KIND_ENUM64 => 12 * vlen,
+                KIND_ENUM => {
+                    need(&buf, 8 * vlen as usize)?;
+                    for _ in 0..vlen {
+                        members.push((buf.get_u32_le(), buf.get_u32_le(), 0));
+                    }
+                    0
+                }
+                KIND_FUNC_PROTO => 8 * vlen as usize,
+                KIND_DATASEC | KIND_ENUM64 => 12 * vlen as usize,
                 2 | 7..=12 | 16 | 18 => 0,
                 kind => return Err(BtfError::UnknownKind { kind }),
             };
@@ -128,41 +143,60 @@ impl Btf {
             buf.advance(extra);
             types.push(Type {
                 name_off,
-                kind,
+                kind: kind as u8,
                 kind_flag: info >> 31 == 1,
-                type_ref,
-                members,
+                size_or_type,
+                first,
+                vlen: members.len() as u32 - first,
             });
         }
-        Ok(Self { types, strings })
+        Ok(Self {
+            types,
+            members,
+            strings,
+        })
     }
 
-    fn name(&self, off: u32) -> &str {
+    fn name(&self, off: u32) -> &[u8] {
         let s = self.strings.get(off as usize..).unwrap_or_default();
         let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
-        std::str::from_utf8(&s[..end]).unwrap_or("")
+        &s[..end]
+    }
+
+    fn members_of(&self, t: &Type) -> &[(u32, u32, u32)] {
+        let (a, b) = (t.first as usize, (t.first + t.vlen) as usize);
+        self.members.get(a..b).unwrap_or_default()
     }
 
     /// Follows typedef / volatile / const / restrict / type_tag to the underlying type.
     fn resolve(&self, mut id: u32) -> Option<&Type> {
         for _ in 0..32 {
             let t = self.types.get(id as usize)?;
-            if !matches!(t.kind, 8..=11 | 18) {
+            if !matches!(t.kind as u32, 8..=11 | 18) {
                 return Some(t);
             }
-            id = t.type_ref;
+            id = t.size_or_type;
         }
         None
+    }
+
+    /// The definition (not a forward declaration) of the struct or enum `name`.
+    fn named(&self, kinds: &[u32], name: &str) -> Option<&Type> {
+        self.types.iter().find(|t| {
+            kinds.contains(&(t.kind as u32))
+                && t.vlen > 0
+                && self.name(t.name_off) == name.as_bytes()
+        })
     }
 
     fn find_member(&self, t: &Type, member: &str, depth: u32) -> Option<u32> {
         if depth > 8 {
             return None;
         }
-        for &(name_off, ty, off) in &t.members {
+        for &(name_off, ty, off) in self.members_of(t) {
             let bit_off = if t.kind_flag { off & 0xff_ffff } else { off };
             let name = self.name(name_off);
-            if name == member {
+            if name == member.as_bytes() {
                 return Some(bit_off / 8);
             }
             if name.is_empty() {
@@ -175,20 +209,39 @@ impl Btf {
         None
     }
 
+    fn structure(&self, name: &str) -> Result<&Type, BtfError> {
+        self.named(&[KIND_STRUCT, KIND_UNION], name)
+            .ok_or_else(|| BtfError::NoStruct { name: name.into() })
+    }
+
     /// Byte offset of `member` in `struct name`.
     pub fn member_offset(&self, name: &str, member: &str) -> Result<u64, BtfError> {
-        let t = self
-            .types
-            .iter()
-            .find(|t| {
-                t.kind == KIND_STRUCT && !t.members.is_empty() && self.name(t.name_off) == name
-            })
-            .ok_or_else(|| BtfError::NoStruct { name: name.into() })?;
+        let t = self.structure(name)?;
         self.find_member(t, member, 0)
             .map(u64::from)
             .ok_or_else(|| BtfError::NoMember {
                 name: name.into(),
                 member: member.into(),
+            })
+    }
+
+    /// `sizeof(struct name)`.
+    pub fn struct_size(&self, name: &str) -> Result<u64, BtfError> {
+        Ok(self.structure(name)?.size_or_type as u64)
+    }
+
+    /// The value of `variant` of `enum name`.
+    pub fn enum_value(&self, name: &str, variant: &str) -> Result<u64, BtfError> {
+        let t = self
+            .named(&[KIND_ENUM], name)
+            .ok_or_else(|| BtfError::NoStruct { name: name.into() })?;
+        self.members_of(t)
+            .iter()
+            .find(|m| self.name(m.0) == variant.as_bytes())
+            .map(|m| m.1 as u64)
+            .ok_or_else(|| BtfError::NoMember {
+                name: name.into(),
+                member: variant.into(),
             })
     }
 }

@@ -1,119 +1,274 @@
-//! What the page-table walk must know about the running kernel, found once per process.
+//! What the programs must know about the running kernel: struct offsets (from BTF), the
+//! direct-map and `struct page` bases (found by calibration), the paging depth. Found once per
+//! boot and cached in `/run/damon`, keyed by the boot id, so a later start costs a file read;
+//! every load of the programs validates it again against our own pages (see
+//! `MonitorPrograms::validate_layout`).
 use std::{
-    io::Read,
-    os::fd::{AsFd, AsRawFd},
-    sync::OnceLock,
+    io::{Read, Write},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt},
+    },
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use aya::programs::{Iter, RawTracePoint};
-use damon_common::{PEEK_LEN, maps, programs};
+use damon_common::KernelInfo;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::{
     BpfError,
     btf::{Btf, BtfError},
-    programs::{load_object, peek, program, program_mut},
+    chase::{self, ChaseError},
+    marker::Marker,
+    peek::{Peek, PeekSet},
     sys,
 };
 
 #[derive(Debug, Error)]
 pub enum LayoutError {
-    #[error(transparent)]
-    Btf(#[from] BtfError),
-    #[error(transparent)]
-    Bpf(#[from] BpfError),
-    #[error("cannot read our own page frame from /proc/self/pagemap: {0}")]
+    #[error("reading the kernel's BTF")]
+    Btf(#[source] BtfError),
+    #[error("loading the calibration program")]
+    Bpf(#[source] BpfError),
+    #[error("following kernel pointers during calibration")]
+    Chase(#[source] ChaseError),
+    #[error("cannot read our own page frame from /proc/self/pagemap")]
     Pagemap(#[source] std::io::Error),
     #[error("our own page is not present in /proc/self/pagemap (frame numbers need CAP_SYS_ADMIN)")]
     NoFrame,
-    #[error("the page-table root of our own process was not found")]
-    NoPgd,
+    #[error("preparing a calibration page")]
+    Page(#[source] std::io::Error),
     #[error("the kernel's direct map base was not found below {pgd:#x} after {probes} probes")]
     NoDirectMap { pgd: u64, probes: u64 },
+    #[error("the page cache of the calibration memfd holds no small folio at index 0")]
+    NoFolio,
     #[error(
         "validation of the page-table walk failed: it found frame {walked:#x} for a probe page that /proc/self/pagemap puts at {expected:#x}; refusing to monitor with a walk that reads the wrong memory"
     )]
-    Validation { walked: u64, expected: u64 },
+    WalkMismatch { walked: u64, expected: u64 },
+    #[error(
+        "validation of the struct page base {vmemmap_base:#x} failed: the page of our marker at {addr:#x} does not describe it ({what})"
+    )]
+    PageMismatch {
+        vmemmap_base: u64,
+        addr: u64,
+        what: &'static str,
+    },
 }
 
-/// Offsets, direct-map base and paging depth of the running kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Offsets, bases and paging depth of the running kernel. Offsets are in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelLayout {
-    pub task_tgid_offset: u64,
-    pub task_mm_offset: u64,
-    pub mm_pgd_offset: u64,
     /// Virtual address of physical address 0 in the kernel's direct map (`page_offset_base`).
     pub page_offset_base: u64,
+    /// Virtual address of the `struct page` of frame 0 (`vmemmap_base`).
+    pub vmemmap_base: u64,
     pub pgtable_levels: u32,
-    /// How long the calibration took.
-    pub calibration: Duration,
+    pub task_mm: u64,
+    pub task_tgid: u64,
+    pub task_files: u64,
+    /// `task_struct.pid_links[PIDTYPE_TGID]`.
+    pub task_pid_links_tgid: u64,
+    pub mm_pgd: u64,
+    pub files_fdt: u64,
+    pub fdtable_fd: u64,
+    pub fdtable_max_fds: u64,
+    pub file_private_data: u64,
+    pub file_f_inode: u64,
+    pub file_f_mapping: u64,
+    pub inode_i_private: u64,
+    /// `address_space.i_pages.xa_head`.
+    pub mapping_xa_head: u64,
+    pub pid_level: u64,
+    pub pid_numbers: u64,
+    pub upid_size: u64,
+    /// `pid.tasks[PIDTYPE_TGID]`.
+    pub pid_tasks_tgid: u64,
+    /// `sizeof(struct page)`.
+    pub page_size: u64,
+    pub page_flags: u64,
+    pub page_compound_head: u64,
+    pub page_mapcount: u64,
+    pub page_mapping: u64,
+    /// `page.index` (`__folio_index` since Linux 6.16).
+    pub page_index: u64,
+    /// 0 when the kernel has no `folio._large_mapcount` (before 6.10).
+    pub folio_large_mapcount: u64,
+    /// The mapcount read for a PMD-mapped folio when it has no `_large_mapcount`.
+    pub folio_entire_mapcount: u64,
+    pub pg_lru: u32,
+    pub pg_head: u32,
+    pub pg_unevictable: u32,
+}
+
+/// How a layout was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutOrigin {
+    /// Read from the per-boot cache.
+    Cached,
+    /// Probed now (BTF and calibration), and cached when possible.
+    Calibrated,
+}
+
+/// A layout, where it came from, and how long getting it took.
+#[derive(Clone, Copy, Debug)]
+pub struct FoundLayout {
+    pub layout: KernelLayout,
+    pub origin: LayoutOrigin,
+    pub took: Duration,
+}
+
+/// Bumped whenever `KernelLayout` changes meaning, so an old cache is not misread.
+const CACHE_VERSION: u32 = 1;
+const CACHE_DIR: &str = "/run/damon";
+const CACHE_FILE: &str = "kernel-layout.json";
+
+#[derive(Serialize, Deserialize)]
+struct CacheFile {
+    version: u32,
+    boot_id: String,
+    release: String,
+    layout: KernelLayout,
 }
 
 impl KernelLayout {
-    /// Placeholder for program sets that never walk page tables.
-    pub(crate) const UNKNOWN: KernelLayout = KernelLayout {
-        task_tgid_offset: 0,
-        task_mm_offset: 0,
-        mm_pgd_offset: 0,
-        page_offset_base: 0,
-        pgtable_levels: 4,
-        calibration: Duration::ZERO,
-    };
-
-    /// The layout of the running kernel, probed on first use and cached for the process.
-    pub fn get() -> Result<KernelLayout, LayoutError> {
-        static LAYOUT: OnceLock<KernelLayout> = OnceLock::new();
-        if let Some(l) = LAYOUT.get() {
-            return Ok(*l);
+    /// The layout of the running kernel: from the per-boot cache when it has one, else probed
+    /// (and cached). `refresh` ignores the cache (after a failed validation).
+    pub fn find(refresh: bool) -> Result<FoundLayout, LayoutError> {
+        let t = Instant::now();
+        let key = cache_key();
+        if !refresh
+            && let Some(key) = &key
+            && let Some(layout) = read_cache(Path::new(CACHE_DIR), key)
+        {
+            return Ok(FoundLayout {
+                layout,
+                origin: LayoutOrigin::Cached,
+                took: t.elapsed(),
+            });
         }
-        let l = Self::probe()?;
-        Ok(*LAYOUT.get_or_init(|| l))
+        let layout = Self::calibrate()?;
+        if let Some(key) = &key
+            && let Err(e) = write_cache(Path::new(CACHE_DIR), key, &layout)
+        {
+            log::debug!("not caching the kernel layout in {CACHE_DIR}: {e}");
+        }
+        Ok(FoundLayout {
+            layout,
+            origin: LayoutOrigin::Calibrated,
+            took: t.elapsed(),
+        })
     }
 
-    fn probe() -> Result<KernelLayout, LayoutError> {
-        let t = Instant::now();
-        let btf = Btf::from_sys_fs()?;
-        let mut layout = KernelLayout {
-            task_tgid_offset: btf.member_offset("task_struct", "tgid")?,
-            task_mm_offset: btf.member_offset("task_struct", "mm")?,
-            mm_pgd_offset: btf.member_offset("mm_struct", "pgd")?,
-            page_offset_base: 0,
-            pgtable_levels: sys::pgtable_levels(),
-            calibration: Duration::ZERO,
-        };
-        layout.page_offset_base = calibrate_page_offset_base(&layout)?;
-        validate(&layout)?;
-        layout.calibration = t.elapsed();
+    /// Probes the running kernel: offsets from BTF, then the two bases by calibration.
+    pub fn calibrate() -> Result<KernelLayout, LayoutError> {
+        let btf = Btf::from_sys_fs().map_err(LayoutError::Btf)?;
+        let mut layout = Self::from_btf(&btf).map_err(LayoutError::Btf)?;
+        layout.pgtable_levels = sys::pgtable_levels();
+        let set = PeekSet::load().map_err(LayoutError::Bpf)?;
+        layout.page_offset_base = find_page_offset_base(&set.peek, &layout)?;
+        layout.vmemmap_base = find_vmemmap_base(&set.peek, &layout)?;
         log::debug!("kernel layout: {layout:x?}");
         Ok(layout)
     }
+
+    /// The offsets BTF gives; bases and paging depth are left zero.
+    pub fn from_btf(btf: &Btf) -> Result<KernelLayout, BtfError> {
+        let off = |s: &str, m: &str| btf.member_offset(s, m);
+        let tgid = btf.enum_value("pid_type", "PIDTYPE_TGID")?;
+        let flag = |name: &str| btf.enum_value("pageflags", name).map(|v| v as u32);
+        let folio_large_mapcount = off("folio", "_large_mapcount").unwrap_or(0);
+        let page_mapcount = off("page", "_mapcount")?;
+        Ok(KernelLayout {
+            page_offset_base: 0,
+            vmemmap_base: 0,
+            pgtable_levels: 0,
+            task_mm: off("task_struct", "mm")?,
+            task_tgid: off("task_struct", "tgid")?,
+            task_files: off("task_struct", "files")?,
+            task_pid_links_tgid: off("task_struct", "pid_links")?
+                + tgid * btf.struct_size("hlist_node")?,
+            mm_pgd: off("mm_struct", "pgd")?,
+            files_fdt: off("files_struct", "fdt")?,
+            fdtable_fd: off("fdtable", "fd")?,
+            fdtable_max_fds: off("fdtable", "max_fds")?,
+            file_private_data: off("file", "private_data")?,
+            file_f_inode: off("file", "f_inode")?,
+            file_f_mapping: off("file", "f_mapping")?,
+            inode_i_private: off("inode", "i_private")?,
+            mapping_xa_head: off("address_space", "i_pages")? + off("xarray", "xa_head")?,
+            pid_level: off("pid", "level")?,
+            pid_numbers: off("pid", "numbers")?,
+            upid_size: btf.struct_size("upid")?,
+            pid_tasks_tgid: off("pid", "tasks")? + tgid * btf.struct_size("hlist_head")?,
+            page_size: btf.struct_size("page")?,
+            page_flags: off("page", "flags")?,
+            page_compound_head: off("page", "compound_head")?,
+            page_mapcount,
+            page_mapping: off("page", "mapping")?,
+            page_index: off("page", "__folio_index").or_else(|_| off("page", "index"))?,
+            folio_large_mapcount,
+            // Older kernels count PMD mappings of a folio in `_entire_mapcount` (6.2+); before
+            // that the head page's own mapcount stands in, which reads a huge page as mapped
+            // once: such samples are advised, and MADV_COLD skips them if they are shared.
+            folio_entire_mapcount: off("folio", "_entire_mapcount").unwrap_or(page_mapcount),
+            pg_lru: flag("PG_lru")?,
+            pg_head: flag("PG_head")?,
+            pg_unevictable: flag("PG_unevictable")?,
+        })
+    }
+
+    /// The part the programs read, for `CONTROL`.
+    pub fn kernel_info(&self) -> KernelInfo {
+        let u = |v: u64| v as u32;
+        KernelInfo {
+            page_offset_base: self.page_offset_base,
+            vmemmap_base: self.vmemmap_base,
+            pgtable_levels: self.pgtable_levels,
+            page_size: u(self.page_size),
+            pid_tasks_tgid: u(self.pid_tasks_tgid),
+            task_pid_links_tgid: u(self.task_pid_links_tgid),
+            task_mm: u(self.task_mm),
+            mm_pgd: u(self.mm_pgd),
+            page_flags: u(self.page_flags),
+            page_compound_head: u(self.page_compound_head),
+            page_mapcount: u(self.page_mapcount),
+            folio_large_mapcount: u(self.folio_large_mapcount),
+            folio_entire_mapcount: u(self.folio_entire_mapcount),
+            pg_lru: self.pg_lru,
+            pg_head: self.pg_head,
+            pg_unevictable: self.pg_unevictable,
+            _pad: 0,
+        }
+    }
+}
+
+/// Our own page-table root: current → mm → pgd.
+fn our_pgd(peek: &Peek, l: &KernelLayout) -> Result<u64, LayoutError> {
+    let chase = |e: BpfError| LayoutError::Chase(ChaseError::Bpf(e));
+    let task = peek.current_task().map_err(chase)?;
+    let fault = |what, addr| LayoutError::Chase(ChaseError::Fault { what, addr });
+    let mm = peek
+        .u64(task + l.task_mm)
+        .map_err(chase)?
+        .ok_or(fault("task.mm", task + l.task_mm))?;
+    peek.u64(mm + l.mm_pgd)
+        .map_err(chase)?
+        .ok_or(fault("mm.pgd", mm + l.mm_pgd))
 }
 
 /// `page_offset_base` is not exported (not in kallsyms without KALLSYMS_ALL, not in BTF), so
-/// find it: write a random marker into a page of ours, take its frame number from
+/// find it: write random words into a page of ours, take its frame number from
 /// `/proc/self/pagemap`, and probe the 1 GiB-aligned candidates below our own `mm->pgd` (which
-/// lives in the direct map) until `base + pfn * 4096` shows the marker. 5-8 probes, < 1 ms.
-fn calibrate_page_offset_base(layout: &KernelLayout) -> Result<u64, LayoutError> {
-    let mut ebpf = load_object(layout, false)?;
-    let _logger = super::programs::LoggerThread::start(&mut ebpf);
-    let kbtf = aya::Btf::from_sys_fs().map_err(BpfError::Btf)?;
-    let it: &mut Iter = program_mut(&mut ebpf, programs::TASK_PGD)?;
-    it.load("task", &kbtf).map_err(|source| BpfError::Program {
-        name: programs::TASK_PGD,
-        source,
-    })?;
-    let peek_prog: &mut RawTracePoint = program_mut(&mut ebpf, programs::PEEK)?;
-    peek_prog.load().map_err(|source| BpfError::Program {
-        name: programs::PEEK,
-        source,
-    })?;
-
-    let pgd = task_pgd(&ebpf, std::process::id())?.ok_or(LayoutError::NoPgd)?;
-    let marker = Marker::new();
-    let pfn = sys::pagemap_pfn(std::process::id(), marker.addr())
+/// lives in the direct map) until `base + pfn * 4096` shows the words. 5-8 probes, < 1 ms.
+fn find_page_offset_base(peek: &Peek, l: &KernelLayout) -> Result<u64, LayoutError> {
+    let pgd = our_pgd(peek, l)?;
+    let marker = Marker::new().map_err(LayoutError::Page)?;
+    let pfn = marker
+        .pfn()
         .map_err(LayoutError::Pagemap)?
-        .filter(|&p| p != 0)
         .ok_or(LayoutError::NoFrame)?;
     const GIB: u64 = 1 << 30;
     let top = pgd & !(GIB - 1);
@@ -123,9 +278,10 @@ fn calibrate_page_offset_base(layout: &KernelLayout) -> Result<u64, LayoutError>
         let Some(base) = top.checked_sub(k * GIB) else {
             break;
         };
-        if let Some(bytes) = peek(&ebpf, base.wrapping_add(pfn * 4096))?
-            && bytes == marker.bytes
-        {
+        let words = peek
+            .words(base.wrapping_add(pfn * 4096))
+            .map_err(|e| LayoutError::Chase(ChaseError::Bpf(e)))?;
+        if words == Some(marker.words) {
             return Ok(base);
         }
     }
@@ -135,110 +291,189 @@ fn calibrate_page_offset_base(layout: &KernelLayout) -> Result<u64, LayoutError>
     })
 }
 
-/// Walks a page of ours with the production walker and checks that the frame in its page-table
-/// entry is the one `/proc/self/pagemap` reports. A wrong base, offset or paging depth shows
-/// here instead of as silently wrong access data.
-fn validate(layout: &KernelLayout) -> Result<(), LayoutError> {
-    let marker = Marker::new();
-    let me = std::process::id();
-    let expected = sys::pagemap_pfn(me, marker.addr())
+/// `vmemmap_base` is not exported either. A memfd with one page written has one small shmem
+/// folio at index 0 of its page cache; following our fd table to it gives that folio's
+/// `struct page` address, and its frame number comes from `/proc/self/pagemap`:
+/// `vmemmap_base = folio - pfn * sizeof(struct page)`. One chase, no scan.
+fn find_vmemmap_base(peek: &Peek, l: &KernelLayout) -> Result<u64, LayoutError> {
+    let page = MemfdPage::new().map_err(LayoutError::Page)?;
+    let pfn = sys::pagemap_pfn(std::process::id(), page.addr())
         .map_err(LayoutError::Pagemap)?
+        .filter(|&p| p != 0)
         .ok_or(LayoutError::NoFrame)?;
-    let mut progs = super::MonitorPrograms::load(Some(layout), Default::default())?;
-    let slot = progs.add_target(me as i32)?;
-    progs.set_regions(slot, &[(marker.addr(), marker.addr() + 4096)])?;
-    progs.set_samples(slot, 1, &[marker.addr()])?;
-    let out = progs.walk(me as i32)?;
-    let walked = (out.leaf0 & 0x000f_ffff_ffff_f000) >> 12;
-    if walked != expected {
-        return Err(LayoutError::Validation { walked, expected });
-    }
-    Ok(())
+    let folio = chase::first_folio_of(peek, l, page.fd.as_raw_fd())
+        .map_err(LayoutError::Chase)?
+        .ok_or(LayoutError::NoFolio)?;
+    Ok(folio.wrapping_sub(pfn * l.page_size))
 }
 
-/// `mm->pgd` of process `pid`, through the `task_pgd` iterator on a pid-filtered link.
-pub(crate) fn task_pgd(ebpf: &aya::Ebpf, pid: u32) -> Result<Option<u64>, BpfError> {
-    let it: &Iter = program(ebpf, programs::TASK_PGD)?;
-    let fd = it.fd().map_err(|source| BpfError::Program {
-        name: programs::TASK_PGD,
-        source,
-    })?;
-    let mut f = sys::iter_for_pid(fd.as_fd().as_raw_fd(), pid)?;
-    let mut sink = Vec::new();
-    f.read_to_end(&mut sink).map_err(BpfError::Iterator)?;
-    let m = ebpf.map(maps::PGD_OUT).ok_or(BpfError::Missing {
-        kind: "map",
-        name: maps::PGD_OUT,
-    })?;
-    let out: aya::maps::Array<_, u64> =
-        aya::maps::Array::try_from(m).map_err(|source| BpfError::Map {
-            name: maps::PGD_OUT,
-            source,
-        })?;
-    let get = |i: u32| {
-        out.get(&i, 0).map_err(|source| BpfError::Map {
-            name: maps::PGD_OUT,
-            source,
-        })
-    };
-    Ok((get(0)? == 1).then_some(get(2)?).filter(|&p| p != 0))
+/// One written page of a fresh memfd, mapped shared.
+struct MemfdPage {
+    fd: OwnedFd,
+    addr: *mut u8,
 }
 
-/// A locked, populated page of ours holding random bytes.
-struct Marker {
-    page: *mut u8,
-    bytes: [u8; PEEK_LEN],
-}
-
-impl Marker {
-    fn new() -> Self {
-        let mut bytes = [0u8; PEEK_LEN];
-        let mut x: u64 = Instant::now().elapsed().as_nanos() as u64
-            ^ (std::process::id() as u64).rotate_left(32)
-            ^ (&bytes as *const _ as u64)
-            ^ 0x9e37_79b9_7f4a_7c15;
-        for chunk in bytes.chunks_mut(8) {
-            // xorshift64*: enough to make a collision with real memory contents impossible in
-            // practice.
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            chunk.copy_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-        }
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE;
-        let p = unsafe {
-            libc::mmap(
+impl MemfdPage {
+    fn new() -> std::io::Result<Self> {
+        // SAFETY: plain syscalls on a name we own; each result is checked.
+        unsafe {
+            let fd = libc::memfd_create(c"damon-calibration".as_ptr(), libc::MFD_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = OwnedFd::from_raw_fd(fd);
+            if libc::ftruncate(fd.as_raw_fd(), 4096) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let p = libc::mmap(
                 std::ptr::null_mut(),
                 4096,
                 libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                -1,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
                 0,
-            )
-        };
-        let page = if p == libc::MAP_FAILED {
-            std::ptr::null_mut()
-        } else {
-            p as *mut u8
-        };
-        if !page.is_null() {
-            unsafe {
-                libc::mlock(page as *const _, 4096);
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), page, PEEK_LEN);
+            );
+            if p == libc::MAP_FAILED {
+                return Err(std::io::Error::last_os_error());
             }
+            let addr = p as *mut u8;
+            addr.write_volatile(1);
+            Ok(Self { fd, addr })
         }
-        Self { page, bytes }
     }
 
     fn addr(&self) -> u64 {
-        self.page as u64
+        self.addr as u64
     }
 }
 
-impl Drop for Marker {
+impl Drop for MemfdPage {
     fn drop(&mut self) {
-        if !self.page.is_null() {
-            unsafe { libc::munmap(self.page as *mut _, 4096) };
+        // SAFETY: unmaps what `new` mapped; the fd closes itself.
+        unsafe { libc::munmap(self.addr as *mut _, 4096) };
+    }
+}
+
+/// What a cache entry must match: this boot, this kernel.
+struct CacheKey {
+    boot_id: String,
+    release: String,
+}
+
+fn cache_key() -> Option<CacheKey> {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    Some(CacheKey {
+        boot_id: boot_id.trim().to_owned(),
+        release: release.trim().to_owned(),
+    })
+}
+
+/// A directory only root can write, or `None`: a cache anyone could plant would steer the
+/// programs' kernel reads (memory-safe, but wrong data).
+fn trusted_dir(dir: &Path) -> Option<()> {
+    let m = std::fs::symlink_metadata(dir).ok()?;
+    (m.is_dir() && m.uid() == 0 && m.mode() & 0o022 == 0).then_some(())
+}
+
+fn read_cache(dir: &Path, key: &CacheKey) -> Option<KernelLayout> {
+    trusted_dir(dir)?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join(CACHE_FILE))
+        .ok()?;
+    let m = f.metadata().ok()?;
+    if !m.is_file() || m.uid() != 0 || m.mode() & 0o022 != 0 || m.len() > 64 * 1024 {
+        return None;
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text).ok()?;
+    let c: CacheFile = serde_json::from_str(&text).ok()?;
+    (c.version == CACHE_VERSION && c.boot_id == key.boot_id && c.release == key.release)
+        .then_some(c.layout)
+}
+
+fn write_cache(dir: &Path, key: &CacheKey, layout: &KernelLayout) -> std::io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    if trusted_dir(dir).is_none() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory that only root can write",
+            dir.display()
+        )));
+    }
+    let text = serde_json::to_string(&CacheFile {
+        version: CACHE_VERSION,
+        boot_id: key.boot_id.clone(),
+        release: key.release.clone(),
+        layout: *layout,
+    })
+    .map_err(std::io::Error::other)?;
+    // A new file of our own (O_EXCL: never through a planted link), renamed over the old one.
+    let tmp: PathBuf = dir.join(format!(".{CACHE_FILE}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        std::fs::rename(&tmp, dir.join(CACHE_FILE))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> KernelLayout {
+        let mut l = KernelLayout::from_btf(&Btf::from_sys_fs().expect("btf")).expect("offsets");
+        l.page_offset_base = 0xffff_8880_0000_0000;
+        l
+    }
+
+    fn key(boot: &str) -> CacheKey {
+        CacheKey {
+            boot_id: boot.into(),
+            release: "6.x".into(),
         }
+    }
+
+    #[test]
+    fn the_cache_round_trips_for_its_boot_only() {
+        if !Path::new("/sys/kernel/btf/vmlinux").exists() || unsafe { libc::geteuid() } != 0 {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED the_cache_round_trips_for_its_boot_only: needs root and kernel BTF"
+            );
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let l = layout();
+        write_cache(dir.path(), &key("a"), &l).expect("write");
+        assert_eq!(read_cache(dir.path(), &key("a")), Some(l));
+        assert_eq!(read_cache(dir.path(), &key("b")), None, "another boot");
+        // A cache others can write is not trusted.
+        std::fs::set_permissions(
+            dir.path().join(CACHE_FILE),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        assert_eq!(
+            read_cache(dir.path(), &key("a")),
+            None,
+            "world-writable file"
+        );
     }
 }

@@ -6,15 +6,20 @@ use std::path::Path;
 pub struct Missing(pub String);
 
 /// Checks the prerequisites of the eBPF access check; returns what is missing (empty: all
-/// present).
+/// present). Mounts tracefs first when it is not mounted and we may mount it, as the programs'
+/// loader would: a freshly booted machine often has none mounted.
 pub fn check_kernel() -> Vec<Missing> {
     let mut missing = Vec::new();
-    if unsafe { libc::geteuid() } != 0 && !has_caps() {
-        missing.push(Missing(
-            "root, or the capabilities CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_SYS_NICE and CAP_SYS_ADMIN"
+    let privileged = unsafe { libc::geteuid() } == 0 || has_caps();
+    if !privileged {
+        // Without privilege nothing else can be judged (tracefs is readable by root only):
+        // say what is missing rather than guess at the rest.
+        return vec![Missing(
+            "root, or the capabilities CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_SYS_NICE and CAP_SYS_ADMIN (run it with sudo)"
                 .into(),
-        ));
+        )];
     }
+    ensure_tracefs();
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         missing.push(Missing(
             "kernel BTF (/sys/kernel/btf/vmlinux; CONFIG_DEBUG_INFO_BTF)".into(),
@@ -27,7 +32,7 @@ pub fn check_kernel() -> Vec<Missing> {
             .exists()
     }) {
         missing.push(Missing(
-            "the exceptions:page_fault_user tracepoint (is tracefs mounted? `mount -t tracefs nodev /sys/kernel/tracing`)"
+            "the exceptions:page_fault_user tracepoint (tracefs is not mounted and could not be mounted at /sys/kernel/tracing)"
                 .into(),
         ));
     }

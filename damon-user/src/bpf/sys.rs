@@ -85,36 +85,19 @@ fn bpf(cmd: i32, attr: &mut [u64; 16]) -> Result<RawFd, SyscallError> {
     check("bpf", r).map(|r| r as RawFd)
 }
 
-/// Links iterator program `prog_fd` to the tasks (or VMAs) of one process. aya 0.14's
-/// `Iter::attach` cannot pass `bpf_iter_link_info`, so the link is made here:
-/// `BPF_LINK_CREATE(BPF_TRACE_ITER, task.pid = pid)`. The link can be run many times with
-/// [`iter_create`].
-pub fn iter_link_for_pid(prog_fd: RawFd, pid: u32) -> Result<OwnedFd, SyscallError> {
-    const BPF_LINK_CREATE: i32 = 28;
-    const BPF_TRACE_ITER: u64 = 28;
-    let info: [u32; 4] = [0, pid, 0, 0]; // union bpf_iter_link_info.task { tid, pid, pid_fd }
+/// One `BPF_PROG_TEST_RUN` of raw tracepoint program `prog_fd` with `args` as its arguments;
+/// returns the program's return value. Allocates nothing: the sampling loop calls it once per
+/// sample.
+pub fn test_run_raw_tp(prog_fd: RawFd, args: &[u64]) -> Result<u32, SyscallError> {
+    const BPF_PROG_TEST_RUN: i32 = 10;
     let mut attr = [0u64; 16];
-    attr[0] = prog_fd as u64; // prog_fd, target_fd = 0
-    attr[1] = BPF_TRACE_ITER; // attach_type, flags = 0
-    attr[2] = info.as_ptr() as u64;
-    attr[3] = std::mem::size_of_val(&info) as u64;
-    // SAFETY: the kernel returned a new fd that only this OwnedFd owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(bpf(BPF_LINK_CREATE, &mut attr)?) })
-}
-
-/// A new run of an iterator link: reading the returned file runs the program.
-pub fn iter_create(link: &OwnedFd) -> Result<File, SyscallError> {
-    const BPF_ITER_CREATE: i32 = 33;
-    let mut attr = [0u64; 16];
-    attr[0] = link.as_raw_fd() as u64;
-    let it = bpf(BPF_ITER_CREATE, &mut attr)?;
-    // SAFETY: as above.
-    Ok(unsafe { File::from_raw_fd(it) })
-}
-
-/// One run of iterator program `prog_fd` over the tasks (or VMAs) of process `pid`.
-pub fn iter_for_pid(prog_fd: RawFd, pid: u32) -> Result<File, SyscallError> {
-    iter_create(&iter_link_for_pid(prog_fd, pid)?)
+    attr[0] = prog_fd as u32 as u64; // prog_fd; retval is the upper half
+    if !args.is_empty() {
+        attr[5] = (std::mem::size_of_val(args) as u64) & 0xffff_ffff; // ctx_size_in
+        attr[6] = args.as_ptr() as u64; // ctx_in
+    }
+    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    Ok((attr[0] >> 32) as u32)
 }
 
 /// Physical frame of `addr` in process `pid` from `/proc/PID/pagemap` (needs

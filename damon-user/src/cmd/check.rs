@@ -3,7 +3,9 @@
 use anyhow::{Result, bail};
 use clap::Args as ClapArgs;
 
-use crate::bpf::{KernelLayout, MonitorPrograms, ProgramOptions, probe};
+use std::os::fd::AsRawFd;
+
+use crate::bpf::{KernelLayout, LayoutOrigin, MonitorPrograms, ProgramOptions, probe};
 
 #[derive(Debug, ClapArgs)]
 #[command(
@@ -26,37 +28,48 @@ pub fn run(args: Args) -> Result<()> {
     if !missing.is_empty() {
         bail!("{} prerequisite(s) missing", missing.len());
     }
-    let layout = KernelLayout::get()?;
-    println!(
-        "kernel layout: {}-level paging, direct map at {:#x}, task.tgid@{} task.mm@{} mm.pgd@{} (found and validated in {:.1} ms)",
-        layout.pgtable_levels,
-        layout.page_offset_base,
-        layout.task_tgid_offset,
-        layout.task_mm_offset,
-        layout.mm_pgd_offset,
-        layout.calibration.as_secs_f64() * 1e3
-    );
+    let found = KernelLayout::find(false)?;
+    let layout = found.layout;
     let sampler = args.perf_sampler.map(|s| s.resolve()).transpose()?;
     let opts = ProgramOptions {
         fault_tracepoint: true,
         fault_in_region_is_access: false,
         perf_sampler: sampler,
     };
+    let t = std::time::Instant::now();
     let mut progs = MonitorPrograms::load(Some(&layout), opts)?;
-    if sampler.is_some() {
-        progs.add_target(std::process::id() as i32)?;
-    }
+    let loaded = t.elapsed();
+    progs.validate_layout()?;
     println!(
-        "programs: {} loaded; page-table walk via {:?}; exceptions:page_fault_user attached{}",
+        "kernel layout: {}-level paging, direct map at {:#x}, struct page array at {:#x} ({} B each) ({} in {:.1} ms; programs loaded in {:.1} ms; walk and struct page validated against /proc/self/pagemap)",
+        layout.pgtable_levels,
+        layout.page_offset_base,
+        layout.vmemmap_base,
+        layout.page_size,
+        match found.origin {
+            LayoutOrigin::Cached => "read from this boot's cache",
+            LayoutOrigin::Calibrated => "probed",
+        },
+        found.took.as_secs_f64() * 1e3,
+        loaded.as_secs_f64() * 1e3,
+    );
+    let pidfd = if sampler.is_some() {
+        let me = std::process::id() as i32;
+        let pidfd = crate::bpf::sys::pidfd_open(me)?;
+        progs.add_target(me, pidfd.as_raw_fd())?;
+        Some(pidfd)
+    } else {
+        None
+    };
+    println!(
+        "programs: {} loaded; one BPF_PROG_TEST_RUN per sample; exceptions:page_fault_user attached{}",
         progs.program_ids().len(),
-        progs
-            .walk_path()
-            .map(|p| format!("{p:?}"))
-            .unwrap_or_default(),
         sampler
             .map(|s| format!("; perf_event sampler attached to {s:?}"))
             .unwrap_or_default()
     );
+    drop(progs);
+    drop(pidfd);
     println!("OK");
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `damon faults`: page faults per memory mapping of a process, counted in the kernel.
 use std::time::{Duration, Instant};
 
+use std::os::fd::AsRawFd;
+
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 
@@ -50,8 +52,15 @@ pub fn run(args: Args) -> Result<()> {
         ..Default::default()
     };
     let mut progs = MonitorPrograms::load(None, opts).context("loading the eBPF programs")?;
-    let slot = progs.add_target(args.pid)?;
-    progs.set_regions(slot, &regions)?;
+    let pidfd = crate::bpf::sys::pidfd_open(args.pid)
+        .with_context(|| format!("opening process {}", args.pid))?;
+    let slot = progs.add_target(args.pid, pidfd.as_raw_fd())?;
+    progs.set_regions(
+        slot,
+        regions
+            .iter()
+            .map(|&(s, e)| crate::core::AddrRange::new(s, e)),
+    )?;
     println!(
         "Counting page faults of process {} in {} mappings... Hit Ctrl-C to end.",
         args.pid,

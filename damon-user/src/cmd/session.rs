@@ -215,7 +215,7 @@ impl Session {
         }
     }
 
-    /// Waits up to 50 ms for the next aggregation, and says when the session is over: a stop
+    /// Waits up to 200 ms for the next aggregation, and says when the session is over: a stop
     /// signal, the `deadline`, the command's exit, or every target gone.
     pub fn next_event(&mut self, signals: &StopSignals, deadline: Option<Instant>) -> Event {
         if signals.received().is_some() {
@@ -227,7 +227,9 @@ impl Session {
         if !self.command_running() {
             return Event::Ended("command exited");
         }
-        match self.snapshots.recv_timeout(Duration::from_millis(50)) {
+        // Aggregations wake this thread anyway; the timeout only bounds how late a signal or
+        // the deadline is seen. Every wake-up costs (tens of microseconds in a VM).
+        match self.snapshots.recv_timeout(Duration::from_millis(200)) {
             Ok(s) => return Event::Snapshot(s),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Event::Ended("every target exited"),

@@ -53,6 +53,7 @@ fn merge_two(l: &mut Region, r: &Region) {
     l.nr_accesses = weighted_mean(l.nr_accesses, sz_l, r.nr_accesses, sz_r);
     l.nr_accesses_bp = clamp_u32(u64::from(l.nr_accesses) * BP);
     l.age = weighted_mean(l.age, sz_l, r.age, sz_r);
+    l.nr_unmeasured = weighted_mean(l.nr_unmeasured, sz_l, r.nr_unmeasured, sz_r);
     l.end = r.end;
 }
 
@@ -132,6 +133,7 @@ pub fn reset_aggregated(regions: &mut [Region]) {
         r.last_nr_accesses = r.nr_accesses;
         r.nr_accesses = 0;
         r.nr_accesses_bp = clamp_u32(u64::from(r.last_nr_accesses) * BP);
+        r.nr_unmeasured = 0;
     }
 }
 

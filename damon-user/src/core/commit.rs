@@ -32,9 +32,11 @@ pub fn rescale_region(r: &mut Region, old: &Attrs, new: &Attrs, aggregating: boo
         r.last_nr_accesses = rescale_nr_accesses(r.last_nr_accesses, old, new);
         r.nr_accesses_bp = bp_of(r.last_nr_accesses);
         r.nr_accesses = 0;
+        r.nr_unmeasured = 0;
     } else {
         r.nr_accesses = rescale_nr_accesses(r.nr_accesses, old, new);
         r.nr_accesses_bp = bp_of(r.nr_accesses);
+        r.nr_unmeasured = rescale_nr_accesses(r.nr_unmeasured, old, new);
     }
     r.age = rescale_age(r.age, old, new);
 }

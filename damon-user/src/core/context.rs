@@ -1,11 +1,16 @@
 //! The monitoring engine of one context: the kdamond loop of DAMON as a state machine that is
 //! stepped one sample at a time, with no threads or clocks of its own.
 //!
-//! A sample is two steps because the access check needs time to pass in between:
-//! [`MonitorContext::prepare`] picks the pages to check and lets the operations clear their
-//! Accessed bits; after the sample interval, [`MonitorContext::check`] reads them back, counts,
-//! and, when due, ends the aggregation interval (merge, report, reset, split) and runs the ops
-//! update. Time is counted in samples, as in the kernel.
+//! A sample spans a sample interval: [`MonitorContext::prepare`] picks the pages to check and
+//! lets the operations clear their Accessed bits; after the interval,
+//! [`MonitorContext::sample`] has them read back, counts, and, when due, ends the aggregation
+//! interval (merge, report, reset, split) and runs the ops update. Time is counted in samples,
+//! as in the kernel.
+//!
+//! The check of one sample and the prepare of the next go to the operations as one step, so
+//! an access check can do both in a single pass over the page tables. Only when the regions
+//! are about to change (an aggregation, an ops update, a commit) does the step check alone;
+//! the next one is then prepared on the new regions, as the kernel does.
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -15,7 +20,7 @@ use super::aggregate::{
 use super::attrs::{Attrs, ContextSpec, OpsKind, TargetSpec};
 use super::commit::rescale_region;
 use super::error::CoreError;
-use super::ops::{Operations, OpsError, TargetRef};
+use super::ops::{Access, Operations, OpsError, SampleTargets, TargetRef, TargetStep};
 use super::region::{AddrRange, PAGE_SIZE, Region};
 use super::snapshot::{Snapshot, TargetSnapshot};
 use super::vaddr::{apply_ranges, initial_regions, region_size_limit, three_regions};
@@ -35,8 +40,14 @@ struct Target {
     needs_init: bool,
     /// Region bounds changed since the last completed check (see [`TargetRef::layout_changed`]).
     layout_changed: bool,
-    /// The prepare of the current sample found the process gone: its regions read not accessed.
+    /// The last step found the process gone: its regions read not accessed.
     gone: bool,
+    /// Per region: the page of its next sample, while a step prepares it.
+    next: Vec<u64>,
+    /// Per region: what the last check found.
+    found: Vec<Access>,
+    /// Seed of the alternative pages the operations may sample instead of `next`.
+    seed: u64,
 }
 
 impl Target {
@@ -47,6 +58,9 @@ impl Target {
             needs_init: ops == OpsKind::Vaddr,
             layout_changed: true,
             gone: false,
+            next: Vec::new(),
+            found: Vec::new(),
+            seed: 0,
         };
         if ops == OpsKind::Fvaddr {
             target.set_fixed_ranges(&spec.aligned_ranges());
@@ -85,6 +99,39 @@ impl Target {
     }
 }
 
+/// The targets of a context as one sampling step, for [`Operations::sample`].
+struct Step<'a> {
+    check: bool,
+    prepare: bool,
+    targets: &'a mut [Target],
+}
+
+impl SampleTargets for Step<'_> {
+    fn check(&self) -> bool {
+        self.check
+    }
+
+    fn prepare(&self) -> bool {
+        self.prepare
+    }
+
+    fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    fn target(&mut self, i: usize) -> TargetStep<'_> {
+        let t = &mut self.targets[i];
+        TargetStep {
+            target: t.target_ref(i),
+            regions: &t.regions,
+            next: &mut t.next,
+            found: &mut t.found,
+            gone: &mut t.gone,
+            seed: t.seed,
+        }
+    }
+}
+
 impl AsMut<Vec<Region>> for Target {
     fn as_mut(&mut self) -> &mut Vec<Region> {
         &mut self.regions
@@ -106,8 +153,8 @@ pub struct MonitorContext {
     /// Region count at the previous split, for the 3-way rule.
     last_nr_regions: u64,
     aggr_start_ns: u64,
-    /// Reused per-target buffer for `check_accesses`.
-    accessed: Vec<bool>,
+    /// A sample is in flight: prepared, not yet checked.
+    prepared: bool,
     /// Reused buffer for splitting.
     scratch: Vec<Region>,
 }
@@ -145,7 +192,7 @@ impl MonitorContext {
             sz_limit: PAGE_SIZE,
             last_nr_regions: 0,
             aggr_start_ns: now_ns,
-            accessed: Vec::new(),
+            prepared: false,
             scratch: Vec::new(),
         };
         ctx.update_sz_limit();
@@ -210,58 +257,72 @@ impl MonitorContext {
         self.targets.iter().any(|t| ops.target_valid(t.pid))
     }
 
-    /// First half of a sample: builds pending initial regions, picks each region's sampling page
-    /// and lets `ops` prepare the check. A target whose process is gone reads not accessed for
-    /// this sample; any other ops error is returned.
+    /// Whether a sample is in flight (prepared and not yet checked).
+    pub fn is_prepared(&self) -> bool {
+        self.prepared
+    }
+
+    /// Starts a sample: builds pending initial regions, picks each region's sampling page and
+    /// lets `ops` prepare the check. Needed before the first sample interval, and again after
+    /// [`sample`](Self::sample) returned with no sample in flight ([`is_prepared`] false).
+    ///
+    /// [`is_prepared`]: Self::is_prepared
     pub fn prepare(&mut self, ops: &mut dyn Operations) -> Result<(), OpsError> {
         self.init_pending(ops)?;
-        for (idx, t) in self.targets.iter_mut().enumerate() {
-            t.gone = false;
-            if t.regions.is_empty() {
-                continue;
-            }
-            for r in t.regions.iter_mut() {
-                r.sampling_addr = random_page(&mut self.rng, r);
-            }
-            match ops.prepare_access_checks(&t.target_ref(idx), &mut t.regions) {
-                Ok(()) => {}
-                Err(OpsError::TargetGone { .. }) => t.gone = true,
-                Err(err) => return Err(err),
-            }
-        }
+        self.step(ops, false, true)?;
+        self.prepared = true;
         Ok(())
     }
 
-    /// Second half of a sample, after the sample interval: counts the accesses `ops` found, and
-    /// when due ends the aggregation interval, returning its snapshot (which ends at `now_ns`),
-    /// and runs the ops update.
-    pub fn check(
+    /// A sample interval has passed: checks the sample in flight and counts, prepares the next
+    /// sample in the same step unless the regions are about to change, and, when due, ends the
+    /// aggregation interval, returning its snapshot (which ends at `now_ns`), and runs the ops
+    /// update. Without a sample in flight it prepares one first, with no time in between (for
+    /// tests and simulations, where accesses do not depend on wall time).
+    pub fn sample(
         &mut self,
         ops: &mut dyn Operations,
         now_ns: u64,
     ) -> Result<Option<Snapshot>, OpsError> {
+        self.sample_then(ops, now_ns, true)
+    }
+
+    /// Like [`sample`](Self::sample), but leaves no sample in flight, so the regions can be
+    /// changed (a commit) before [`prepare`](Self::prepare).
+    pub fn sample_and_pause(
+        &mut self,
+        ops: &mut dyn Operations,
+        now_ns: u64,
+    ) -> Result<Option<Snapshot>, OpsError> {
+        self.sample_then(ops, now_ns, false)
+    }
+
+    fn sample_then(
+        &mut self,
+        ops: &mut dyn Operations,
+        now_ns: u64,
+        may_prepare: bool,
+    ) -> Result<Option<Snapshot>, OpsError> {
+        if !self.prepared {
+            self.prepare(ops)?;
+        }
         self.passed_samples += 1;
+        let aggregating = self.passed_samples >= self.next_aggregation_sample;
+        let updating = self.passed_samples >= self.next_update_sample;
+        let prepare_next = may_prepare && !aggregating && !updating;
+        self.prepared = false;
+        self.step(ops, true, prepare_next)?;
+        self.prepared = prepare_next;
         let max_nr_accesses = self.attrs.max_nr_accesses();
-        for (idx, t) in self.targets.iter_mut().enumerate() {
-            if t.regions.is_empty() {
-                continue;
-            }
-            let accessed = &mut self.accessed;
-            accessed.clear();
-            accessed.resize(t.regions.len(), false);
-            if !t.gone {
-                match ops.check_accesses(&t.target_ref(idx), &t.regions, accessed) {
-                    Ok(()) => t.layout_changed = false,
-                    // The process died between prepare and check: nothing was accessed.
-                    Err(OpsError::TargetGone { .. }) => accessed.fill(false),
-                    Err(err) => return Err(err),
+        for t in self.targets.iter_mut() {
+            for (r, &found) in t.regions.iter_mut().zip(t.found.iter()) {
+                update_access_rate(r, found == Access::Accessed, max_nr_accesses);
+                if found == Access::Unmeasured {
+                    r.nr_unmeasured = r.nr_unmeasured.saturating_add(1);
                 }
             }
-            for (r, &was_accessed) in t.regions.iter_mut().zip(accessed.iter()) {
-                update_access_rate(r, was_accessed, max_nr_accesses);
-            }
         }
-        let snapshot = if self.passed_samples >= self.next_aggregation_sample {
+        let snapshot = if aggregating {
             self.next_aggregation_sample = self
                 .next_aggregation_sample
                 .saturating_add(self.attrs.aggr_samples());
@@ -269,7 +330,7 @@ impl MonitorContext {
         } else {
             None
         };
-        if self.passed_samples >= self.next_update_sample {
+        if updating {
             self.next_update_sample = self
                 .next_update_sample
                 .saturating_add(self.attrs.update_samples());
@@ -278,15 +339,41 @@ impl MonitorContext {
         Ok(snapshot)
     }
 
-    /// [`prepare`](Self::prepare) then [`check`](Self::check) with no time between: for tests
-    /// and simulations, where accesses do not depend on wall time.
-    pub fn sample(
+    /// One call of [`Operations::sample`] over every target; a prepare picks the pages first
+    /// and makes them the sampling pages after.
+    fn step(
         &mut self,
         ops: &mut dyn Operations,
-        now_ns: u64,
-    ) -> Result<Option<Snapshot>, OpsError> {
-        self.prepare(ops)?;
-        self.check(ops, now_ns)
+        check: bool,
+        prepare: bool,
+    ) -> Result<(), OpsError> {
+        for t in self.targets.iter_mut() {
+            t.gone = false;
+            t.found.clear();
+            t.found.resize(t.regions.len(), Access::None);
+            t.next.clear();
+            if prepare {
+                t.next
+                    .extend(t.regions.iter().map(|r| random_page(&mut self.rng, r)));
+                t.seed = self.rng.random();
+            } else {
+                t.next.resize(t.regions.len(), 0);
+            }
+        }
+        ops.sample(&mut Step {
+            check,
+            prepare,
+            targets: &mut self.targets,
+        })?;
+        if prepare {
+            for t in self.targets.iter_mut() {
+                for (r, &page) in t.regions.iter_mut().zip(t.next.iter()) {
+                    r.sampling_addr = page;
+                }
+                t.layout_changed = false;
+            }
+        }
+        Ok(())
     }
 
     /// Applies a new spec to the running context (`damon_commit_ctx()`): targets are matched by
@@ -297,6 +384,8 @@ impl MonitorContext {
     /// changes.
     pub fn commit(&mut self, spec: ContextSpec, now_ns: u64) -> Result<(), CoreError> {
         spec.validate()?;
+        // The sample in flight was prepared on the old targets and regions.
+        self.prepared = false;
         let mut old = std::mem::take(&mut self.targets).into_iter();
         self.targets = spec
             .targets

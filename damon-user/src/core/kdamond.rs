@@ -228,6 +228,7 @@ impl Kdamond {
     /// The loop; returns why it stopped by itself, or `None` when told to stop.
     fn monitor(&mut self) -> Option<String> {
         let mut pending = Vec::new();
+        let mut first = true;
         loop {
             if !self.ctx.any_target_valid(self.ops.as_mut()) {
                 return Some(if self.ctx.nr_targets() == 0 {
@@ -236,14 +237,31 @@ impl Kdamond {
                     "all targets exited".to_owned()
                 });
             }
-            if let Err(err) = self.ctx.prepare(self.ops.as_mut()) {
-                return Some(error_chain(&err));
+            if !self.ctx.is_prepared() {
+                if let Err(err) = self.ctx.prepare(self.ops.as_mut()) {
+                    return Some(error_chain(&err));
+                }
+                if first {
+                    first = false;
+                    log::debug!(
+                        "kdamond.{}: first sample at {} ns",
+                        self.ctx.kdamond_idx(),
+                        monotonic_ns()
+                    );
+                }
             }
             let sample = Duration::from_micros(self.ctx.attrs().sample_us);
             if let Wait::Stop = self.wait(sample, &mut pending) {
                 return None;
             }
-            match self.ctx.check(self.ops.as_mut(), monotonic_ns()) {
+            // A commit may change the regions: check without preparing the next sample, which
+            // is then prepared on the committed regions.
+            let result = if pending.is_empty() {
+                self.ctx.sample(self.ops.as_mut(), monotonic_ns())
+            } else {
+                self.ctx.sample_and_pause(self.ops.as_mut(), monotonic_ns())
+            };
+            match result {
                 Ok(Some(snapshot)) => {
                     let _ = self.sink.send(snapshot);
                 }

@@ -29,7 +29,10 @@ pub use attrs::{Attrs, ContextSpec, OpsKind, TargetSpec};
 pub use context::{LiveTarget, MonitorContext};
 pub use error::CoreError;
 pub use kdamond::{KdamondHandle, start_kdamond};
-pub use ops::{Operations, OpsError, TargetRef};
+pub use ops::{
+    Access, Operations, OpsError, OwnedTarget, OwnedTargets, SampleStep, SampleTargets, TargetRef,
+    TargetStep,
+};
 pub use procmaps::{parse_proc_maps, process_alive, read_proc_maps};
 pub use region::{AddrRange, PAGE_SIZE, Region};
 pub use snapshot::{Intervals, RegionSnapshot, Snapshot, TargetSnapshot};

@@ -11,9 +11,156 @@ pub struct TargetRef {
     pub pid: i32,
     /// Region bounds changed (split, merge, ops update or commit) since this target's previous
     /// prepare, so an implementation that mirrors the regions in the kernel must rewrite its
-    /// table. The same value is passed to the `prepare_access_checks` and `check_accesses` of one
-    /// sample; it is true for the first sample of a target.
+    /// table before preparing. Never set on a step that also checks: the core changes regions
+    /// only between a check and the next prepare.
     pub layout_changed: bool,
+}
+
+/// What one sample found for a region.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Access {
+    /// Not accessed (also: no sample was in flight, or the process is gone).
+    #[default]
+    None,
+    Accessed,
+    /// The sampled page could not be measured (its Accessed bit cannot be cleared); counts as
+    /// not accessed, and is reported apart.
+    Unmeasured,
+}
+
+/// One target's part of a [`SampleStep`].
+pub struct TargetStep<'a> {
+    pub target: TargetRef,
+    /// The regions. Each `sampling_addr` is the page of the sample in flight: what a check
+    /// reports on.
+    pub regions: &'a [Region],
+    /// When preparing: the page each region's next sample checks, chosen by the core (page
+    /// aligned, random in the region); ops may move it elsewhere inside the same region.
+    pub next: &'a mut [u64],
+    /// When checking: what the sample in flight found, per region (all `None` on entry).
+    pub found: &'a mut [Access],
+    /// Set by ops when the process is gone: its regions read not accessed.
+    pub gone: &'a mut bool,
+    /// When preparing: a seed from the core's random stream for any other page ops may pick
+    /// (so runs stay reproducible from one seed).
+    pub seed: u64,
+}
+
+/// One sampling step over every target of a context: check the sample in flight, prepare the
+/// next, or both at once, which an access check can then do in one pass.
+pub trait SampleTargets {
+    fn check(&self) -> bool;
+    fn prepare(&self) -> bool;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Target `i` (`i < len()`).
+    fn target(&mut self, i: usize) -> TargetStep<'_>;
+}
+
+/// The [`SampleTargets`] type the core hands to [`Operations::sample`].
+pub type SampleStep<'a> = dyn SampleTargets + 'a;
+
+/// One target's regions and step buffers, owned: for driving an [`Operations`] without a
+/// `MonitorContext` (tests and benchmarks of an access check).
+#[derive(Clone, Debug)]
+pub struct OwnedTarget {
+    pub target: TargetRef,
+    pub regions: Vec<Region>,
+    pub next: Vec<u64>,
+    pub found: Vec<Access>,
+    pub gone: bool,
+    pub seed: u64,
+}
+
+impl OwnedTarget {
+    /// Target `idx` (process `pid`) with `regions`, each to be sampled next at its
+    /// `sampling_addr`.
+    pub fn new(idx: usize, pid: i32, regions: Vec<Region>) -> Self {
+        let n = regions.len();
+        OwnedTarget {
+            target: TargetRef {
+                idx,
+                pid,
+                layout_changed: true,
+            },
+            next: regions.iter().map(|r| r.sampling_addr).collect(),
+            found: vec![Access::None; n],
+            regions,
+            gone: false,
+            seed: 0,
+        }
+    }
+}
+
+/// Owned targets as one step: what [`OwnedTargets::step`] passes to [`Operations::sample`].
+pub struct OwnedTargets {
+    check: bool,
+    prepare: bool,
+    pub targets: Vec<OwnedTarget>,
+}
+
+impl OwnedTargets {
+    pub fn new(targets: Vec<OwnedTarget>) -> Self {
+        OwnedTargets {
+            check: false,
+            prepare: false,
+            targets,
+        }
+    }
+
+    /// Runs one step of `ops` over the targets, as the core would: results into `found`,
+    /// and after a prepare the prepared pages become the regions' `sampling_addr`, and
+    /// `layout_changed` is cleared.
+    pub fn step(
+        &mut self,
+        ops: &mut dyn Operations,
+        check: bool,
+        prepare: bool,
+    ) -> Result<(), OpsError> {
+        (self.check, self.prepare) = (check, prepare);
+        for t in &mut self.targets {
+            t.found.iter_mut().for_each(|f| *f = Access::None);
+            t.gone = false;
+        }
+        ops.sample(self)?;
+        if prepare {
+            for t in &mut self.targets {
+                for (r, &p) in t.regions.iter_mut().zip(&t.next) {
+                    r.sampling_addr = p;
+                }
+                t.target.layout_changed = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SampleTargets for OwnedTargets {
+    fn check(&self) -> bool {
+        self.check
+    }
+
+    fn prepare(&self) -> bool {
+        self.prepare
+    }
+
+    fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    fn target(&mut self, i: usize) -> TargetStep<'_> {
+        let t = &mut self.targets[i];
+        TargetStep {
+            target: t.target,
+            regions: &t.regions,
+            next: &mut t.next,
+            found: &mut t.found,
+            gone: &mut t.gone,
+            seed: t.seed,
+        }
+    }
 }
 
 /// A failed call into [`Operations`].
@@ -67,24 +214,14 @@ pub trait Operations: Send + 'static {
     /// Whether the process still exists; a kdamond none of whose targets is valid stops.
     fn target_valid(&mut self, pid: i32) -> bool;
 
-    /// Before a sample: the core has already set each region's `sampling_addr` (page aligned,
-    /// random in `[start, end)`, from the core's seeded RNG). Ops clears the Accessed bit there;
-    /// it may move a `sampling_addr` elsewhere inside the same region, and must change nothing
-    /// else.
-    fn prepare_access_checks(
-        &mut self,
-        target: &TargetRef,
-        regions: &mut [Region],
-    ) -> Result<(), OpsError>;
-
-    /// After the sample interval: set `accessed[i]` when `regions[i]` was accessed since
-    /// prepare. `accessed.len() == regions.len()`, all false on entry.
-    fn check_accesses(
-        &mut self,
-        target: &TargetRef,
-        regions: &[Region],
-        accessed: &mut [bool],
-    ) -> Result<(), OpsError>;
+    /// One sample step over all targets (see [`SampleTargets`]): when `step.check()`, report
+    /// in `found` what the sample in flight found; when `step.prepare()`, prepare the next
+    /// sample at the `next` pages (clearing their Accessed bits), which the core makes the
+    /// regions' `sampling_addr` afterwards. A check and a prepare in one step let an
+    /// implementation read the old pages and set up the new ones in a single pass.
+    ///
+    /// A target whose process is gone sets `gone`; any other error stops the kdamond.
+    fn sample(&mut self, step: &mut SampleStep<'_>) -> Result<(), OpsError>;
 
     /// The kdamond is stopping.
     fn cleanup(&mut self) {}

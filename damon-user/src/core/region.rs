@@ -79,6 +79,9 @@ pub struct Region {
     pub last_nr_accesses: u32,
     /// Aggregation intervals the access rate has stayed about the same.
     pub age: u32,
+    /// Samples of the current aggregation interval that could not be measured (see
+    /// [`Access::Unmeasured`](super::ops::Access::Unmeasured)).
+    pub nr_unmeasured: u32,
 }
 
 impl Region {
@@ -92,6 +95,7 @@ impl Region {
             nr_accesses_bp: 0,
             last_nr_accesses: 0,
             age: 0,
+            nr_unmeasured: 0,
         }
     }
 
@@ -110,6 +114,7 @@ impl Region {
             end: self.end,
             nr_accesses: self.nr_accesses,
             age: self.age,
+            nr_unmeasured: self.nr_unmeasured,
         }
     }
 }

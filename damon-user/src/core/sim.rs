@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::ops::{Operations, OpsError, TargetRef};
-use super::region::{AddrRange, Region};
+use super::ops::{Access, Operations, OpsError, SampleStep};
+use super::region::AddrRange;
 
 /// An address range whose pages are each accessed during a sample interval with `probability`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -134,39 +134,32 @@ impl Operations for SimMemory {
         self.lock().processes.contains_key(&pid)
     }
 
-    fn prepare_access_checks(
-        &mut self,
-        target: &TargetRef,
-        _regions: &mut [Region],
-    ) -> Result<(), OpsError> {
-        let mut state = self.lock();
-        state.stats.prepares += 1;
-        state.stats.layout_changes += u64::from(target.layout_changed);
-        if state.processes.contains_key(&target.pid) {
-            Ok(())
-        } else {
-            Err(OpsError::TargetGone { pid: target.pid })
-        }
-    }
-
     /// Each sampled page is found accessed with its hot area's probability: the chance that the
-    /// workload touched it during the interval since prepare cleared its Accessed bit.
-    fn check_accesses(
-        &mut self,
-        target: &TargetRef,
-        regions: &[Region],
-        accessed: &mut [bool],
-    ) -> Result<(), OpsError> {
+    /// workload touched it during the interval since its Accessed bit was cleared.
+    fn sample(&mut self, step: &mut SampleStep<'_>) -> Result<(), OpsError> {
         let mut state = self.lock();
         let state = &mut *state;
-        state.stats.checks += 1;
-        state.stats.layout_changes += u64::from(target.layout_changed);
-        let Some(process) = state.processes.get(&target.pid) else {
-            return Err(OpsError::TargetGone { pid: target.pid });
-        };
-        for (r, accessed) in regions.iter().zip(accessed.iter_mut()) {
-            let p = probability(process, r.sampling_addr);
-            *accessed = p > 0.0 && state.rng.random::<f64>() < p;
+        let (check, prepare) = (step.check(), step.prepare());
+        for i in 0..step.len() {
+            let t = step.target(i);
+            if t.regions.is_empty() {
+                continue;
+            }
+            state.stats.prepares += u64::from(prepare);
+            state.stats.layout_changes += u64::from(t.target.layout_changed);
+            let Some(process) = state.processes.get(&t.target.pid) else {
+                *t.gone = true;
+                continue;
+            };
+            if check {
+                state.stats.checks += 1;
+                for (r, found) in t.regions.iter().zip(t.found.iter_mut()) {
+                    let p = probability(process, r.sampling_addr);
+                    if p > 0.0 && state.rng.random::<f64>() < p {
+                        *found = Access::Accessed;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -175,26 +168,60 @@ impl Operations for SimMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::ops::{SampleTargets, TargetRef, TargetStep};
+    use crate::core::region::Region;
 
+    /// One check of 64 regions of 16 KiB, sampled at their first page.
     fn run(seed: u64) -> Vec<bool> {
         let mut sim = SimMemory::new(seed);
         sim.add_process(1, vec![AddrRange::new(0, 0x10_0000)]);
         sim.set_hot_areas(1, vec![HotArea::new(0, 0x8_0000, 0.5)]);
-        let target = TargetRef {
-            idx: 0,
-            pid: 1,
-            layout_changed: true,
-        };
         let regions: Vec<Region> = (0..64u64)
             .map(|i| Region {
                 sampling_addr: i * 0x4000,
                 ..Region::new(i * 0x4000, (i + 1) * 0x4000)
             })
             .collect();
-        let mut accessed = vec![false; regions.len()];
-        sim.check_accesses(&target, &regions, &mut accessed)
-            .expect("process exists");
-        accessed
+        let mut found = vec![Access::None; regions.len()];
+        let mut next = vec![0; regions.len()];
+        let mut gone = false;
+        struct One<'a>(TargetStep<'a>);
+        impl SampleTargets for One<'_> {
+            fn check(&self) -> bool {
+                true
+            }
+            fn prepare(&self) -> bool {
+                false
+            }
+            fn len(&self) -> usize {
+                1
+            }
+            fn target(&mut self, _: usize) -> TargetStep<'_> {
+                TargetStep {
+                    target: self.0.target,
+                    regions: self.0.regions,
+                    next: self.0.next,
+                    found: self.0.found,
+                    gone: self.0.gone,
+                    seed: 0,
+                }
+            }
+        }
+        let mut step = One(TargetStep {
+            target: TargetRef {
+                idx: 0,
+                pid: 1,
+                layout_changed: false,
+            },
+            regions: &regions,
+            next: &mut next,
+            found: &mut found,
+            gone: &mut gone,
+            seed: 0,
+        });
+        sim.sample(&mut step).expect("process exists");
+        assert!(!gone);
+        found.iter().map(|&f| f == Access::Accessed).collect()
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub struct RegionSnapshot {
     pub nr_accesses: u32,
     /// Aggregation intervals the access rate has stayed about the same.
     pub age: u32,
+    /// Samples that could not be measured (`0..=max_nr_accesses`): the region's sampled pages
+    /// were young and their Accessed bit cannot be cleared from user space (pages shared
+    /// with other processes, not on an LRU list yet, ...). They count as not accessed.
+    #[serde(default)]
+    pub nr_unmeasured: u32,
 }
 
 impl RegionSnapshot {

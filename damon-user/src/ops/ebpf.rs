@@ -1,30 +1,33 @@
 //! The eBPF access check.
 //!
-//! Per sample and target:
-//! - prepare: write the sampling addresses, walk (is each sampled page present, young, in a
-//!   huge page?), mkold the young ones with `process_madvise(MADV_COLD)` (the whole 2 MiB for a
-//!   huge page), walk again to find samples whose young bit did not clear, and move those to
-//!   another page of their region once.
-//! - check: walk; a region was accessed when its sampled page is young again, or when the
-//!   page-fault tracepoint saw a fault on the sampled page (or anywhere in the region, with
-//!   [`FaultScope::Region`]) since prepare.
+//! One sample step of a kdamond is one run of the `sample` program over every target: it
+//! reads the Accessed bit and fault stamp of each region's page in flight (the check), and
+//! walks each region's next page (the prepare). Then, per target, at most one
+//! `process_madvise(MADV_COLD)` clears the Accessed bits of the prepared pages that were
+//! young (the whole 2 MiB for a page in a huge page). Tables are shared with the programs by
+//! mmap, so a step makes one `bpf` system call, plus one `process_madvise` per target that
+//! had young pages; none when every prepared page is already old.
 //!
-//! Residual bias: a page whose young bit cannot be cleared (shared with another process,
-//! pinned in a per-CPU LRU batch) reads hot. Moving the sample once per sample makes that rare
-//! for regions with ordinary private pages; a region made only of such pages (a shared
-//! library's text) reads as accessed whenever it was sampled there.
-use std::{collections::HashMap, os::fd::OwnedFd};
+//! A page whose Accessed bit MADV_COLD cannot clear (mapped by another process, not on an LRU
+//! list yet, mlocked, part of a PTE-mapped large folio) would read hot forever. The program
+//! sees that in the page's `struct page` and tries up to three other pages of the region;
+//! when none can be measured, the region's sample is reported [`Access::Unmeasured`] instead
+//! of accessed. A fault on the sampled page (or anywhere in its region, with
+//! [`FaultScope::Region`]) while the sample is in flight counts as an access.
+use std::{collections::HashMap, os::fd::AsRawFd, os::fd::OwnedFd};
 
 use damon_common::{
-    HPAGE_PMD_SIZE, MAX_REGIONS, PAGE_SIZE, WALK_FAULTED, WALK_PMD_LEAF, WALK_PRESENT,
-    WALK_PUD_LEAF, WALK_YOUNG, WalkOutput,
+    CHECK_FAULTED, CHECK_UNMEASURED, CHECK_YOUNG, HPAGE_PMD_SIZE, MAX_REGIONS, PAGE_SIZE,
+    SAMPLE_MOVED, SAMPLE_PMD_LEAF, SAMPLE_PUD_LEAF, SAMPLE_UNMEASURABLE, SAMPLE_YOUNG,
 };
-use rand::{Rng, SeedableRng, rngs::SmallRng};
 
-use super::mkold::{coalesce, mkold};
+use super::mkold::{Mkold, coalesce};
 use crate::{
-    bpf::{BpfError, KernelLayout, MonitorPrograms, PerfSampler, ProgramOptions, sys},
-    core::{AddrRange, Operations, OpsError, Region, TargetRef, read_proc_maps},
+    bpf::{
+        BpfError, KernelLayout, MonitorPrograms, PerfSampler, ProgramOptions, Step, TargetState,
+        sys,
+    },
+    core::{Access, AddrRange, Operations, OpsError, SampleStep, TargetStep, read_proc_maps},
 };
 
 /// Which faults count as an access to a region.
@@ -44,36 +47,74 @@ pub struct EbpfOpsOptions {
     pub perf_sampler: Option<PerfSampler>,
 }
 
-/// Counters of what the access check did, for tests and `--verbose` output.
+/// Counters of what the access check did, for tests, benchmarks and `--verbose` output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EbpfOpsStats {
+    /// Runs of the sampling program.
+    pub runs: u64,
+    /// Samples prepared (regions, over all targets).
     pub samples: u64,
-    pub walks: u64,
+    /// `process_madvise` calls, and the ranges they advised.
+    pub mkold_calls: u64,
     pub mkold_ranges: u64,
+    /// Ranges the kernel refused to advise (the sample then reads unmeasured).
     pub mkold_skipped: u64,
-    /// Samples whose young bit survived mkold and were moved to another page.
-    pub resampled: u64,
+    /// Samples moved to another page of their region because the chosen one could not be
+    /// measured.
+    pub moved: u64,
+    /// Samples for which no page of the region could be measured.
+    pub unmeasurable: u64,
     /// Accesses known only from a page fault.
     pub fault_hits: u64,
 }
 
 struct Target {
     slot: u32,
+    /// Keeps the kernel's `struct pid` alive for the programs, and names the process to
+    /// `process_madvise` without the races of a pid.
     pidfd: OwnedFd,
-    /// This target's sample count: stamped with its sampling addresses into its slot, so
-    /// a fault stamp equal to it was taken during the current sample of this target.
-    generation: u32,
+    /// Regions in the slot's table.
+    nr_regions: usize,
+    /// Its address space at the last run.
+    state: TargetState,
+    /// Ranges the last mkold could not advise: samples there read unmeasured at the check.
+    refused: Vec<(u64, u64)>,
+    /// The step that last saw this target, to forget targets a commit removed.
+    seen: u64,
+}
+
+/// Where a young page's Accessed bit is cleared: the page (or its huge page), or, in a region
+/// that read cold for two aggregations, the 2 MiB around it within its mapping. A page young
+/// in a cold region was last cleared long ago (or never: memory touched once at start-up), and
+/// so are its neighbours; clearing them together costs one TLB flush instead of one per later
+/// sample, and pages that are cold anyway are what MADV_COLD's deactivation is meant for.
+fn clear_range(page: u64, flags: u8, cold: bool, vmas: &[AddrRange]) -> (u64, u64) {
+    if flags & SAMPLE_PMD_LEAF != 0 {
+        return (page & !(HPAGE_PMD_SIZE - 1), HPAGE_PMD_SIZE);
+    }
+    if cold {
+        let i = vmas.partition_point(|v| v.end <= page);
+        if let Some(v) = vmas.get(i).filter(|v| v.contains(page)) {
+            let start = (page & !(HPAGE_PMD_SIZE - 1)).max(v.start);
+            let end = (page | (HPAGE_PMD_SIZE - 1)).saturating_add(1).min(v.end);
+            return (start, end - start);
+        }
+    }
+    (page, PAGE_SIZE)
 }
 
 /// `Operations` backed by the eBPF programs. One per kdamond.
 pub struct EbpfOps {
     progs: MonitorPrograms,
     targets: HashMap<i32, Target>,
-    rng: SmallRng,
+    /// Per process: its mappings at the last ops update (sorted), which bound clear ranges.
+    vmas: HashMap<i32, Vec<AddrRange>>,
     stats: EbpfOpsStats,
+    steps: u64,
     /// Reused buffers: the sampling loop allocates nothing per sample.
-    addrs: Vec<u64>,
+    checked: Vec<u8>,
     ranges: Vec<(u64, u64)>,
+    mkold: Mkold,
 }
 
 fn failed(
@@ -84,23 +125,28 @@ fn failed(
 }
 
 impl EbpfOps {
-    /// Loads the programs (calibrating the kernel layout on first use in this process).
-    pub fn new(opts: EbpfOpsOptions, seed: u64) -> Result<Self, OpsError> {
-        let layout = KernelLayout::get().map_err(|e| failed("probing the kernel layout", e))?;
+    /// Loads the programs for the kernel described by `layout` and validates the layout
+    /// against our own pages.
+    pub fn new(opts: EbpfOpsOptions, layout: &KernelLayout) -> Result<Self, OpsError> {
         let popts = ProgramOptions {
             fault_tracepoint: true,
             fault_in_region_is_access: opts.fault_scope == FaultScope::Region,
             perf_sampler: opts.perf_sampler,
         };
-        let progs = MonitorPrograms::load(Some(&layout), popts)
+        let mut progs = MonitorPrograms::load(Some(layout), popts)
             .map_err(|e| failed("loading the eBPF programs", e))?;
+        progs
+            .validate_layout()
+            .map_err(|e| failed("validating the kernel layout", e))?;
         Ok(Self {
             progs,
             targets: HashMap::new(),
-            rng: SmallRng::seed_from_u64(seed),
+            vmas: HashMap::new(),
             stats: EbpfOpsStats::default(),
-            addrs: Vec::new(),
+            steps: 0,
+            checked: vec![0; MAX_REGIONS as usize],
             ranges: Vec::new(),
+            mkold: Mkold::default(),
         })
     }
 
@@ -112,11 +158,7 @@ impl EbpfOps {
         &self.progs
     }
 
-    /// Chooses how the page tables are walked (benchmarks compare the two).
-    pub fn set_walk_path(&mut self, path: crate::bpf::WalkPath) {
-        self.progs.set_walk_path(path);
-    }
-
+    /// The target entry of `pid`, registered on first use.
     fn target(&mut self, pid: i32) -> Result<&mut Target, OpsError> {
         if !self.targets.contains_key(&pid) {
             let pidfd = sys::pidfd_open(pid).map_err(|e| match e.io_error.raw_os_error() {
@@ -125,14 +167,17 @@ impl EbpfOps {
             })?;
             let slot = self
                 .progs
-                .add_target(pid)
+                .add_target(pid, pidfd.as_raw_fd())
                 .map_err(|e| failed(format!("registering process {pid}"), e))?;
             self.targets.insert(
                 pid,
                 Target {
                     slot,
                     pidfd,
-                    generation: 0,
+                    nr_regions: 0,
+                    state: TargetState::Unknown,
+                    refused: Vec::new(),
+                    seen: self.steps,
                 },
             );
         }
@@ -141,164 +186,202 @@ impl EbpfOps {
             .ok_or(OpsError::TargetGone { pid })
     }
 
-    fn bpf(pid: i32) -> impl Fn(BpfError) -> OpsError {
-        move |e| match e {
-            BpfError::Syscall(ref s) if s.io_error.raw_os_error() == Some(libc::ESRCH) => {
-                OpsError::TargetGone { pid }
-            }
-            BpfError::NotWalked { .. } => OpsError::TargetGone { pid },
-            e => failed(format!("eBPF access check of process {pid}"), e),
+    /// Writes what the run needs of one target: its regions when they changed, its next
+    /// pages. Returns whether the target takes part in the run.
+    fn stage(&mut self, t: &mut TargetStep<'_>, prepare: bool) -> Result<bool, OpsError> {
+        let pid = t.target.pid;
+        if t.regions.len() > MAX_REGIONS as usize {
+            return Err(failed(
+                format!("process {pid}"),
+                BpfError::TooManyRegions {
+                    count: t.regions.len(),
+                },
+            ));
         }
+        let target = match self.target(pid) {
+            Ok(target) => target,
+            Err(OpsError::TargetGone { .. }) => {
+                *t.gone = true;
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        let slot = target.slot;
+        if prepare {
+            if t.target.layout_changed || target.nr_regions != t.regions.len() {
+                target.nr_regions = t.regions.len();
+                let bounds = t.regions.iter().map(|r| AddrRange::new(r.start, r.end));
+                self.progs
+                    .set_regions(slot, bounds)
+                    .map_err(|e| failed(format!("process {pid}"), e))?;
+            }
+            let pages = t.next.iter().map(|&p| p & !(PAGE_SIZE - 1));
+            self.progs
+                .set_next(slot, t.seed, pages)
+                .map_err(|e| failed(format!("process {pid}"), e))?;
+        }
+        Ok(true)
     }
 
-    /// Writes the sampling addresses of `regions` into `slot`, stamped with `generation`.
-    fn write_samples(
+    /// Reads one target's results after the run: what the check found, and the pages
+    /// prepared, whose young ones it advises cold.
+    fn finish(
         &mut self,
-        slot: u32,
-        generation: u32,
-        pid: i32,
-        regions: &[Region],
+        t: &mut TargetStep<'_>,
+        check: bool,
+        prepare: bool,
     ) -> Result<(), OpsError> {
-        self.addrs.clear();
-        self.addrs
-            .extend(regions.iter().map(|r| r.sampling_addr & !(PAGE_SIZE - 1)));
-        self.progs
-            .set_samples(slot, generation, &self.addrs)
-            .map_err(Self::bpf(pid))
-    }
-
-    fn walk(&mut self, pid: i32) -> Result<WalkOutput, OpsError> {
-        self.stats.walks += 1;
-        self.progs.walk(pid).map_err(Self::bpf(pid))
-    }
-
-    /// mkolds the young, present samples in `which`; returns how many ranges were advised.
-    fn mkold_samples(
-        &mut self,
-        pid: i32,
-        out: &WalkOutput,
-        which: impl Iterator<Item = usize>,
-    ) -> Result<usize, OpsError> {
-        self.ranges.clear();
-        for i in which {
-            let w = out.walk[i];
-            if w & WALK_PRESENT == 0 || w & WALK_YOUNG == 0 || w & WALK_PUD_LEAF != 0 {
-                continue; // already old, or nothing to clear
+        let pid = t.target.pid;
+        let Some(target) = self.targets.get_mut(&pid) else {
+            return Ok(());
+        };
+        let slot = target.slot;
+        target.state = self.progs.state(slot);
+        if matches!(target.state, TargetState::NoMm | TargetState::Reaped) {
+            *t.gone = true;
+            return Ok(());
+        }
+        let n = t.regions.len().min(MAX_REGIONS as usize);
+        if check {
+            let buf = &mut self.checked[..n];
+            self.progs
+                .checked(slot, buf)
+                .map_err(|e| failed(format!("process {pid}"), e))?;
+            for ((found, &flags), r) in t.found.iter_mut().zip(buf.iter()).zip(t.regions) {
+                let refused = target
+                    .refused
+                    .iter()
+                    .any(|&(s, l)| (s..s + l).contains(&r.sampling_addr));
+                *found = if flags & CHECK_UNMEASURED != 0 || refused {
+                    Access::Unmeasured
+                } else if flags & (CHECK_YOUNG | CHECK_FAULTED) != 0 {
+                    if flags & CHECK_YOUNG == 0 {
+                        self.stats.fault_hits += 1;
+                    }
+                    Access::Accessed
+                } else {
+                    Access::None
+                };
             }
-            let a = self.addrs[i];
-            self.ranges.push(if w & WALK_PMD_LEAF != 0 {
-                (a & !(HPAGE_PMD_SIZE - 1), HPAGE_PMD_SIZE)
-            } else {
-                (a, PAGE_SIZE)
-            });
+            target.refused.clear();
         }
-        if self.ranges.is_empty() {
-            return Ok(0);
+        if prepare {
+            self.ranges.clear();
+            let vmas = self.vmas.get(&pid).map(Vec::as_slice).unwrap_or_default();
+            for (i, (next, r)) in t.next.iter_mut().zip(t.regions).enumerate().take(n) {
+                let (page, flags) = self
+                    .progs
+                    .pending(slot, i)
+                    .map_err(|e| failed(format!("process {pid}"), e))?;
+                *next = page;
+                self.stats.samples += 1;
+                self.stats.moved += u64::from(flags & SAMPLE_MOVED != 0);
+                if flags & SAMPLE_UNMEASURABLE != 0 {
+                    self.stats.unmeasurable += 1;
+                    continue;
+                }
+                if flags & SAMPLE_YOUNG == 0 || flags & SAMPLE_PUD_LEAF != 0 {
+                    continue; // already old: nothing to clear
+                }
+                let cold = r.nr_accesses == 0 && r.last_nr_accesses == 0;
+                self.ranges.push(clear_range(page, flags, cold, vmas));
+            }
+            if !self.ranges.is_empty() {
+                coalesce(&mut self.ranges);
+                let refused = self
+                    .mkold
+                    .advise(&target.pidfd, &self.ranges, &mut target.refused)
+                    .map_err(|e| match e.io_error.raw_os_error() {
+                        Some(libc::ESRCH) => OpsError::TargetGone { pid },
+                        _ => failed(format!("clearing accessed bits of process {pid}"), e),
+                    });
+                match refused {
+                    Ok(calls) => {
+                        self.stats.mkold_calls += calls;
+                        self.stats.mkold_ranges += self.ranges.len() as u64;
+                        self.stats.mkold_skipped += target.refused.len() as u64;
+                    }
+                    Err(OpsError::TargetGone { .. }) => *t.gone = true,
+                    Err(e) => return Err(e),
+                }
+            }
         }
-        coalesce(&mut self.ranges);
-        let target = self.targets.get(&pid).ok_or(OpsError::TargetGone { pid })?;
-        let skipped =
-            mkold(&target.pidfd, &self.ranges).map_err(|e| match e.io_error.raw_os_error() {
-                Some(libc::ESRCH) => OpsError::TargetGone { pid },
-                _ => failed(format!("clearing accessed bits of process {pid}"), e),
-            })?;
-        self.stats.mkold_ranges += self.ranges.len() as u64;
-        self.stats.mkold_skipped += skipped as u64;
-        Ok(self.ranges.len())
+        Ok(())
     }
 }
 
 impl Operations for EbpfOps {
     fn mappings(&mut self, pid: i32) -> Result<Vec<AddrRange>, OpsError> {
-        read_proc_maps(pid)
+        let mut maps = read_proc_maps(pid)?;
+        maps.sort_unstable();
+        self.vmas.insert(pid, maps.clone());
+        Ok(maps)
     }
 
     fn target_valid(&mut self, pid: i32) -> bool {
         match self.targets.get(&pid) {
-            Some(t) => !sys::pidfd_exited(&t.pidfd),
+            Some(t) => !matches!(t.state, TargetState::NoMm | TargetState::Reaped),
             None => crate::core::process_alive(pid),
         }
     }
 
-    fn prepare_access_checks(
-        &mut self,
-        t: &TargetRef,
-        regions: &mut [Region],
-    ) -> Result<(), OpsError> {
-        let pid = t.pid;
-        let target = self.target(pid)?;
-        target.generation = target.generation.wrapping_add(1);
-        let (slot, generation) = (target.slot, target.generation);
-        let n = regions.len().min(MAX_REGIONS as usize);
-        if regions.len() > n {
-            log::warn!(
-                "process {pid}: {} regions, only the first {n} are checked",
-                regions.len()
-            );
+    fn sample(&mut self, step: &mut SampleStep<'_>) -> Result<(), OpsError> {
+        let (check, prepare) = (step.check(), step.prepare());
+        self.steps += 1;
+        let mut any = false;
+        for i in 0..step.len() {
+            let mut t = step.target(i);
+            if let Some(target) = self.targets.get_mut(&t.target.pid) {
+                target.seen = self.steps;
+            }
+            if t.regions.is_empty() {
+                continue;
+            }
+            any |= self.stage(&mut t, prepare)?;
+            if let Some(target) = self.targets.get_mut(&t.target.pid) {
+                target.seen = self.steps;
+            }
         }
-        let regions = &mut regions[..n];
-        if t.layout_changed {
-            let bounds: Vec<(u64, u64)> = regions.iter().map(|r| (r.start, r.end)).collect();
-            self.progs
-                .set_regions(slot, &bounds)
-                .map_err(Self::bpf(pid))?;
+        // Targets a commit removed: their slots go back.
+        let steps = self.steps;
+        if self.targets.values().any(|t| t.seen != steps) {
+            let stale: Vec<i32> = self
+                .targets
+                .iter()
+                .filter(|(_, t)| t.seen != steps)
+                .map(|(&pid, _)| pid)
+                .collect();
+            for pid in stale {
+                let _ = self.progs.remove_target(pid);
+                self.targets.remove(&pid);
+                self.vmas.remove(&pid);
+            }
         }
-        self.stats.samples += 1;
-        self.write_samples(slot, generation, pid, regions)?;
-        let before = self.walk(pid)?;
-        if self.mkold_samples(pid, &before, 0..n)? == 0 {
-            // Every sampled page is already old (or absent): nothing to verify, and the walk
-            // in the kernel already describes these samples.
+        if !any {
             return Ok(());
         }
-        let after = self.walk(pid)?;
-        // Young right after mkold: the bit could not be cleared (or the page was touched again
-        // within microseconds). Move those samples once; pages touched again are hot anyway.
-        let stuck: Vec<usize> = (0..n)
-            .filter(|&i| {
-                after.walk[i] & WALK_YOUNG != 0
-                    && before.walk[i] & WALK_YOUNG != 0
-                    && regions[i].end - regions[i].start > PAGE_SIZE
-            })
-            .collect();
-        if !stuck.is_empty() {
-            for &i in &stuck {
-                let r = &mut regions[i];
-                let pages = (r.end - r.start) / PAGE_SIZE;
-                r.sampling_addr = r.start + self.rng.random_range(0..pages) * PAGE_SIZE;
+        self.progs
+            .run(Step { check, prepare })
+            .map_err(|e| failed("running the eBPF access check", e))?;
+        self.stats.runs += 1;
+        for i in 0..step.len() {
+            let mut t = step.target(i);
+            if t.regions.is_empty() || *t.gone {
+                continue;
             }
-            self.stats.resampled += stuck.len() as u64;
-            self.write_samples(slot, generation, pid, regions)?;
-            let again = self.walk(pid)?;
-            self.mkold_samples(pid, &again, stuck.into_iter())?;
-        }
-        // The last walk's flags stay in the kernel: the fault program reads there whether a
-        // sample lies in a huge page.
-        Ok(())
-    }
-
-    fn check_accesses(
-        &mut self,
-        t: &TargetRef,
-        regions: &[Region],
-        accessed: &mut [bool],
-    ) -> Result<(), OpsError> {
-        // The walk reports both signals: the young bit, and a fault stamped during this
-        // target's current sample (`WALK_FAULTED`).
-        let out = self.walk(t.pid)?;
-        let n = regions.len().min(MAX_REGIONS as usize).min(accessed.len());
-        for (acc, &walk) in accessed[..n].iter_mut().zip(&out.walk[..n]) {
-            let young = walk & WALK_YOUNG != 0;
-            let faulted = walk & WALK_FAULTED != 0;
-            if faulted && !young {
-                self.stats.fault_hits += 1;
-            }
-            *acc = young || faulted;
+            self.finish(&mut t, check, prepare)?;
         }
         Ok(())
     }
 
     fn cleanup(&mut self) {
+        log::debug!("access check: {:?}", self.stats);
+        if let Some((time, runs)) = self.progs.sample_run_stats() {
+            log::debug!(
+                "sampling program: {runs} runs, {:.2} us each",
+                time.as_secs_f64() * 1e6 / runs as f64
+            );
+        }
         for pid in self.targets.keys().copied().collect::<Vec<_>>() {
             let _ = self.progs.remove_target(pid);
         }

@@ -28,12 +28,14 @@ fn snapshot(idx: u64, pids: &[i32]) -> Snapshot {
                         end: 0x3000,
                         nr_accesses: idx as u32,
                         age: 1,
+                        nr_unmeasured: 0,
                     },
                     RegionSnapshot {
                         start: 0x3000,
                         end: 0x8000,
                         nr_accesses: 0,
                         age: 7,
+                        nr_unmeasured: 0,
                     },
                 ],
             })
