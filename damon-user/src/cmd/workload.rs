@@ -3,7 +3,7 @@
 //! `hotcold` maps a hot and a cold buffer, touches both once, then keeps touching one byte of
 //! every page of the hot buffer; with `--swap-after` the roles swap once. `touch` maps a range
 //! and touches exactly N fresh pages of it when told to (stdin), for exact fault counts.
-//! Both print their addresses on stdout and die with their parent (`PR_SET_PDEATHSIG`), so a
+//! `sleeper` only sleeps at a given rate. All print their addresses on stdout and die with their parent (`PR_SET_PDEATHSIG`), so a
 //! test that fails never leaves one behind.
 use std::{
     io::{BufRead, Write},
@@ -54,6 +54,13 @@ pub enum Mode {
     Touch {
         #[arg(long)]
         pages: u64,
+    },
+    /// Sleep for an interval in a loop and do nothing else: what waking up at a monitor's
+    /// sampling rate costs on this machine, without the monitoring.
+    Sleeper {
+        /// Microseconds per sleep.
+        #[arg(long, default_value_t = 5_000)]
+        interval_us: u64,
     },
 }
 
@@ -155,6 +162,7 @@ pub fn run(args: Args) -> Result<()> {
             report_every,
         }),
         Mode::Touch { pages } => touch(pages),
+        Mode::Sleeper { interval_us } => sleeper(interval_us),
     }
 }
 
@@ -249,4 +257,14 @@ fn touch(pages: u64) -> Result<()> {
     // Stay alive (and mapped) until the parent closes stdin.
     while stdin.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {}
     Ok(())
+}
+
+fn sleeper(interval_us: u64) -> Result<()> {
+    if interval_us == 0 {
+        bail!("--interval-us must be positive");
+    }
+    say(&format!("READY pid={}", std::process::id()))?;
+    loop {
+        std::thread::sleep(Duration::from_micros(interval_us));
+    }
 }

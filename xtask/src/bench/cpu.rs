@@ -2,7 +2,9 @@
 //!
 //! - steady-state CPU: utime + stime of the `damon record` process over a 20 s window that
 //!   starts 5 s after it (defaults: 5 ms / 100 ms / 1 s), on a 1 GiB and a 4 GiB process with
-//!   64 MiB hot (`damon workload hotcold`);
+//!   64 MiB hot (`damon workload hotcold`); also its run time by the scheduler's clock
+//!   (schedstat), and both for `damon workload sleeper`, which only wakes at the sampling
+//!   rate: the floor of any monitor that samples from user space on this machine;
 //! - system calls per sample: `perf stat -e raw_syscalls:sys_enter` on the recorder over the
 //!   same window, divided by the samples the record file shows in it;
 //! - workload slowdown: sweeps per second of a busy 1 GiB workload, alternately unmonitored
@@ -21,7 +23,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use super::proc::{Spawned, cpu_seconds, damon, median, monotonic_ns, workload};
+use super::proc::{Spawned, cpu_seconds, damon, median, monotonic_ns, run_seconds, workload};
 
 const WARM_S: f64 = 5.0;
 const WINDOW_S: f64 = 20.0;
@@ -42,21 +44,30 @@ fn binaries(root: &Path) -> Result<Vec<(String, PathBuf)>> {
 
 /// What one recording of one workload cost.
 struct Cost {
+    /// utime + stime, % of one CPU.
     cpu_pct: f64,
+    /// schedstat run time, % of one CPU.
+    run_pct: f64,
     syscalls_per_sample: Option<f64>,
     samples_per_s: f64,
 }
 
 pub fn run(root: &Path) -> Result<()> {
     let bins = binaries(root)?;
+    let floor = sleeper_cost(&damon(root))?;
+    println!(
+        "   floor: a process that only wakes every 5 ms: {:.2} % of one CPU (utime+stime), {:.2} % (schedstat)",
+        floor.0, floor.1
+    );
     let mut rows = Vec::new();
     for gib in [1u64, 4] {
         for (name, bin) in &bins {
             let c = record_cost(bin, gib)
                 .with_context(|| format!("measuring {name} on the {gib} GiB workload"))?;
             println!(
-                "{name:>8} {gib} GiB: CPU {:.2} % of one CPU, {} system calls per sample, {:.0} samples/s",
+                "{name:>8} {gib} GiB: CPU {:.2} % of one CPU (schedstat {:.2} %), {} system calls per sample, {:.0} samples/s",
                 c.cpu_pct,
+                c.run_pct,
                 c.syscalls_per_sample
                     .map_or("n/a".into(), |s| format!("{s:.2}")),
                 c.samples_per_s
@@ -90,10 +101,12 @@ pub fn run(root: &Path) -> Result<()> {
             .find(|s| &s.0 == name)
             .map_or(f64::NAN, |s| (1.0 - s.1.1 / s.1.0) * 100.0);
         println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.2} |",
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} | {} | {:.0} | {:.2} |",
             one.cpu_pct,
             four.cpu_pct,
             four.cpu_pct / one.cpu_pct,
+            one.run_pct,
+            four.run_pct,
             one.syscalls_per_sample
                 .map_or("n/a".into(), |s| format!("{s:.2}")),
             one.samples_per_s,
@@ -127,11 +140,11 @@ fn record_cost(bin: &Path, gib: u64) -> Result<Cost> {
     let mut rec = Spawned::start(cmd)?;
     let pid = rec.pid();
     std::thread::sleep(Duration::from_secs_f64(WARM_S));
-    let (c0, t0) = (cpu_seconds(pid)?, monotonic_ns());
+    let (c0, r0, t0) = (cpu_seconds(pid)?, run_seconds(pid)?, monotonic_ns());
     let perf = PerfSyscalls::start(pid);
     std::thread::sleep(Duration::from_secs_f64(WINDOW_S));
     let syscalls = perf.and_then(PerfSyscalls::stop);
-    let (c1, t1) = (cpu_seconds(pid)?, monotonic_ns());
+    let (c1, r1, t1) = (cpu_seconds(pid)?, run_seconds(pid)?, monotonic_ns());
     let status = rec.wait(Duration::from_secs(30))?;
     if !status.success() {
         bail!("damon record exited with {status}");
@@ -141,9 +154,23 @@ fn record_cost(bin: &Path, gib: u64) -> Result<Cost> {
     let _ = std::fs::remove_file(&out);
     Ok(Cost {
         cpu_pct: (c1 - c0) / window_s * 100.0,
+        run_pct: (r1 - r0) / window_s * 100.0,
         syscalls_per_sample: syscalls.map(|n| n as f64 / samples.max(1.0)),
         samples_per_s: samples / window_s,
     })
+}
+
+/// utime+stime and schedstat run time (% of one CPU) of `damon workload sleeper` over the
+/// same window as the recordings.
+fn sleeper_cost(bin: &Path) -> Result<(f64, f64)> {
+    let (w, _) = workload(bin, &["sleeper", "--interval-us", "5000"])?;
+    let pid = w.pid();
+    std::thread::sleep(Duration::from_secs(2));
+    let (c0, r0, t0) = (cpu_seconds(pid)?, run_seconds(pid)?, monotonic_ns());
+    std::thread::sleep(Duration::from_secs_f64(WINDOW_S));
+    let (c1, r1, t1) = (cpu_seconds(pid)?, run_seconds(pid)?, monotonic_ns());
+    let s = (t1 - t0) as f64 / 1e9;
+    Ok(((c1 - c0) / s * 100.0, (r1 - r0) / s * 100.0))
 }
 
 /// Samples taken between `t0` and `t1` (monotonic ns), from the aggregations of a record file

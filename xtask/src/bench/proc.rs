@@ -42,6 +42,28 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok((utime + stime) / clk_tck())
 }
 
+/// CPU seconds a process has run, summed over its threads, from the scheduler's own clock
+/// (`/proc/PID/task/*/schedstat`, nanoseconds). `utime + stime` come from sampling at each
+/// tick, which misjudges a process that wakes briefly hundreds of times a second (its wake-ups
+/// line up with timer interrupts); this does not.
+pub fn run_seconds(pid: u32) -> Result<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("listing the threads of {pid}"))?
+    {
+        let path = task?.path().join("schedstat");
+        // A thread that ended meanwhile has no file any more: it no longer runs.
+        if let Ok(s) = std::fs::read_to_string(&path) {
+            ns += s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(ns as f64 / 1e9)
+}
+
 /// Resident set size in KiB (`VmRSS`).
 #[allow(dead_code)] // for benchmarks of memory over time
 pub fn rss_kib(pid: u32) -> Result<u64> {
