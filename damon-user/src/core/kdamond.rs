@@ -229,6 +229,9 @@ impl Kdamond {
     fn monitor(&mut self) -> Option<String> {
         let mut pending = Vec::new();
         let mut first = true;
+        // Samples start on a fixed cadence: each deadline is the previous one plus the sample
+        // interval, so the time a step takes does not stretch the aggregation interval.
+        let mut deadline: Option<Instant> = None;
         loop {
             if !self.ctx.any_target_valid(self.ops.as_mut()) {
                 return Some(if self.ctx.nr_targets() == 0 {
@@ -251,7 +254,13 @@ impl Kdamond {
                 }
             }
             let sample = Duration::from_micros(self.ctx.attrs().sample_us);
-            if let Wait::Stop = self.wait(sample, &mut pending) {
+            let now = Instant::now();
+            // After a late step (or at the start, or after new intervals) the cadence restarts.
+            let next = deadline
+                .and_then(|d| d.checked_add(sample))
+                .filter(|&d| d > now);
+            deadline = next.or_else(|| now.checked_add(sample));
+            if let Wait::Stop = self.wait(deadline, &mut pending) {
                 return None;
             }
             // A commit may change the regions: check without preparing the next sample, which
@@ -274,11 +283,10 @@ impl Kdamond {
         }
     }
 
-    /// Sleeps for `sample`, serving `regions_now` and queueing commits for after the sample;
+    /// Sleeps until `deadline`, serving `regions_now` and queueing commits for after the sample;
     /// returns early on stop or when the handle is gone.
-    fn wait(&mut self, sample: Duration, pending: &mut Vec<Command>) -> Wait {
+    fn wait(&mut self, deadline: Option<Instant>, pending: &mut Vec<Command>) -> Wait {
         // No deadline for an interval beyond `Instant`'s range: wait for a command only.
-        let deadline = Instant::now().checked_add(sample);
         loop {
             let timeout = deadline.map_or(Duration::MAX, |d| {
                 d.saturating_duration_since(Instant::now())
