@@ -88,9 +88,13 @@ pub fn run(root: &Path) -> Result<()> {
         slowdowns.push((name.clone(), s));
     }
     println!(
-        "\n| binary | CPU at 1 GiB (%) | CPU at 4 GiB (%) | 4 GiB / 1 GiB | syscalls per sample (1 GiB) | samples/s | workload slowdown (%) |"
+        "\n| binary | CPU at 1 GiB (%) | CPU at 4 GiB (%) | 4 GiB / 1 GiB | schedstat 1 / 4 GiB (%) | syscalls per sample (1 GiB) | samples/s | workload slowdown (%) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| floor: wake every 5 ms, do nothing | {:.2} | | | {:.2} | | 200 | |",
+        floor.0, floor.1
+    );
     for (name, _) in &bins {
         let at = |g: u64| rows.iter().find(|r| &r.0 == name && r.1 == g).map(|r| &r.2);
         let (Some(one), Some(four)) = (at(1), at(4)) else {
@@ -308,36 +312,55 @@ fn slowdown(workload_bin: &Path, bin: &Path) -> Result<(f64, f64)> {
     Ok((median(&off), median(&on)))
 }
 
-/// Time from spawning `damon record` to its first sample, five runs per binary, alternating.
+/// Time from spawning `damon record` to its first sample, five runs per binary and case,
+/// alternating: with the kernel layout cached for this boot (a machine that ran damon
+/// before), and without (the first run after a boot: BTF and calibration). Also the whole
+/// run's wall time, `-d 0.3` included, which the older binaries can be compared on.
 pub fn startup(root: &Path) -> Result<()> {
     let bins = binaries(root)?;
     let (w, _) = workload(
         &damon(root),
         &["hotcold", "--hot-mib", "16", "--cold-mib", "48"],
     )?;
-    let mut results: Vec<(String, Vec<f64>)> =
-        bins.iter().map(|(n, _)| (n.clone(), Vec::new())).collect();
-    for _ in 0..5 {
-        for (i, (_, bin)) in bins.iter().enumerate() {
-            if let Some(ms) = first_sample_ms(bin, w.pid())? {
-                results[i].1.push(ms);
+    let cache = Path::new("/run/damon/kernel-layout.json");
+    for cached in [true, false] {
+        let mut first: Vec<Vec<f64>> = vec![Vec::new(); bins.len()];
+        let mut wall: Vec<Vec<f64>> = vec![Vec::new(); bins.len()];
+        for _ in 0..5 {
+            for (i, (_, bin)) in bins.iter().enumerate() {
+                if !cached {
+                    let _ = std::fs::remove_file(cache);
+                }
+                let (ms, total) = first_sample_ms(bin, w.pid())?;
+                first[i].extend(ms);
+                wall[i].push(total);
             }
         }
-    }
-    for (name, v) in &results {
-        println!(
-            "{name:>8}: first sample {:.1} ms after spawn (median of {}; all: {:.1?})",
-            median(v),
-            v.len(),
-            v
-        );
+        let case = if cached {
+            "layout cached"
+        } else {
+            "first run after boot"
+        };
+        for (i, (name, _)) in bins.iter().enumerate() {
+            println!(
+                "{name:>8}, {case}: first sample {} ms after spawn (all: {:.1?}); whole `record -d 0.3` {:.0} ms",
+                if first[i].is_empty() {
+                    "n/a (not logged)".to_string()
+                } else {
+                    format!("{:.1}", median(&first[i]))
+                },
+                first[i],
+                median(&wall[i])
+            );
+        }
     }
     Ok(())
 }
 
 /// Runs `damon record -d 0.3` and reads the monotonic time of its first sample from its debug
-/// log (`first sample at ... ns`). `None` for a binary that does not log it.
-fn first_sample_ms(bin: &Path, pid: u32) -> Result<Option<f64>> {
+/// log (`first sample at ... ns`), `None` for a binary that does not log it; and the whole
+/// run's wall time in ms.
+fn first_sample_ms(bin: &Path, pid: u32) -> Result<(Option<f64>, f64)> {
     let t0 = monotonic_ns();
     let out = Command::new(bin)
         .args(["record", "-d", "0.3", "-p"])
@@ -347,10 +370,12 @@ fn first_sample_ms(bin: &Path, pid: u32) -> Result<Option<f64>> {
         .env("RUST_LOG", "damon_user::core::kdamond=debug")
         .output()
         .context("running damon record")?;
+    let total = monotonic_ns().saturating_sub(t0) as f64 / 1e6;
     let log = String::from_utf8_lossy(&out.stderr);
-    Ok(log
+    let first = log
         .lines()
         .find_map(|l| l.split("first sample at ").nth(1))
         .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|t| t.saturating_sub(t0) as f64 / 1e6))
+        .map(|t| t.saturating_sub(t0) as f64 / 1e6);
+    Ok((first, total))
 }
