@@ -152,3 +152,36 @@ fn every_subcommand_has_a_summary_and_examples() {
         assert!(help.contains("EXAMPLES"), "{sub}: no examples:\n{help}");
     }
 }
+
+/// On a freshly booted machine tracefs is often not mounted: the check mounts it before
+/// judging (as the loader would), instead of reporting the tracepoint missing. Run in a
+/// private mount namespace whose tracefs and debugfs mounts are removed first; the machine's
+/// own mounts are untouched.
+#[test]
+fn check_mounts_tracefs_when_none_is_mounted() {
+    if !have_root("check_mounts_tracefs_when_none_is_mounted") {
+        return;
+    }
+    let script = r#"
+        for fs in tracefs debugfs; do
+            awk -v fs=$fs '$3 == fs { print $2 }' /proc/mounts | sort -r | while read -r m; do
+                umount -l "$m" || exit 10
+            done
+        done
+        grep -qw tracefs /proc/mounts && exit 11
+        "$DAMON" check || exit 12
+        grep -qw tracefs /proc/mounts || exit 13
+    "#;
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
+        .env("DAMON", damon_bin())
+        .output()
+        .expect("unshare");
+    assert!(
+        out.status.success(),
+        "{:?} (10: unmount failed, 11: tracefs still mounted, 12: damon check failed, 13: damon check mounted nothing)\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
