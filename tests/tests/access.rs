@@ -197,3 +197,63 @@ fn kdamond_stops_when_its_target_exits() {
         "no snapshot before the target exited"
     );
 }
+
+/// A sleeping process whose pages are not private reads idle. Its shared libraries' text is
+/// young in its page tables and MADV_COLD cannot age it (the folios are mapped by other
+/// processes too); sampled there, it would read hot forever. Those samples move to pages that
+/// can be measured, or are reported unmeasured, never accessed.
+#[test]
+fn an_idle_process_whose_libraries_are_shared_reads_idle() {
+    if !have_root("an_idle_process_whose_libraries_are_shared_reads_idle") {
+        return;
+    }
+    let sleeper = || {
+        Sleeper(
+            std::process::Command::new("python3")
+                .args(["-c", "import time; time.sleep(60)"])
+                .spawn()
+                .expect("python3"),
+        )
+    };
+    // Two of them, so that even python's own libraries are shared.
+    let (idle, _other) = (sleeper(), sleeper());
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = monotonic_ns();
+    let (mut kd, rx) = start(idle.0.id() as i32);
+    let snaps = collect_until(&rx, t0 + 8_000_000_000);
+    kd.stop();
+    let mut wss: Vec<u64> = snaps
+        .iter()
+        .filter(|s| s.start_ns >= t0 + 3_000_000_000)
+        .map(|s| {
+            s.targets[0]
+                .regions
+                .iter()
+                .filter(|r| r.nr_accesses > 0)
+                .map(|r| r.size())
+                .sum()
+        })
+        .collect();
+    assert!(wss.len() >= 30, "{} snapshots after 3 s", wss.len());
+    wss.sort_unstable();
+    let p50 = wss[wss.len() / 2];
+    eprintln!(
+        "idle python: working set p50 {p50} B over {} snapshots",
+        wss.len()
+    );
+    assert!(
+        p50 <= 16 << 10,
+        "an idle process reads busy: working set p50 {} KiB (expected <= 16 KiB)",
+        p50 >> 10
+    );
+}
+
+/// A process we started, killed and reaped on drop.
+struct Sleeper(std::process::Child);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
