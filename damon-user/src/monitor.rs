@@ -2,7 +2,7 @@
 //! access check is the eBPF one.
 use std::sync::mpsc;
 
-use damon_common::MAX_REGIONS;
+use damon_common::{MAX_REGIONS, MAX_TARGETS};
 
 use crate::{
     admin::{
@@ -10,8 +10,8 @@ use crate::{
     },
     bpf::{KernelLayout, LayoutError, LayoutOrigin},
     core::{
-        AddrRange, Attrs, ContextSpec, CoreError, KdamondHandle, OpsError, OpsKind, Snapshot,
-        TargetSpec, start_kdamond,
+        AddrRange, Attrs, ContextSpec, CoreError, KdamondHandle, OpsError, OpsKind, ProcessKind,
+        Snapshot, TargetSpec, process_kind, read_proc_maps, start_kdamond,
     },
     ops::{EbpfOps, EbpfOpsOptions},
 };
@@ -71,9 +71,23 @@ pub enum SpecError {
     )]
     TooManyRegions { max: u64 },
     #[error(
-        "target pid {pid} has {count} address ranges; the eBPF tables hold {MAX_REGIONS} regions per target"
+        "{count} address ranges for target {target} (pid {pid}); the eBPF tables hold {MAX_REGIONS} regions per target"
     )]
-    TooManyRanges { pid: i32, count: usize },
+    TooManyRanges {
+        target: usize,
+        pid: i32,
+        count: usize,
+    },
+    #[error("{count} targets; one kdamond can monitor at most {MAX_TARGETS} processes")]
+    TooManyTargets { count: usize },
+    #[error(
+        "process {pid} is the target of both target {first} and target {second}; a kdamond monitors a process once"
+    )]
+    DuplicatePid {
+        pid: i32,
+        first: usize,
+        second: usize,
+    },
 }
 
 /// The kernel's validation of `spec`, plus the limits of the eBPF access check.
@@ -85,17 +99,70 @@ pub fn check_spec(spec: &ContextSpec) -> Result<(), SpecError> {
         });
     }
     // Each range starts as at least one region.
-    if let Some(t) = spec
+    if let Some((target, t)) = spec
         .targets
         .iter()
-        .find(|t| t.ranges.len() > MAX_REGIONS as usize)
+        .enumerate()
+        .find(|(_, t)| t.ranges.len() > MAX_REGIONS as usize)
     {
         return Err(SpecError::TooManyRanges {
+            target,
             pid: t.pid,
             count: t.ranges.len(),
         });
     }
+    if spec.targets.len() > MAX_TARGETS as usize {
+        return Err(SpecError::TooManyTargets {
+            count: spec.targets.len(),
+        });
+    }
+    // The programs know a process by its pid: two targets of one process would share one
+    // table and skew each other.
+    for (second, t) in spec.targets.iter().enumerate() {
+        if let Some(first) = spec.targets[..second].iter().position(|o| o.pid == t.pid) {
+            return Err(SpecError::DuplicatePid {
+                pid: t.pid,
+                first,
+                second,
+            });
+        }
+    }
     Ok(())
+}
+
+/// A process that cannot be a target.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("no process {pid}")]
+    Gone { pid: i32 },
+    #[error("process {pid} ({comm}) is a kernel thread: it has no address space to monitor")]
+    KernelThread { pid: i32, comm: String },
+    #[error("process {pid} ({comm}) has exited: it has no address space left to monitor")]
+    Exited { pid: i32, comm: String },
+    #[error("cannot monitor process {pid} ({comm})")]
+    Unreadable {
+        pid: i32,
+        comm: String,
+        #[source]
+        source: OpsError,
+    },
+}
+
+/// Refuses, before anything starts, a process that cannot be monitored: no such process, a
+/// kernel thread or an exited one (no address space), or one whose mappings we may not read
+/// (vaddr needs them).
+pub fn check_target(pid: i32, ops: OpsKind) -> Result<(), TargetError> {
+    match process_kind(pid) {
+        ProcessKind::Gone => Err(TargetError::Gone { pid }),
+        ProcessKind::KernelThread { comm } => Err(TargetError::KernelThread { pid, comm }),
+        ProcessKind::Zombie { comm } => Err(TargetError::Exited { pid, comm }),
+        ProcessKind::User { comm } => match ops {
+            OpsKind::Vaddr => read_proc_maps(pid)
+                .map(|_| ())
+                .map_err(|source| TargetError::Unreadable { pid, comm, source }),
+            _ => Ok(()),
+        },
+    }
 }
 
 /// Why a kdamond with the eBPF access check could not start.
@@ -103,6 +170,8 @@ pub fn check_spec(spec: &ContextSpec) -> Result<(), SpecError> {
 pub enum StartError {
     #[error(transparent)]
     Spec(#[from] SpecError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
     #[error("probing the kernel layout")]
     Layout(#[source] LayoutError),
     #[error("setting up the eBPF access check")]
@@ -143,6 +212,9 @@ pub fn start_ebpf_kdamond(
             .unwrap_or(0)
     });
     check_spec(&spec)?;
+    for t in &spec.targets {
+        check_target(t.pid, spec.ops)?;
+    }
     let ops = ebpf_ops(options)?;
     start_kdamond(kdamond_idx, spec, Box::new(ops), sink, seed).map_err(StartError::Core)
 }
@@ -252,8 +324,33 @@ mod tests {
         );
         let err = check_spec(&spec(1000, MAX_REGIONS as u64 + 1)).expect_err("ranges");
         assert!(
+            err.to_string().contains(&format!(
+                "{} address ranges for target 0 (pid 42)",
+                MAX_REGIONS + 1
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn targets_are_bounded_and_distinct() {
+        let mut s = spec(1000, 1);
+        s.targets = (0..MAX_TARGETS as i32)
+            .map(|p| TargetSpec::fvaddr(p + 100, vec![AddrRange::new(0x1000, 0x2000)]))
+            .collect();
+        check_spec(&s).expect("at the limit");
+        s.targets.push(TargetSpec::fvaddr(
+            999,
+            vec![AddrRange::new(0x1000, 0x2000)],
+        ));
+        let err = check_spec(&s).expect_err("one too many");
+        assert!(err.to_string().starts_with("33 targets"), "{err}");
+        s.targets.truncate(3);
+        s.targets[2].pid = s.targets[0].pid;
+        let err = check_spec(&s).expect_err("duplicate");
+        assert!(
             err.to_string()
-                .contains(&format!("pid 42 has {} address ranges", MAX_REGIONS + 1)),
+                .contains("process 100 is the target of both target 0 and target 2"),
             "{err}"
         );
     }

@@ -257,3 +257,57 @@ fn damo_drives_the_tree_in_a_private_mount_namespace() {
         "damo stop turned the kdamond off"
     );
 }
+
+/// `on` with targets this monitor cannot run fails with EINVAL at once and leaves the kdamond
+/// off, instead of succeeding and then stopping silently: more than 32 targets, one process
+/// named by two targets, a kernel thread.
+#[test]
+fn on_refuses_targets_it_cannot_monitor() {
+    if !have_root("on_refuses_targets_it_cannot_monitor") {
+        return;
+    }
+    let (w, _) =
+        Workload::start(&["hotcold", "--hot-mib", "1", "--cold-mib", "1"]).expect("workload");
+    let fs = FsServer::start().expect("damon fs");
+    for (f, v) in [
+        ("kdamonds/nr_kdamonds", "1"),
+        ("kdamonds/0/contexts/nr_contexts", "1"),
+        ("kdamonds/0/contexts/0/operations", "vaddr"),
+    ] {
+        fs.write(f, v).unwrap_or_else(|e| panic!("{f}: errno {e}"));
+    }
+    let pid = w.pid().to_string();
+    let targets = |pids: &[&str]| {
+        fs.write(
+            &format!("{CTX}/targets/nr_targets"),
+            &pids.len().to_string(),
+        )
+        .expect("nr_targets");
+        for (i, p) in pids.iter().enumerate() {
+            fs.write(&format!("{CTX}/targets/{i}/pid_target"), p)
+                .expect("pid_target");
+        }
+    };
+    let many: Vec<&str> = (0..33).map(|_| pid.as_str()).collect();
+    for (what, pids) in [
+        ("33 targets", many.as_slice()),
+        ("the same pid twice", &[pid.as_str(), pid.as_str()][..]),
+        ("a kernel thread", &["2"][..]),
+    ] {
+        targets(pids);
+        assert_eq!(
+            fs.write("kdamonds/0/state", "on"),
+            Err(libc::EINVAL),
+            "on with {what}"
+        );
+        assert_eq!(
+            fs.read("kdamonds/0/state").unwrap().trim(),
+            "off",
+            "state after on with {what}"
+        );
+    }
+    targets(&[pid.as_str()]);
+    fs.write("kdamonds/0/state", "on")
+        .expect("on with one good target");
+    fs.write("kdamonds/0/state", "off").expect("off");
+}

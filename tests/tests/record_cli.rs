@@ -185,3 +185,63 @@ fn check_mounts_tracefs_when_none_is_mounted() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Targets that cannot be monitored are refused before anything starts, with a message that
+/// names the process, and a non-zero exit.
+#[test]
+fn unmonitorable_targets_are_refused_up_front() {
+    if !have_root("unmonitorable_targets_are_refused_up_front") {
+        return;
+    }
+    let (w, _) =
+        Workload::start(&["hotcold", "--hot-mib", "1", "--cold-mib", "1"]).expect("workload");
+    let pid = w.pid().to_string();
+    let mut many = vec!["record".to_string()];
+    for _ in 0..33 {
+        many.extend(["-p".to_string(), pid.clone()]);
+    }
+    let ranges: Vec<String> = (0..4097u64)
+        .flat_map(|i| {
+            [
+                "--range".to_string(),
+                format!("{:#x}-{:#x}", (2 * i + 1) << 12, (2 * i + 2) << 12),
+            ]
+        })
+        .collect();
+    let mut too_many_ranges = vec!["record", "-p", &pid, "--ops", "fvaddr"];
+    too_many_ranges.extend(ranges.iter().map(String::as_str));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_file = dir.path().join("refused.data");
+    for (args, needle) in [
+        (
+            vec!["record", "-p", "2"],
+            "process 2 (kthreadd) is a kernel thread".to_string(),
+        ),
+        (
+            vec!["record", "-p", &pid, "-p", &pid],
+            format!("process {pid} is the target of both target 0 and target 1"),
+        ),
+        (
+            many.iter().map(String::as_str).collect(),
+            "33 targets; one kdamond can monitor at most 32".to_string(),
+        ),
+        (too_many_ranges, "4097 --range values".to_string()),
+    ] {
+        let out = Command::new(damon_bin())
+            .args(&args)
+            .arg("-o")
+            .arg(&out_file)
+            .args(["-d", "1"])
+            .output()
+            .expect("run damon");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let shown: Vec<&str> = args.iter().take(6).copied().collect();
+        assert!(!out.status.success(), "{shown:?}... succeeded: {err}");
+        assert!(
+            err.contains(&needle),
+            "{shown:?}...: {needle:?} not in: {err}"
+        );
+        assert!(!err.contains("Recording"), "{shown:?}... started: {err}");
+        assert!(!out_file.exists(), "{shown:?}... wrote a record");
+    }
+}

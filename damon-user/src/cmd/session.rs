@@ -14,7 +14,7 @@ use super::StopSignals;
 use crate::{
     bpf::{PerfSampler, PmuError, probe},
     core::{AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec},
-    monitor::{check_spec, start_ebpf_kdamond},
+    monitor::{check_spec, check_target, start_ebpf_kdamond},
     ops::{EbpfOpsOptions, FaultScope},
     report::range::parse_address_range,
 };
@@ -110,13 +110,24 @@ impl MonitorArgs {
         if self.pids.is_empty() && self.command.is_empty() {
             bail!("nothing to monitor: give -p PID or -- COMMAND");
         }
+        if self.ranges.len() > damon_common::MAX_REGIONS as usize {
+            bail!(
+                "{} --range values; at most {} (one region each)",
+                self.ranges.len(),
+                damon_common::MAX_REGIONS
+            );
+        }
         if self.ops == OpsKind::Vaddr && !self.ranges.is_empty() {
             bail!("--range needs --ops fvaddr");
         }
         if self.ops == OpsKind::Fvaddr && self.ranges.is_empty() {
             bail!("--ops fvaddr needs at least one --range");
         }
-        check_spec(&self.spec(&[1])).context("invalid monitoring attributes")?;
+        let mut pids = self.pids.clone();
+        if !self.command.is_empty() {
+            pids.push(i32::MAX); // the command's, not known before it starts: no pid is this
+        }
+        check_spec(&self.spec(&pids))?;
         Ok(())
     }
 
@@ -179,6 +190,9 @@ impl Session {
                 "this system lacks what monitoring needs:\n{}",
                 list.join("\n")
             );
+        }
+        for &pid in &args.pids {
+            check_target(pid, args.ops)?;
         }
         let mut pids = args.pids.clone();
         let mut child = ChildGuard(None);

@@ -33,6 +33,6 @@ pub use ops::{
     Access, Operations, OpsError, OwnedTarget, OwnedTargets, SampleStep, SampleTargets, TargetRef,
     TargetStep,
 };
-pub use procmaps::{parse_proc_maps, process_alive, read_proc_maps};
+pub use procmaps::{ProcessKind, parse_proc_maps, process_alive, process_kind, read_proc_maps};
 pub use region::{AddrRange, PAGE_SIZE, Region};
 pub use snapshot::{Intervals, RegionSnapshot, Snapshot, TargetSnapshot};

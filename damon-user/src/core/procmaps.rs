@@ -53,6 +53,41 @@ pub fn process_alive(pid: i32) -> bool {
     !matches!(state, Some("Z" | "X") | None)
 }
 
+/// What `/proc/<pid>/stat` says about a process a monitor is asked to watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcessKind {
+    /// A user process, with its command name.
+    User { comm: String },
+    /// A kernel thread: no address space to monitor.
+    KernelThread { comm: String },
+    /// Exited but not reaped.
+    Zombie { comm: String },
+    /// No such process.
+    Gone,
+}
+
+/// Classifies process `pid` from `/proc/<pid>/stat` (state and `PF_KTHREAD` in its flags).
+pub fn process_kind(pid: i32) -> ProcessKind {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return ProcessKind::Gone;
+    };
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return ProcessKind::Gone;
+    };
+    let comm = stat[open + 1..close].to_owned();
+    let mut rest = stat[close + 1..].split_whitespace();
+    let state = rest.next();
+    // After the state: ppid, pgrp, session, tty_nr, tpgid, then flags (field 9 of proc(5)).
+    let flags = rest.nth(5).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    match state {
+        None | Some("X") => ProcessKind::Gone,
+        Some("Z") => ProcessKind::Zombie { comm },
+        _ if flags & PF_KTHREAD != 0 => ProcessKind::KernelThread { comm },
+        _ => ProcessKind::User { comm },
+    }
+}
+
 /// ENOENT when the pid directory is gone, ESRCH when the process died while being read.
 fn is_gone(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ESRCH)
