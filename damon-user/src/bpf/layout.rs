@@ -205,7 +205,9 @@ impl KernelLayout {
             pid_tasks_tgid: off("pid", "tasks")? + tgid * btf.struct_size("hlist_head")?,
             page_size: btf.struct_size("page")?,
             page_flags: off("page", "flags")?,
-            page_compound_head: off("page", "compound_head")?,
+            // Renamed `compound_info` in 7.x; bit 0 still marks a tail page.
+            page_compound_head: off("page", "compound_head")
+                .or_else(|_| off("page", "compound_info"))?,
             page_mapcount,
             page_mapping: off("page", "mapping")?,
             page_index: off("page", "__folio_index").or_else(|_| off("page", "index"))?,
