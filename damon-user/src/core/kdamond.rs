@@ -229,9 +229,6 @@ impl Kdamond {
     fn monitor(&mut self) -> Option<String> {
         let mut pending = Vec::new();
         let mut first = true;
-        // Samples start on a fixed cadence: each deadline is the previous one plus the sample
-        // interval, so the time a step takes does not stretch the aggregation interval.
-        let mut deadline: Option<Instant> = None;
         loop {
             if !self.ctx.any_target_valid(self.ops.as_mut()) {
                 return Some(if self.ctx.nr_targets() == 0 {
@@ -253,14 +250,13 @@ impl Kdamond {
                     );
                 }
             }
+            // A check comes one whole sample interval after the step that prepared it, as in
+            // the kernel (its kdamond sleeps the interval after preparing): a window shortened
+            // by the step's own time would miss accesses of a workload that touches its memory
+            // about once per interval. An aggregation takes `aggr/sample` times (interval +
+            // step).
             let sample = Duration::from_micros(self.ctx.attrs().sample_us);
-            let now = Instant::now();
-            // After a late step (or at the start, or after new intervals) the cadence restarts.
-            let next = deadline
-                .and_then(|d| d.checked_add(sample))
-                .filter(|&d| d > now);
-            deadline = next.or_else(|| now.checked_add(sample));
-            if let Wait::Stop = self.wait(deadline, &mut pending) {
+            if let Wait::Stop = self.wait(Instant::now().checked_add(sample), &mut pending) {
                 return None;
             }
             // A commit may change the regions: check without preparing the next sample, which
