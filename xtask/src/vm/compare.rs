@@ -30,6 +30,9 @@ pub struct Row {
     pub release: String,
     pub kdamond: Metrics,
     pub ours: Metrics,
+    /// CPU (% of a CPU) of a process that only wakes at the sampling rate: the floor of any
+    /// monitor that samples from user space.
+    pub floor_pct: Option<f64>,
 }
 
 pub fn row(kernel: &str, release: &str, r: &Results) -> Result<Row> {
@@ -66,7 +69,15 @@ pub fn row(kernel: &str, release: &str, r: &Results) -> Result<Row> {
         release: release.to_string(),
         kdamond: metrics(&kd_snaps, hot, cold, kd).context("the kernel's DAMON")?,
         ours: metrics(&our_snaps, hot, cold, ours).context("damon record")?,
+        floor_pct: r.line("floor").and_then(cpu_pct),
     })
+}
+
+/// `cpu_ticks` over `t1 - t0` of a result line, in % of a CPU.
+fn cpu_pct(line: &str) -> Option<f64> {
+    let num = |k: &str| field(line, k).and_then(|v| v.parse::<f64>().ok());
+    let secs = num("t1")? - num("t0")?;
+    (secs > 0.0).then(|| num("cpu_ticks").map(|t| t / TICKS_PER_S / secs * 100.0))?
 }
 
 fn metrics(snaps: &[Snapshot], hot: (u64, u64), cold: (u64, u64), line: &str) -> Result<Metrics> {
@@ -142,7 +153,9 @@ pub fn markdown(rows: &[&Row], secs: u32) -> String {
          nr_accesses / {MAX_NR_ACCESSES}, weighted by size over each buffer and averaged over the \
          aggregations after the first second; WSS is the size of the regions with nr_accesses > 0; \
          aggregation is how long one took (only ours reports it); CPU is utime+stime of the kdamond \
-         thread, or of our process, over the run.\n\n\
+         thread, or of our process, over the run. The floor is a process that only sleeps \
+         {SAMPLE_US} us in a loop, on the same vCPU, measured the same way: what waking at the \
+         sampling rate costs in user space here.\n\n\
          | kernel | monitor | hot rate (%) | cold rate (%) | WSS (MiB) | nr_regions | aggregation (ms) | CPU (s) | CPU (% of a CPU) |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|\n"
     );
@@ -159,6 +172,12 @@ pub fn markdown(rows: &[&Row], secs: u32) -> String {
                 ms(m.aggregation_ms),
                 m.cpu_s,
                 m.cpu_pct
+            ));
+        }
+        if let Some(f) = r.floor_pct {
+            s.push_str(&format!(
+                "| {} ({}) | floor: wake every {SAMPLE_US} us | | | | | | | {f:.1} |\n",
+                r.kernel, r.release
             ));
         }
     }
@@ -183,6 +202,12 @@ pub fn text(rows: &[&Row]) -> String {
                 m.nr_regions,
                 ms(m.aggregation_ms),
                 m.cpu_pct
+            ));
+        }
+        if let Some(f) = r.floor_pct {
+            s.push_str(&format!(
+                "{:<20} {:<13} {:>7} {:>8} {:>9} {:>10} {:>9} {:>7.1}\n",
+                r.kernel, "floor", "", "", "", "", "", f
             ));
         }
     }

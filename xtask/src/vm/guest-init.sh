@@ -196,6 +196,19 @@ if [ "$COMPARE" = 1 ]; then
         r "ours failed"
     fi
     blob ours-log /tmp/compare.out
+
+    # The floor of any monitor that samples from user space: a process that only wakes at
+    # the sampling rate, on the monitors' vCPU, measured the same way.
+    say "floor: a process waking every $SAMPLE_US us for $COMPARE_SECS s"
+    taskset -c 0 damon workload sleeper --interval-us "$SAMPLE_US" > /tmp/sleeper.out 2>&1 3>&- &
+    SPID=$!
+    if wait_for READY 60 /tmp/sleeper.out; then
+        c0=$(cpu_ticks $SPID); t0=$(uptime_s)
+        sleep $COMPARE_SECS
+        c1=$(cpu_ticks $SPID); t1=$(uptime_s)
+        r "floor cpu_ticks=$((c1 - c0)) t0=$t0 t1=$t1"
+    fi
+    kill -9 $SPID 2>/dev/null
 fi
 
 kill -9 $WPID 2>/dev/null
