@@ -350,6 +350,30 @@ fn images_are_written() {
     }
 }
 
+/// An image path where a symlink waits (planted in /tmp, say) gets a new file; the link's
+/// target is not written.
+#[test]
+fn images_replace_a_symlink_at_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    for ext in ["png", "svg"] {
+        fs::write(&victim, b"precious").unwrap();
+        let out = dir.path().join(format!("planted.{ext}"));
+        std::os::unix::fs::symlink(&victim, &out).unwrap();
+        report(&format!(
+            "heatmap {STAIRS} --resolution 10x10 -o {}",
+            out.display()
+        ));
+        assert_eq!(fs::read(&victim).unwrap(), b"precious", ".{ext}");
+        let meta = fs::symlink_metadata(&out).unwrap();
+        assert!(meta.is_file(), ".{ext}: still a link");
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600
+        );
+    }
+}
+
 fn report_err(args: &str) -> String {
     let argv = std::iter::once("report").chain(args.split_whitespace());
     let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args}: {e}"));
