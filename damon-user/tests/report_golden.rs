@@ -117,7 +117,7 @@ fn synthetic_record_files_are_current() {
     for (name, writer) in synthetic_files() {
         let path = package_dir().join("tests/data").join(name);
         if updating() {
-            writer.flush(&path).unwrap();
+            writer.save(&path).unwrap();
         }
         let committed =
             read_records(&path).unwrap_or_else(|e| panic!("{e}\nregenerate with: {ACCEPT}"));

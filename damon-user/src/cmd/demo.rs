@@ -83,7 +83,7 @@ pub fn run(args: Args) -> Result<()> {
         std::env::temp_dir().join(format!("damon-demo-{}.data", std::process::id()))
     });
     writer
-        .flush(&path)
+        .save(&path)
         .with_context(|| format!("writing {}", path.display()))?;
     let records = read_records(&path)?;
     let name = path.display().to_string();
