@@ -69,7 +69,7 @@ pub fn run(args: Args) -> Result<()> {
          Watching it for {:.0} s with DAMON's defaults (5 ms samples, 100 ms aggregations)...",
         args.seconds
     );
-    let signals = StopSignals::install().context("installing SIGINT/SIGTERM handlers")?;
+    let signals = StopSignals::install().context("installing SIGINT/SIGTERM/SIGHUP handlers")?;
     let mut session = Session::start(&monitor)?;
     let mut writer = RecordWriter::new(RecordFormat::JsonCompressed);
     let opts = WatchOptions {

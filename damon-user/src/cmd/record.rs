@@ -17,8 +17,8 @@ use crate::record::{Journal, RecordFormat, finish_file};
 #[derive(Debug, ClapArgs)]
 #[command(
     about = "Record data access patterns of processes into a file",
-    after_help = "Runs until the duration ends, Ctrl-C, or every target exits, then writes the \
-file as a damo record (`damo report` reads it). While it runs, the file is \
+    after_help = "Runs until the duration ends, Ctrl-C (SIGINT, SIGTERM, SIGHUP), or every target \
+exits, then writes the file as a damo record (`damo report` reads it). While it runs, the file is \
 a journal that grows by appending every --flush-every seconds (`damon report` reads it): a \
 recorder that is killed loses only what it had not appended, and `damon record --finish FILE` \
 turns the journal it left into a damo record.\n\n\
@@ -50,8 +50,8 @@ fn parse_format(s: &str) -> Result<RecordFormat, String> {
     s.parse().map_err(|e| format!("{e}"))
 }
 
-/// Progress and summary lines go to stderr: a failed write is no reason to stop (and `eprint!`
-/// would panic on it).
+/// Progress and summary lines go to stderr, which may be a terminal that hung up: a failed
+/// write is no reason to stop (and `eprint!` would panic on it).
 fn say(args: std::fmt::Arguments) {
     let mut err = std::io::stderr().lock();
     let _ = err.write_fmt(args);
@@ -84,7 +84,7 @@ pub fn run(args: Args) -> Result<()> {
             args.flush_every
         );
     }
-    let signals = StopSignals::install().context("installing SIGINT/SIGTERM handlers")?;
+    let signals = StopSignals::install().context("installing SIGINT/SIGTERM/SIGHUP handlers")?;
     let mut session = Session::start(&args.monitor)?;
     let out = &args.output;
     let mut journal = Journal::create(out, args.format.unwrap_or_default())?;
