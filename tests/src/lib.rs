@@ -152,18 +152,42 @@ pub fn anon_huge_kib(pid: i32) -> u64 {
 pub struct FsServer {
     child: Child,
     dir: tempfile::TempDir,
+    /// Where its stderr goes, for [`start_logged`](Self::start_logged) servers.
+    log: Option<tempfile::NamedTempFile>,
 }
 
 impl FsServer {
     pub fn start() -> Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// A server whose stderr (its log) the test reads with [`log`](Self::log).
+    pub fn start_logged() -> Result<Self> {
+        Self::start_with(Some(tempfile::NamedTempFile::new().context("log file")?))
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f.path()).ok())
+            .unwrap_or_default()
+    }
+
+    fn start_with(log: Option<tempfile::NamedTempFile>) -> Result<Self> {
         let dir = tempfile::tempdir().context("temporary mount point")?;
+        let stderr = match &log {
+            Some(f) => Stdio::from(f.reopen().context("log file")?),
+            None => Stdio::inherit(),
+        };
         let child = Command::new(damon_bin())
             .arg("fs")
             .arg(dir.path())
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .context("starting damon fs")?;
-        let server = FsServer { child, dir };
+        let server = FsServer { child, dir, log };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !server.mounted() {
             if std::time::Instant::now() > deadline {

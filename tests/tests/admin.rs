@@ -257,3 +257,47 @@ fn damo_drives_the_tree_in_a_private_mount_namespace() {
         "damo stop turned the kdamond off"
     );
 }
+
+/// `open()` in Python asks every file whether it is a terminal (ioctl TCGETS): the tree
+/// answers ENOTTY, as sysfs does, and logs nothing (it used to log three lines per open).
+#[test]
+fn ioctls_get_enotty_and_are_not_logged() {
+    if !have_root("ioctls_get_enotty_and_are_not_logged") {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let mut fs = FsServer::start_logged().expect("damon fs");
+    let file = std::fs::File::open(fs.path().join("kdamonds/nr_kdamonds")).expect("open");
+    // SAFETY: TCGETS into a properly sized termios.
+    let (rc, errno) = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        let rc = libc::ioctl(file.as_raw_fd(), libc::TCGETS, &mut t);
+        (rc, std::io::Error::last_os_error().raw_os_error())
+    };
+    assert_eq!(
+        (rc, errno),
+        (-1, Some(libc::ENOTTY)),
+        "TCGETS on a tree file"
+    );
+    drop(file);
+    let path = fs.path().join("kdamonds/nr_kdamonds");
+    let script = format!(
+        "for _ in range(50):\n    assert open({:?}).read() == '0\\n'",
+        path.display().to_string()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fs.terminate().expect("wait").success());
+    let log = fs.log();
+    assert!(
+        !log.contains("Not Implemented") && !log.contains("WARN"),
+        "the server logged:\n{log}"
+    );
+}
