@@ -301,3 +301,41 @@ fn ioctls_get_enotty_and_are_not_logged() {
         "the server logged:\n{log}"
     );
 }
+
+/// A count no memory can hold: the write fails with ENOMEM, as in the kernel, and the server
+/// (which used to abort, leaving a broken mount) keeps serving.
+#[test]
+fn a_huge_nr_write_fails_and_the_server_stays_up() {
+    if !have_root("a_huge_nr_write_fails_and_the_server_stays_up") {
+        return;
+    }
+    let mut fs = FsServer::start_logged().expect("damon fs");
+    assert_eq!(
+        fs.write("kdamonds/nr_kdamonds", "2147483647"),
+        Err(libc::ENOMEM)
+    );
+    assert_eq!(fs.read("kdamonds/nr_kdamonds").expect("read").trim(), "0");
+    fs.write("kdamonds/nr_kdamonds", "1").unwrap();
+    fs.write("kdamonds/0/contexts/nr_contexts", "1").unwrap();
+    for nr in ["targets/nr_targets", "schemes/nr_schemes"] {
+        assert_eq!(
+            fs.write(&format!("{CTX}/{nr}"), "2147483647"),
+            Err(libc::ENOMEM),
+            "{nr}"
+        );
+    }
+    fs.write(&format!("{CTX}/targets/nr_targets"), "3").unwrap();
+    assert_eq!(
+        fs.read(&format!("{CTX}/targets/nr_targets"))
+            .expect("read")
+            .trim(),
+        "3"
+    );
+    assert!(fs.terminate().expect("wait").success(), "{}", fs.log());
+    assert!(!fs.mounted());
+    let log = fs.log();
+    assert!(
+        log.contains("2147483647"),
+        "the refusal names the value:\n{log}"
+    );
+}
