@@ -168,3 +168,69 @@ fn heatmap_images_never_write_through_a_planted_link() {
     }
     assert_eq!(names(tmp.path()), ["heat.png", "heat.svg"]);
 }
+
+/// Lazily unmounts `dir` on drop if something is mounted there (the old code mounted over the
+/// link's target).
+struct UnmountGuard(PathBuf);
+
+fn mounted(dir: &Path) -> bool {
+    let dir = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(dir.as_str())))
+        .unwrap_or(false)
+}
+
+impl Drop for UnmountGuard {
+    fn drop(&mut self) {
+        if mounted(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+#[test]
+fn fs_refuses_a_mount_point_that_is_a_planted_link() {
+    if !have_root("fs_refuses_a_mount_point_that_is_a_planted_link") {
+        return;
+    }
+    let attacker = TestUser::create().expect("useradd");
+    let tmp = sticky_dir().expect("sticky dir");
+    let private = tempfile::tempdir().expect("private dir");
+    let hidden = private.path().join("config");
+    fs::create_dir(&hidden).unwrap();
+    fs::write(hidden.join("settings"), b"x").unwrap();
+    let _unmount = UnmountGuard(hidden.clone());
+    let link = tmp.path().join("damon");
+    attacker.must("ln", &["-s", s(&hidden), s(&link)]).unwrap();
+
+    // As typed, and as a shell completes it (with a slash, which would follow the link).
+    for arg in [s(&link).to_string(), format!("{}/", s(&link))] {
+        let mut fs_server = ChildGuard(
+            Command::new(damon_bin())
+                .arg("fs")
+                .arg(&arg)
+                .stdin(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("damon fs"),
+        );
+        let status = fs_server.wait_for(Duration::from_secs(10));
+        assert!(
+            !mounted(&hidden),
+            "damon fs {arg}: the tree was mounted over {}, the link's target",
+            hidden.display()
+        );
+        let status = status.expect("damon fs should refuse at once");
+        assert!(!status.success(), "damon fs {arg} succeeded");
+        let mut err = String::new();
+        if let Some(mut e) = fs_server.0.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(
+            err.contains(s(&link)) && err.contains("symbolic link"),
+            "damon fs {arg}: the error does not say why: {err}"
+        );
+        assert_eq!(names(&hidden), ["settings"]);
+    }
+}
