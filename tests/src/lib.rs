@@ -335,6 +335,20 @@ impl TestUser {
             .with_context(|| format!("running {program} as {}", self.name))
     }
 
+    /// `program args` started as this user, its output piped, not waited for.
+    pub fn spawn(&self, program: &str, args: &[&str]) -> Result<Child> {
+        use std::os::unix::process::CommandExt;
+        Command::new(program)
+            .args(args)
+            .uid(self.uid)
+            .gid(self.gid)
+            .current_dir("/")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {program} as {}", self.name))
+    }
+
     /// Like [`run`](Self::run), and the command must succeed.
     pub fn must(&self, program: &str, args: &[&str]) -> Result<String> {
         let out = self.run(program, args)?;
@@ -393,6 +407,30 @@ impl ChildGuard {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+}
+
+impl ChildGuard {
+    /// Waits at most `limit` for it to exit, reading its piped stdout and stderr meanwhile.
+    pub fn output(&mut self, limit: std::time::Duration) -> Result<std::process::Output> {
+        use std::io::Read;
+        fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        }
+        let out = drain(self.0.stdout.take());
+        let err = drain(self.0.stderr.take());
+        let status = self.wait_for(limit)?;
+        Ok(std::process::Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
     }
 }
 

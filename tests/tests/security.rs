@@ -92,29 +92,41 @@ fn record_never_writes_through_names_another_user_planted() {
         .unwrap();
     let status = rec.wait_for(Duration::from_secs(60)).expect("exit");
     assert!(status.success(), "damon record: {status}");
-    assert_eq!(
-        fs::read(&victim).unwrap(),
-        b"precious\n",
-        "victim overwritten"
+    assert!(
+        fs::read(&victim).unwrap() == b"precious\n",
+        "{} was overwritten through a planted link",
+        victim.display()
     );
     assert_private_to_root(&out, &attacker);
     assert!(!read_records(&out).expect("our record").is_empty());
 
-    // A world-readable file of the attacker's at the temporary name: they would read the
-    // record from it.
+    // A world-readable file of the attacker's at the temporary name, which they keep open
+    // and read through once the recorder is gone: the record must not reach it.
     let out2 = tmp.path().join("rec2.data");
     let mut rec = start_record(w.pid(), &out2);
     let planted = tmp.path().join(format!(".rec2.data.tmp.{}", rec.pid()));
-    attacker.must("touch", &[s(&planted)]).unwrap();
-    attacker.must("chmod", &["666", s(&planted)]).unwrap();
+    let script = format!(
+        "touch {p} && chmod 666 {p} && exec 3<{p} && while [ -d /proc/{pid} ]; do sleep 0.1; done \
+         && cat <&3",
+        p = s(&planted),
+        pid = rec.pid()
+    );
+    let mut reader = ChildGuard(attacker.spawn("sh", &["-c", &script]).unwrap());
     let status = rec.wait_for(Duration::from_secs(60)).expect("exit");
     assert!(status.success(), "damon record: {status}");
-    let leaked = attacker.must("cat", &[s(&planted)]).unwrap();
+    let read = reader
+        .output(Duration::from_secs(10))
+        .expect("the attacker's reader");
     assert!(
-        leaked.is_empty(),
-        "{} read {} bytes",
+        read.status.success(),
+        "planting failed: {}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert!(
+        read.stdout.is_empty(),
+        "{} read {} bytes of the record through the file they planted",
         attacker.name,
-        leaked.len()
+        read.stdout.len()
     );
     assert_private_to_root(&out2, &attacker);
 
@@ -159,10 +171,10 @@ fn heatmap_images_never_write_through_a_planted_link() {
             "damon report heatmap: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(
-            fs::read(&victim).unwrap(),
-            b"precious\n",
-            ".{ext}: victim written"
+        assert!(
+            fs::read(&victim).unwrap() == b"precious\n",
+            ".{ext}: {} was overwritten through a planted link",
+            victim.display()
         );
         assert_private_to_root(&image, &attacker);
     }
