@@ -58,7 +58,9 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("damon: {}", error_text(&e));
+            // Not eprintln!, which panics when stderr is a terminal that hung up.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "damon: {}", error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }
