@@ -76,17 +76,24 @@ impl RecordFormat {
         heads: &[Record],
         source: &mut dyn SnapshotSource,
     ) -> io::Result<()> {
+        // serde_json writes a few bytes at a time: buffered, so neither the file nor the
+        // compressor sees those small writes.
+        const BUFFER: usize = 1 << 16;
         match self {
             RecordFormat::Json => {
-                let mut out = BufWriter::new(out);
+                let mut out = BufWriter::with_capacity(BUFFER, out);
                 damo::write_json(&mut out, heads, source)?;
                 out.flush()
             }
             RecordFormat::JsonCompressed => {
                 // Python's zlib.compress level (6), as damo's writer.
-                let mut encoder = ZlibEncoder::new(BufWriter::new(out), Compression::default());
-                damo::write_json(&mut encoder, heads, source)?;
-                encoder.finish()?.flush()
+                let encoder = ZlibEncoder::new(out, Compression::default());
+                let mut out = BufWriter::with_capacity(BUFFER, encoder);
+                damo::write_json(&mut out, heads, source)?;
+                out.into_inner()
+                    .map_err(|e| e.into_error())?
+                    .finish()?
+                    .flush()
             }
         }
     }
