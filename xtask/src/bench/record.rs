@@ -13,6 +13,10 @@ use std::{
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -43,6 +47,83 @@ impl Drop for ScratchDir {
     }
 }
 
+/// Watches the output file every 20 ms from a thread of its own, so that the main thread's
+/// measurements (a `damon report` takes a while) do not delay what it sees: the journal's
+/// growths (when, and its size after), and when another file (the damo file) replaced it.
+struct Watcher {
+    state: Arc<Mutex<Watched>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Watched {
+    growths: Vec<(u64, u64)>,
+    finished_at: Option<u64>,
+}
+
+impl Watcher {
+    fn start(path: PathBuf) -> Self {
+        let state = Arc::new(Mutex::new(Watched::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp) = (state.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut journal_inode = None;
+            while !sp.load(Ordering::Relaxed) {
+                let now = monotonic_ns();
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    let mut w = st.lock().unwrap_or_else(|e| e.into_inner());
+                    match journal_inode {
+                        None => journal_inode = Some(meta.ino()),
+                        Some(ino) if ino != meta.ino() => {
+                            w.finished_at.get_or_insert(now);
+                        }
+                        Some(_) => {
+                            if w.growths.last().is_none_or(|&(_, size)| size != meta.len()) {
+                                w.growths.push((now, meta.len()));
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(POLL);
+            }
+        });
+        Watcher {
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn growths(&self) -> Vec<(u64, u64)> {
+        self.lock().growths.clone()
+    }
+
+    fn finished_at(&self) -> Option<u64> {
+        self.lock().finished_at
+    }
+
+    /// Stops watching; the growths and when the journal was replaced.
+    fn stop(mut self) -> (Vec<(u64, u64)>, Option<u64>) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let w = self.lock();
+        (w.growths.clone(), w.finished_at)
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// One period of the run, as seen at its end.
 struct Row {
     at_s: f64,
@@ -68,10 +149,18 @@ fn snapshots_in(bin: &Path, file: &Path) -> Result<(u64, u64)> {
         .output()
         .context("running damon report")?;
     let text = String::from_utf8_lossy(&out.stdout);
+    // Numbers have thousands separators ("1,073"); fields end with ", ".
     let number_at = |prefix: &str, key: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(prefix)?.split_once(key).map(|(_, n)| n))
-            .and_then(|n| n.split(',').next()?.trim().parse::<u64>().ok())
+            .and_then(|n| {
+                n.split(", ")
+                    .next()?
+                    .replace(',', "")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
     };
     let snapshots = number_at("# records: ", "snapshots: ");
     let regions = number_at("#   ", "regions: ");
@@ -117,11 +206,8 @@ pub fn run(root: &Path) -> Result<()> {
     let mut rec = Spawned::start(cmd)?;
     let pid = rec.pid();
 
+    let watcher = Watcher::start(out.clone());
     let mut rows: Vec<Row> = Vec::new();
-    // Growths of the journal: when, and its size after.
-    let mut growths: Vec<(u64, u64)> = Vec::new();
-    let mut journal_inode = None;
-    let mut finished_at = None;
     let (mut cpu_before, mut at_before) = (cpu_seconds(pid)?, t0);
     let mut next_row = t0 + period_s * 1_000_000_000;
     let status = loop {
@@ -129,21 +215,9 @@ pub fn run(root: &Path) -> Result<()> {
             break status;
         }
         let now = monotonic_ns();
-        if let Ok(meta) = std::fs::metadata(&out) {
-            match journal_inode {
-                None => journal_inode = Some(meta.ino()),
-                Some(ino) if ino != meta.ino() => {
-                    finished_at.get_or_insert(now);
-                }
-                Some(_) => {
-                    if growths.last().is_none_or(|&(_, size)| size != meta.len()) {
-                        growths.push((now, meta.len()));
-                    }
-                }
-            }
-        }
-        if now >= next_row && finished_at.is_none() {
+        if now >= next_row && watcher.finished_at().is_none() {
             let (cpu, rss, peak) = (cpu_seconds(pid)?, rss_kib(pid)?, peak_rss_kib(pid)?);
+            let growths = watcher.growths();
             let in_period: Vec<u64> = growths
                 .windows(2)
                 .filter(|g| g[1].0 > at_before && g[1].0 <= now)
@@ -180,7 +254,7 @@ pub fn run(root: &Path) -> Result<()> {
             (cpu_before, at_before) = (cpu, now);
             next_row += period_s * 1_000_000_000;
         }
-        std::thread::sleep(POLL);
+        std::thread::sleep(Duration::from_millis(100));
     };
     let exited_at = monotonic_ns();
     if !status.success() {
@@ -188,6 +262,7 @@ pub fn run(root: &Path) -> Result<()> {
     }
     let final_bytes = std::fs::metadata(&out)?.len();
     let (final_snapshots, _) = snapshots_in(&bin, &out)?;
+    let (growths, finished_at) = watcher.stop();
     let last_append = growths.last().map_or(t0, |g| g.0);
     let finished_at = finished_at.unwrap_or(exited_at);
 
