@@ -78,6 +78,12 @@ impl NewFile {
     /// A new, empty file for `path` with permission bits `mode` (less the umask), in the
     /// directory `path` names. Nothing appears at `path` until [`install`](Self::install).
     pub fn create(path: &Path, mode: u32) -> io::Result<NewFile> {
+        Self::create_with(path, mode, true)
+    }
+
+    /// [`create`](Self::create); `unnamed: false` goes straight to the named fallback (for its
+    /// tests: the file systems here all have `O_TMPFILE`).
+    fn create_with(path: &Path, mode: u32, unnamed: bool) -> io::Result<NewFile> {
         let name = match path.file_name() {
             Some(n) if !path.as_os_str().as_bytes().ends_with(b"/") => n.to_os_string(),
             _ => return Err(invalid(path, "does not name a file")),
@@ -98,12 +104,16 @@ impl NewFile {
             )
         })?;
         let mode = Mode::from_raw_mode(mode);
-        let unnamed = rustix::fs::openat(
-            &dir,
-            ".",
-            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
-            mode,
-        );
+        let unnamed = if unnamed {
+            rustix::fs::openat(
+                &dir,
+                ".",
+                OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+                mode,
+            )
+        } else {
+            Err(rustix::io::Errno::OPNOTSUPP)
+        };
         let (fd, temp) = match unnamed {
             Ok(fd) => (fd, None),
             // File systems without O_TMPFILE (EOPNOTSUPP; EISDIR from kernels that predate it).
@@ -275,6 +285,31 @@ mod tests {
             b"one two",
             "still open for appends"
         );
+    }
+
+    /// Where the file system has no `O_TMPFILE`: a random hidden name meanwhile, never one
+    /// that exists (O_EXCL|O_NOFOLLOW), and nothing left after a drop or an install.
+    #[test]
+    fn the_named_fallback_is_as_safe() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let out = dir.path().join("out");
+        symlink(&victim, &out).unwrap();
+        let mut new = NewFile::create_with(&out, 0o600, false).unwrap();
+        new.file().write_all(b"partial").unwrap();
+        let during = names(dir.path());
+        assert_eq!(during.len(), 3, "{during:?}");
+        assert!(during[0].starts_with(".out.") && during[0].ends_with(".tmp"));
+        drop(new);
+        assert_eq!(names(dir.path()), ["out", "victim"]);
+        let mut new = NewFile::create_with(&out, 0o600, false).unwrap();
+        new.file().write_all(b"new").unwrap();
+        new.install().unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert!(fs::symlink_metadata(&out).unwrap().is_file());
+        assert_eq!(fs::read(&out).unwrap(), b"new");
+        assert_eq!(names(dir.path()), ["out", "victim"]);
     }
 
     #[test]
