@@ -165,6 +165,8 @@ pub struct Journal {
     format: RecordFormat,
     ids: HashMap<RecordKey, usize>,
     nr_snapshots: usize,
+    /// Whether lines were appended since the last flush.
+    unflushed: bool,
     /// Reused buffers: one line, one snapshot's regions.
     line: Vec<u8>,
     regions: Vec<RecordRegion>,
@@ -209,6 +211,7 @@ impl Journal {
             format,
             ids: HashMap::new(),
             nr_snapshots: 0,
+            unflushed: false,
             line: Vec::new(),
             regions: Vec::new(),
         };
@@ -234,6 +237,7 @@ impl Journal {
     /// target's first, or when its pid or intervals changed: damo keeps those apart). It
     /// reaches the file at the latest with the next [`flush`](Self::flush).
     pub fn push(&mut self, snapshot: &Snapshot) -> Result<(), RecordError> {
+        self.unflushed = true;
         for target in &snapshot.targets {
             let key = RecordKey::of(snapshot, target);
             let id = match self.ids.get(&key) {
@@ -284,6 +288,7 @@ impl Journal {
             context_idx,
             nr,
         });
+        self.unflushed = true;
         append(&mut self.out, &mut self.line, &line).map_err(|e| self.write_error(e))
     }
 
@@ -293,13 +298,18 @@ impl Journal {
     }
 
     /// Writes out everything appended so far (a zlib sync flush: all of it decompresses) and
-    /// has the kernel put it on disk.
+    /// has the kernel put it on disk. Nothing to do when nothing was appended since the last.
     pub fn flush(&mut self) -> Result<(), RecordError> {
+        if !self.unflushed {
+            return Ok(());
+        }
         self.out.flush().map_err(|e| self.write_error(e))?;
         self.out
             .get_ref()
             .sync_data()
-            .map_err(|e| self.write_error(e))
+            .map_err(|e| self.write_error(e))?;
+        self.unflushed = false;
+        Ok(())
     }
 
     /// Ends the recording: the journal becomes a damo record file in the format given at

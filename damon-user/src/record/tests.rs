@@ -367,6 +367,9 @@ fn journal_only_grows_and_keeps_its_file() {
         assert_eq!(snapshots as u64, (round + 1) * 10, "flushed = readable");
         previous = now;
     }
+    // An idle recorder's flushes write nothing.
+    journal.flush().unwrap();
+    assert_eq!(journal_bytes(&path), previous);
 }
 
 /// A recorder killed at any moment, even in the middle of a write: everything flushed before
