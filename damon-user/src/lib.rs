@@ -6,7 +6,8 @@
 //! - [`ops`]: the production access check (eBPF walk, MADV_COLD, page faults).
 //! - [`monitor`]: the admin tree's production backend (core + eBPF ops).
 //! - [`admin`]: DAMON's sysfs admin tree as a model, and served over FUSE.
-//! - [`record`]: damo-compatible record files.
+//! - [`record`]: damo-compatible record files, and the journal of a recording in progress.
+//! - [`outfile`]: creating output files safely in directories others can write to.
 //! - [`report`]: reports over records and live snapshots.
 //! - [`cmd`]: the `damon` subcommands.
 pub mod admin;
@@ -15,5 +16,6 @@ pub mod cmd;
 pub mod core;
 pub mod monitor;
 pub mod ops;
+pub mod outfile;
 pub mod record;
 pub mod report;

@@ -118,7 +118,7 @@ fn synthetic_record_files_are_current() {
     for (name, writer) in synthetic_files() {
         let path = package_dir().join("tests/data").join(name);
         if updating() {
-            writer.flush(&path).unwrap();
+            writer.save(&path).unwrap();
         }
         let committed =
             read_records(&path).unwrap_or_else(|e| panic!("{e}\nregenerate with: {ACCEPT}"));
@@ -348,6 +348,30 @@ fn images_are_written() {
             _ => assert!(String::from_utf8_lossy(&bytes).contains("<svg")),
         }
         assert!(second.exists());
+    }
+}
+
+/// An image path where a symlink waits (planted in /tmp, say) gets a new file; the link's
+/// target is not written.
+#[test]
+fn images_replace_a_symlink_at_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    for ext in ["png", "svg"] {
+        fs::write(&victim, b"precious").unwrap();
+        let out = dir.path().join(format!("planted.{ext}"));
+        std::os::unix::fs::symlink(&victim, &out).unwrap();
+        report(&format!(
+            "heatmap {STAIRS} --resolution 10x10 -o {}",
+            out.display()
+        ));
+        assert_eq!(fs::read(&victim).unwrap(), b"precious", ".{ext}");
+        let meta = fs::symlink_metadata(&out).unwrap();
+        assert!(meta.is_file(), ".{ext}: still a link");
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600
+        );
     }
 }
 

@@ -2,6 +2,7 @@
 //! after themselves.
 use std::{
     io::{BufRead, BufReader, Write},
+    os::unix::fs::OpenOptionsExt,
     path::PathBuf,
     process::{Child, ChildStdin, ChildStdout, Command, Stdio},
 };
@@ -151,18 +152,42 @@ pub fn anon_huge_kib(pid: i32) -> u64 {
 pub struct FsServer {
     child: Child,
     dir: tempfile::TempDir,
+    /// Where its stderr goes, for [`start_logged`](Self::start_logged) servers.
+    log: Option<tempfile::NamedTempFile>,
 }
 
 impl FsServer {
     pub fn start() -> Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// A server whose stderr (its log) the test reads with [`log`](Self::log).
+    pub fn start_logged() -> Result<Self> {
+        Self::start_with(Some(tempfile::NamedTempFile::new().context("log file")?))
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f.path()).ok())
+            .unwrap_or_default()
+    }
+
+    fn start_with(log: Option<tempfile::NamedTempFile>) -> Result<Self> {
         let dir = tempfile::tempdir().context("temporary mount point")?;
+        let stderr = match &log {
+            Some(f) => Stdio::from(f.reopen().context("log file")?),
+            None => Stdio::inherit(),
+        };
         let child = Command::new(damon_bin())
             .arg("fs")
             .arg(dir.path())
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .context("starting damon fs")?;
-        let server = FsServer { child, dir };
+        let server = FsServer { child, dir, log };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !server.mounted() {
             if std::time::Instant::now() > deadline {
@@ -201,6 +226,20 @@ impl FsServer {
         self.child.wait()
     }
 
+    /// Waits at most `limit` for the server to exit; its status.
+    pub fn wait(&mut self, limit: std::time::Duration) -> Result<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("damon fs still runs after {limit:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL and wait, leaving the mount behind.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -228,5 +267,328 @@ impl Drop for FsServer {
                 .arg(self.dir.path())
                 .status();
         }
+    }
+}
+
+/// A system user created for a test (`useradd --system`), removed with its group on drop:
+/// an unprivileged attacker whose actions are real, not simulated by root.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl TestUser {
+    /// A user with a name no one else uses (`damon-t-PID-N`), without a home or a shell.
+    pub fn create() -> Result<Self> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("damon-t-{}-{n}", std::process::id());
+        let out = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+            ])
+            .arg(&name)
+            .output()
+            .context("running useradd")?;
+        if !out.status.success() {
+            bail!(
+                "useradd {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        // From here on, drop removes the user whatever fails.
+        let mut user = TestUser {
+            name,
+            uid: 0,
+            gid: 0,
+        };
+        let id = |flag: &str| -> Result<u32> {
+            let out = Command::new("id").arg(flag).arg(&user.name).output()?;
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .with_context(|| format!("id {flag} {}", user.name))
+        };
+        let (uid, gid) = (id("-u")?, id("-g")?);
+        if uid == 0 || gid == 0 {
+            bail!("{} got uid {uid} gid {gid}", user.name);
+        }
+        user.uid = uid;
+        user.gid = gid;
+        Ok(user)
+    }
+
+    /// `program args` run as this user (no supplementary groups); its output, or why it
+    /// failed.
+    pub fn run(&self, program: &str, args: &[&str]) -> Result<std::process::Output> {
+        use std::os::unix::process::CommandExt;
+        Command::new(program)
+            .args(args)
+            .uid(self.uid)
+            .gid(self.gid)
+            .current_dir("/")
+            .output()
+            .with_context(|| format!("running {program} as {}", self.name))
+    }
+
+    /// `program args` started as this user, its output piped, not waited for.
+    pub fn spawn(&self, program: &str, args: &[&str]) -> Result<Child> {
+        use std::os::unix::process::CommandExt;
+        Command::new(program)
+            .args(args)
+            .uid(self.uid)
+            .gid(self.gid)
+            .current_dir("/")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {program} as {}", self.name))
+    }
+
+    /// Like [`run`](Self::run), and the command must succeed.
+    pub fn must(&self, program: &str, args: &[&str]) -> Result<String> {
+        let out = self.run(program, args)?;
+        if !out.status.success() {
+            bail!(
+                "{program} {args:?} as {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        // Processes of the user would make userdel fail; the tests wait for theirs.
+        let _ = Command::new("userdel").arg(&self.name).output();
+        let _ = Command::new("groupdel").arg(&self.name).output();
+    }
+}
+
+/// A temporary directory like /tmp: world-writable and sticky (mode 1777), where any user
+/// can plant names but not remove others'. Removed with everything in it on drop.
+pub fn sticky_dir() -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().context("temporary directory")?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777))
+        .context("chmod 1777")?;
+    Ok(dir)
+}
+
+/// A child process that is SIGKILLed and reaped on drop unless it already exited.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    /// Sends `sig`.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own, not yet reaped child.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits at most `limit` for it to exit.
+    pub fn wait_for(&mut self, limit: std::time::Duration) -> Result<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(s) = self.0.try_wait()? {
+                return Ok(s);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("pid {} still runs after {limit:?}", self.pid());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl ChildGuard {
+    /// Waits at most `limit` for it to exit, reading its piped stdout and stderr meanwhile.
+    pub fn output(&mut self, limit: std::time::Duration) -> Result<std::process::Output> {
+        use std::io::Read;
+        fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        }
+        let out = drain(self.0.stdout.take());
+        let err = drain(self.0.stderr.take());
+        let status = self.wait_for(limit)?;
+        Ok(std::process::Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// A pseudo-terminal: the test holds the master; a command started with
+/// [`Pty::spawn`] gets the slave as its controlling terminal (it leads a new session), so
+/// closing the master is a real hangup: the kernel sends it SIGHUP and its writes fail.
+/// The test must keep reading ([`Pty::read_until`]): a terminal nobody reads blocks its
+/// writers.
+pub struct Pty {
+    master: Option<std::fs::File>,
+    output: Vec<u8>,
+}
+
+impl Pty {
+    pub fn open() -> Result<Self> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain libc calls on a descriptor we own; checked results.
+        let master = unsafe {
+            let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error()).context("posix_openpt");
+            }
+            let master = std::fs::File::from_raw_fd(fd);
+            if libc::grantpt(fd) != 0 || libc::unlockpt(fd) != 0 {
+                return Err(std::io::Error::last_os_error()).context("grantpt/unlockpt");
+            }
+            master
+        };
+        Ok(Pty {
+            master: Some(master),
+            output: Vec::new(),
+        })
+    }
+
+    fn slave_path(&self) -> Result<PathBuf> {
+        use std::os::fd::AsRawFd;
+        let fd = self.master.as_ref().context("pty closed")?.as_raw_fd();
+        let mut buf = [0 as libc::c_char; 128];
+        // SAFETY: ptsname_r writes a NUL-terminated name into buf.
+        if unsafe { libc::ptsname_r(fd, buf.as_mut_ptr(), buf.len()) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("ptsname_r");
+        }
+        // SAFETY: NUL-terminated by ptsname_r.
+        let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+        Ok(PathBuf::from(name.to_string_lossy().into_owned()))
+    }
+
+    /// Starts `cmd` on the terminal (stdin, stdout, stderr; 100x30).
+    pub fn spawn(&mut self, mut cmd: Command) -> Result<ChildGuard> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(self.slave_path()?)
+            .context("opening the pty slave")?;
+        let ws = libc::winsize {
+            ws_row: 30,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ with a valid winsize.
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        cmd.stdin(slave.try_clone()?)
+            .stdout(slave.try_clone()?)
+            .stderr(slave);
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(ChildGuard(
+            cmd.spawn().context("starting a command on the pty")?,
+        ))
+    }
+
+    /// Reads what arrives within 20 ms.
+    fn read_some(&mut self) {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let Some(master) = self.master.as_mut() else {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            return;
+        };
+        let mut pfd = libc::pollfd {
+            fd: master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 20) };
+        let mut buf = [0u8; 4096];
+        if ready > 0 {
+            match master.read(&mut buf) {
+                Ok(n) => self.output.extend_from_slice(&buf[..n]),
+                // EIO: nobody holds the slave any more.
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// Reads for at most `limit`, until `done(everything read so far)`; whether it was.
+    pub fn read_until(
+        &mut self,
+        limit: std::time::Duration,
+        mut done: impl FnMut(&[u8]) -> bool,
+    ) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if done(&self.output) {
+                return true;
+            }
+            self.read_some();
+        }
+        done(&self.output)
+    }
+
+    /// Reads until `child` exits, at most `limit`; its exit status.
+    pub fn read_until_exit(
+        &mut self,
+        child: &mut ChildGuard,
+        limit: std::time::Duration,
+    ) -> Result<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(s) = child.0.try_wait()? {
+                self.read_some();
+                return Ok(s);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("pid {} still runs after {limit:?}", child.pid());
+            }
+            self.read_some();
+        }
+    }
+
+    /// Everything the command wrote so far.
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// Hangs up: closes the master, as a closed terminal window or ssh connection does.
+    pub fn hang_up(&mut self) {
+        self.master.take();
     }
 }

@@ -311,3 +311,85 @@ fn on_refuses_targets_it_cannot_monitor() {
         .expect("on with one good target");
     fs.write("kdamonds/0/state", "off").expect("off");
 }
+
+/// `open()` in Python asks every file whether it is a terminal (ioctl TCGETS): the tree
+/// answers ENOTTY, as sysfs does, and logs nothing (it used to log three lines per open).
+#[test]
+fn ioctls_get_enotty_and_are_not_logged() {
+    if !have_root("ioctls_get_enotty_and_are_not_logged") {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let mut fs = FsServer::start_logged().expect("damon fs");
+    let file = std::fs::File::open(fs.path().join("kdamonds/nr_kdamonds")).expect("open");
+    // SAFETY: TCGETS into a properly sized termios.
+    let (rc, errno) = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        let rc = libc::ioctl(file.as_raw_fd(), libc::TCGETS, &mut t);
+        (rc, std::io::Error::last_os_error().raw_os_error())
+    };
+    assert_eq!(
+        (rc, errno),
+        (-1, Some(libc::ENOTTY)),
+        "TCGETS on a tree file"
+    );
+    drop(file);
+    let path = fs.path().join("kdamonds/nr_kdamonds");
+    let script = format!(
+        "for _ in range(50):\n    assert open({:?}).read() == '0\\n'",
+        path.display().to_string()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fs.terminate().expect("wait").success());
+    let log = fs.log();
+    assert!(
+        !log.contains("Not Implemented") && !log.contains("WARN"),
+        "the server logged:\n{log}"
+    );
+}
+
+/// A count no memory can hold: the write fails with ENOMEM, as in the kernel, and the server
+/// (which used to abort, leaving a broken mount) keeps serving.
+#[test]
+fn a_huge_nr_write_fails_and_the_server_stays_up() {
+    if !have_root("a_huge_nr_write_fails_and_the_server_stays_up") {
+        return;
+    }
+    let mut fs = FsServer::start_logged().expect("damon fs");
+    assert_eq!(
+        fs.write("kdamonds/nr_kdamonds", "2147483647"),
+        Err(libc::ENOMEM)
+    );
+    assert_eq!(fs.read("kdamonds/nr_kdamonds").expect("read").trim(), "0");
+    fs.write("kdamonds/nr_kdamonds", "1").unwrap();
+    fs.write("kdamonds/0/contexts/nr_contexts", "1").unwrap();
+    for nr in ["targets/nr_targets", "schemes/nr_schemes"] {
+        assert_eq!(
+            fs.write(&format!("{CTX}/{nr}"), "2147483647"),
+            Err(libc::ENOMEM),
+            "{nr}"
+        );
+    }
+    fs.write(&format!("{CTX}/targets/nr_targets"), "3").unwrap();
+    assert_eq!(
+        fs.read(&format!("{CTX}/targets/nr_targets"))
+            .expect("read")
+            .trim(),
+        "3"
+    );
+    assert!(fs.terminate().expect("wait").success(), "{}", fs.log());
+    assert!(!fs.mounted());
+    let log = fs.log();
+    assert!(
+        log.contains("2147483647"),
+        "the refusal names the value:\n{log}"
+    );
+}

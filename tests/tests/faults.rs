@@ -55,11 +55,21 @@ fn faults_are_counted_per_region_and_programs_unload() {
     assert_eq!(progs.faults(w.pid(), 3).expect("read"), vec![0, 0, 0]);
 
     drop(progs);
-    let still: Vec<u32> = loaded_programs()
-        .filter_map(|p| p.ok())
-        .map(|p| p.id())
-        .filter(|id| ids.contains(id))
-        .collect();
+    // The kernel frees a program held by a tracepoint link from a workqueue after the link's
+    // fd is closed: give it a moment.
+    let still_loaded = || -> Vec<u32> {
+        loaded_programs()
+            .filter_map(|p| p.ok())
+            .map(|p| p.id())
+            .filter(|id| ids.contains(id))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut still = still_loaded();
+    while !still.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        still = still_loaded();
+    }
     assert!(
         still.is_empty(),
         "programs {still:?} still loaded after drop"

@@ -1,8 +1,12 @@
 //! `damon record` as a user runs it.
-use std::process::Command;
+use std::{
+    os::unix::fs::MetadataExt,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
-use damon_tests::{Workload, damon_bin, have_root};
-use damon_user::record::read_records;
+use damon_tests::{ChildGuard, Workload, damon_bin, have_root, monotonic_ns};
+use damon_user::record::{FileKind, RecordFormat, read_record_file, read_records};
 
 #[test]
 fn record_ends_with_a_valid_file_when_the_target_exits() {
@@ -243,5 +247,103 @@ fn unmonitorable_targets_are_refused_up_front() {
         );
         assert!(!err.contains("Recording"), "{shown:?}... started: {err}");
         assert!(!out_file.exists(), "{shown:?}... wrote a record");
+    }
+}
+
+fn nr_snapshots(path: &std::path::Path) -> usize {
+    read_records(path)
+        .map(|r| r.iter().map(|r| r.snapshots.len()).sum())
+        .unwrap_or(0)
+}
+
+/// While it records, the file only grows (each flush appends; the old recorder rewrote and
+/// renamed it every few seconds); a SIGKILL loses less than a second and leaves no temporary
+/// file; `--finish` turns what it left into a damo record file.
+#[test]
+fn record_appends_while_it_runs_and_a_sigkill_loses_under_a_second() {
+    if !have_root("record_appends_while_it_runs_and_a_sigkill_loses_under_a_second") {
+        return;
+    }
+    let (w, _) = Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4"]).expect("w");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run.data");
+    let mut rec = ChildGuard(
+        Command::new(damon_bin())
+            .args(["record", "-p", &w.pid().to_string(), "-o"])
+            .arg(&out)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("damon record"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nr_snapshots(&out) < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "no snapshots in {}",
+            out.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (first, inode) = (
+        std::fs::read(&out).unwrap(),
+        std::fs::metadata(&out).unwrap().ino(),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let second = std::fs::read(&out).unwrap();
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().ino(),
+        inode,
+        "the file was replaced"
+    );
+    assert!(
+        second.len() > first.len() && second.starts_with(&first),
+        "the file was rewritten, not appended to ({} then {} bytes)",
+        first.len(),
+        second.len()
+    );
+
+    std::thread::sleep(Duration::from_millis(1300));
+    let killed_at = monotonic_ns();
+    rec.signal(libc::SIGKILL);
+    rec.wait_for(Duration::from_secs(10)).expect("killed");
+    let (kind, records) = read_record_file(&out).expect("the file a killed run leaves");
+    assert_eq!(kind, FileKind::Journal);
+    let last_end = records
+        .iter()
+        .flat_map(|r| r.snapshots.iter().map(|s| s.end_ns))
+        .max()
+        .expect("snapshots");
+    let lost_ms = killed_at.saturating_sub(last_end) / 1_000_000;
+    assert!(
+        lost_ms <= 1000,
+        "the last {lost_ms} ms before the kill are lost"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["run.data"], "a temporary file was left");
+
+    let status = Command::new(damon_bin())
+        .args(["record", "--finish"])
+        .arg(&out)
+        .status()
+        .expect("damon record --finish");
+    assert!(status.success());
+    let (kind, finished) = read_record_file(&out).expect("finished file");
+    assert_eq!(kind, FileKind::Damo(RecordFormat::JsonCompressed));
+    assert_eq!(finished, records, "--finish keeps every snapshot");
+    if let Some(damo) = std::env::var_os("DAMON_TEST_DAMO").filter(|d| !d.is_empty()) {
+        let out = Command::new(damo)
+            .args(["report", "access", "--input_file"])
+            .arg(&out)
+            .output()
+            .expect("damo");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !text.contains("failed"),
+            "damo cannot read the finished file: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

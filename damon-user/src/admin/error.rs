@@ -25,6 +25,10 @@ pub enum AdminError {
     /// A well-formed value the file refuses, e.g. `2` for `nr_contexts` (EINVAL).
     #[error("{file}: {reason}")]
     Refused { file: String, reason: String },
+    /// An `nr_*` count that would take the tree past its size limit (ENOMEM, as the kernel
+    /// when it cannot allocate the directories).
+    #[error("{file}: {reason}")]
+    OutOfMemory { file: String, reason: String },
     /// The staged files do not make a valid kdamond (EINVAL at `on`/`commit`).
     #[error("kdamond {kdamond}: invalid configuration: {reason}")]
     InvalidConfig { kdamond: usize, reason: String },
@@ -76,6 +80,7 @@ impl AdminError {
             AdminError::OutOfRange { .. } => libc::ERANGE,
             AdminError::AlreadyStopped { .. } => libc::EPERM,
             AdminError::Busy { .. } => libc::EBUSY,
+            AdminError::OutOfMemory { .. } => libc::ENOMEM,
             AdminError::ReadOnly { .. } => libc::EACCES,
             AdminError::NotFound { .. } => libc::ENOENT,
             AdminError::IsDir { .. } => libc::EISDIR,

@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags,
+    LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
 use super::error::AdminError;
@@ -39,32 +39,56 @@ const MAX_WRITE: usize = 4096;
 
 /// Paths by inode number. Inode numbers are never reused: a path keeps its number when its
 /// directory is recreated by an `nr_*` write, and the table grows only with distinct paths.
+/// Each path is one entry, its parent's number and its last name (about 100 bytes), so the
+/// table stays some tens of MiB even for every path of a tree at its size limit.
 struct Inodes {
-    ids: HashMap<Vec<String>, u64>,
-    paths: Vec<Vec<String>>,
+    /// Parent and name of inode `i + 1`; the root (inode 1, the empty path) has none.
+    entries: Vec<(u64, Arc<str>)>,
+    /// Inode numbers of the named children of an inode.
+    children: HashMap<u64, HashMap<Arc<str>, u64>>,
 }
 
 impl Inodes {
     fn new() -> Self {
         // Inode 1 is the root (`INodeNo::ROOT`), the empty path.
         Self {
-            ids: HashMap::from([(Vec::new(), 1)]),
-            paths: vec![Vec::new()],
+            entries: vec![(0, Arc::from(""))],
+            children: HashMap::new(),
         }
     }
 
     fn path(&self, ino: INodeNo) -> Option<Vec<String>> {
-        let idx = usize::try_from(ino.0.checked_sub(1)?).ok()?;
-        self.paths.get(idx).cloned()
+        let mut names = Vec::new();
+        let mut at = ino.0;
+        while at != INodeNo::ROOT.0 {
+            let (parent, name) = self
+                .entries
+                .get(usize::try_from(at.checked_sub(1)?).ok()?)?;
+            names.push(name.to_string());
+            at = *parent;
+        }
+        names.reverse();
+        Some(names)
     }
 
-    fn intern(&mut self, path: Vec<String>) -> INodeNo {
-        if let Some(&ino) = self.ids.get(&path) {
+    /// The number of the directory containing `ino` (the root's is the root).
+    fn parent(&self, ino: INodeNo) -> INodeNo {
+        let idx = usize::try_from(ino.0.saturating_sub(1)).unwrap_or(usize::MAX);
+        match self.entries.get(idx) {
+            Some(&(parent, _)) if ino != INodeNo::ROOT => INodeNo(parent),
+            _ => INodeNo::ROOT,
+        }
+    }
+
+    /// The number of `name` in directory `parent`, given one if it has none yet.
+    fn child(&mut self, parent: INodeNo, name: &str) -> INodeNo {
+        if let Some(&ino) = self.children.get(&parent.0).and_then(|c| c.get(name)) {
             return INodeNo(ino);
         }
-        self.paths.push(path.clone());
-        let ino = self.paths.len() as u64;
-        self.ids.insert(path, ino);
+        let name: Arc<str> = Arc::from(name);
+        self.entries.push((parent.0, name.clone()));
+        let ino = self.entries.len() as u64;
+        self.children.entry(parent.0).or_default().insert(name, ino);
         INodeNo(ino)
     }
 }
@@ -154,9 +178,10 @@ impl Filesystem for AdminFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let result = (|| {
             let mut path = self.path(parent)?;
-            path.push(name.to_str().ok_or(Errno::ENOENT)?.to_string());
+            let name = name.to_str().ok_or(Errno::ENOENT)?;
+            path.push(name.to_string());
             let kind = self.admin.stat(&strs(&path)).map_err(|e| errno(&e))?;
-            let ino = lock(&self.inodes).intern(path);
+            let ino = lock(&self.inodes).child(parent, name);
             Ok::<_, Errno>(self.attr(ino, kind))
         })();
         match result {
@@ -310,6 +335,23 @@ impl Filesystem for AdminFs {
         reply.ok();
     }
 
+    /// No file of the tree has ioctls, as sysfs attributes have none: ENOTTY, which is what
+    /// programs expect from a file that is not a terminal (Python's `open()` asks `TCGETS`),
+    /// and nothing logged (fuser's default logs every call as not implemented).
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
+
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.stat_ino(ino) {
             Ok((_, EntryKind::Dir)) => reply.opened(FileHandle(0), FopenFlags::empty()),
@@ -336,19 +378,17 @@ impl Filesystem for AdminFs {
         };
         let entries = {
             let mut inodes = lock(&self.inodes);
-            let parent = inodes.intern(path[..path.len().saturating_sub(1)].to_vec());
+            let parent = inodes.parent(ino);
             let mut entries = vec![
                 (ino, FileType::Directory, ".".to_string()),
                 (parent, FileType::Directory, "..".to_string()),
             ];
             for (name, kind) in children {
-                let mut child = path.clone();
-                child.push(name.clone());
                 let kind = match kind {
                     EntryKind::Dir => FileType::Directory,
                     EntryKind::File(_) => FileType::RegularFile,
                 };
-                entries.push((inodes.intern(child), kind, name));
+                entries.push((inodes.child(ino, &name), kind, name));
             }
             entries
         };

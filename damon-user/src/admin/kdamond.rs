@@ -7,7 +7,7 @@ use super::backend::{KdamondBackend, KdamondConfig, LiveRegion, RunningKdamond, 
 use super::config;
 use super::context::Context;
 use super::error::AdminError;
-use super::node::{Access, Dir, Numbered, OnError, line, store_keyword, store_uint};
+use super::node::{Access, Dir, MAX_DIRS, Numbered, OnError, line, store_keyword, store_uint};
 use super::snapshot;
 
 /// The `state` keywords, in the kernel's order (`damon_sysfs_cmd_strs`).
@@ -367,16 +367,24 @@ impl Dir for Kdamonds {
     fn show(&self, name: &str) -> String {
         self.kdamonds.show(name)
     }
-    /// `nr_kdamonds`: EBUSY while any kdamond runs, as the kernel's
-    /// `damon_sysfs_kdamonds_busy()`, checked after the number parsed.
     fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
+        self.store_nr(name, input, MAX_DIRS)
+    }
+    /// `nr_kdamonds`: EBUSY while any kdamond runs, as the kernel's
+    /// `damon_sysfs_kdamonds_busy()`, checked after the number parsed and before the
+    /// directories are allocated (ENOMEM past the tree's limit).
+    fn store_nr(&mut self, name: &str, input: &[u8], room: usize) -> Result<(), AdminError> {
         let nr = self.kdamonds.parse_count(input)?;
         if let Some(i) = self.kdamonds.items.iter().position(Kdamond::is_running) {
             return Err(AdminError::Busy {
                 reason: format!("{name}: kdamond {i} is running"),
             });
         }
+        self.kdamonds.check_room(nr, room)?;
         self.kdamonds.recreate(nr);
         Ok(())
+    }
+    fn nr_dirs(&self) -> usize {
+        self.kdamonds.nr_dirs()
     }
 }

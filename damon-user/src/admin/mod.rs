@@ -18,6 +18,9 @@
 //! - Only the `stat` action is applied, without filters; other actions and any filter are
 //!   stored but make `on`/`commit` fail with EINVAL. Quotas and watermarks are stored and
 //!   read back; quotas set `effective_bytes`, and neither limits `stat`.
+//! - The tree holds at most [`node::MAX_DIRS`] directories: an `nr_*` write that would take it
+//!   past that fails with ENOMEM and changes nothing (the kernel fails such a write with
+//!   ENOMEM too, when it cannot allocate the directories, but has no fixed limit).
 //! - `stats/` describe the latest snapshot (the regions the access pattern matches now), not
 //!   counters accumulated over every apply interval.
 //! - Writes to `state` and `nr_*` files try a writers' lock, `damon_sysfs_lock`'s analogue

@@ -20,6 +20,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use fuser::{BackgroundSession, Config, Session, SessionACL};
+use rustix::fs::{Mode, OFlags};
 
 use super::backend::KdamondBackend;
 use super::fuse::AdminFs;
@@ -58,7 +59,8 @@ fn io_error(context: String, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{context}: {e}"))
 }
 
-fn mount_fuse(dir: &Path, fuse: &File, options: &MountOptions) -> io::Result<()> {
+/// mount(2) of our file system at `target`; errors name the mount point as `shown`.
+fn mount_fuse(target: &Path, shown: &Path, fuse: &File, options: &MountOptions) -> io::Result<()> {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let mut data = format!(
@@ -69,7 +71,7 @@ fn mount_fuse(dir: &Path, fuse: &File, options: &MountOptions) -> io::Result<()>
         data.push_str(",allow_other");
     }
     let c = |s: &[u8]| CString::new(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
-    let (source, target) = (c(b"damon")?, c(dir.as_os_str().as_bytes())?);
+    let (source, target) = (c(b"damon")?, c(target.as_os_str().as_bytes())?);
     let (fstype, data) = (c(b"fuse.damon")?, c(data.as_bytes())?);
     let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_NOATIME;
     // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
@@ -89,7 +91,7 @@ fn mount_fuse(dir: &Path, fuse: &File, options: &MountOptions) -> io::Result<()>
         } else {
             ""
         };
-        return Err(io_error(format!("mount {}{hint}", dir.display()), e));
+        return Err(io_error(format!("mount {}{hint}", shown.display()), e));
     }
     Ok(())
 }
@@ -104,22 +106,67 @@ fn umount(dir: &Path, flags: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// The directory to mount on, opened (`O_PATH`) without following a symbolic link in its last
+/// component: mounting through the descriptor covers exactly the directory that was checked,
+/// whatever happens to the name meanwhile. A symbolic link is refused: in a directory others
+/// can write to (`/tmp`), someone else may have planted it to have the tree hide a directory
+/// of their choosing. Returns the descriptor and the directory's canonical path.
+fn open_mount_point(dir: &Path) -> io::Result<(OwnedFd, PathBuf)> {
+    // Without a trailing slash, which would make the kernel follow a link ("link/" names the
+    // link's target); Path's components leave it out.
+    let dir = &match (dir.parent(), dir.file_name()) {
+        (Some(parent), Some(name)) => parent.join(name),
+        _ => dir.to_path_buf(),
+    };
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    );
+    let fd = match fd {
+        Ok(fd) => fd,
+        Err(e) => {
+            if let Ok(meta) = std::fs::symlink_metadata(dir)
+                && meta.file_type().is_symlink()
+            {
+                let target = std::fs::read_link(dir)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_else(|_| "?".into());
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "mount point {} is a symbolic link (to {target}, owned by uid {}); \
+                         refusing to mount over what it points to: give the directory itself",
+                        dir.display(),
+                        meta.uid()
+                    ),
+                ));
+            }
+            return Err(io_error(format!("mount point {}", dir.display()), e.into()));
+        }
+    };
+    let canonical = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|e| io_error(format!("mount point {}", dir.display()), e))?;
+    Ok((fd, canonical))
+}
+
 /// [`mount_background`] with options.
 pub fn mount_background_with(
     dir: &Path,
     backend: Arc<dyn KdamondBackend>,
     options: &MountOptions,
 ) -> io::Result<MountGuard> {
-    let dir = dir
-        .canonicalize()
-        .map_err(|e| io_error(format!("mount point {}", dir.display()), e))?;
+    let (dir_fd, dir) = open_mount_point(dir)?;
     let fuse = OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/fuse")
         .map_err(|e| io_error("open /dev/fuse".into(), e))?;
-    let parent_dev = std::fs::metadata(&dir)?.dev();
-    mount_fuse(&dir, &fuse, options)?;
+    let parent_dev = rustix::fs::fstat(&dir_fd)?.st_dev;
+    let target = PathBuf::from(format!("/proc/self/fd/{}", dir_fd.as_raw_fd()));
+    // Through the descriptor: the directory opened above, whatever its name points to now.
+    mount_fuse(&target, &dir, &fuse, options)?;
+    drop(dir_fd);
 
     let admin = Arc::new(Admin::new(backend));
     // SAFETY: getuid/getgid cannot fail.

@@ -34,6 +34,14 @@ pub enum EntryKind {
 /// Permission bits of every directory of the tree.
 pub const DIR_MODE: u16 = 0o755;
 
+/// Directories the whole tree may hold, `admin/` included. A write to an `nr_*` file that
+/// would take the tree past this fails with ENOMEM, as the kernel's does when it cannot
+/// allocate the directories, and changes nothing; so no count makes the server run out of
+/// memory (a tree at the limit with every one of its 215 000 paths looked up takes about
+/// 50 MiB). 65536 is far more than DAMON's tools create: a kdamond with a context, 1000
+/// targets and a scheme is about 2000.
+pub const MAX_DIRS: usize = 1 << 16;
+
 /// One directory of the tree. Values are rendered with the kernel's `sysfs_emit` formats and
 /// parsed with its rules; a failed store changes nothing.
 ///
@@ -62,6 +70,22 @@ pub trait Dir: Send {
     /// [`Access::ReadWrite`].
     fn store(&mut self, name: &str, _input: &[u8]) -> Result<(), AdminError> {
         Err(AdminError::ReadOnly { path: name.into() })
+    }
+    /// Store into an `nr_*` file, which creates directories: `room` is how many directories
+    /// this directory's subtree (itself included) may hold afterwards. Only directories with
+    /// `nr_*` files create any; the others store as [`store`](Self::store) does.
+    fn store_nr(&mut self, name: &str, input: &[u8], room: usize) -> Result<(), AdminError> {
+        let _ = room;
+        self.store(name, input)
+    }
+    /// Directories in this directory's subtree, itself included.
+    fn nr_dirs(&self) -> usize {
+        1 + self
+            .dirs()
+            .iter()
+            .filter_map(|name| self.dir(name))
+            .map(|d| d.nr_dirs())
+            .sum::<usize>()
     }
 }
 
@@ -110,6 +134,23 @@ impl<T: Dir> Numbered<T> {
         Ok(nr)
     }
 
+    /// Checks that `nr` fresh children fit in `room` directories (this one included):
+    /// ENOMEM, naming the count, when they do not.
+    pub fn check_room(&self, nr: usize, room: usize) -> Result<(), AdminError> {
+        let each = (self.make)().nr_dirs();
+        let needed = nr.saturating_mul(each).saturating_add(1);
+        if needed > room {
+            return Err(AdminError::OutOfMemory {
+                file: self.nr_file.to_string(),
+                reason: format!(
+                    "{nr} new directories of {each} directories each would take the tree past \
+                     its limit of {MAX_DIRS} directories"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Replace all children with `nr` fresh ones.
     pub fn recreate(&mut self, nr: usize) {
         self.items = (0..nr).map(|_| (self.make)()).collect();
@@ -148,10 +189,19 @@ impl<T: Dir> Dir for Numbered<T> {
         format!("{}\n", self.items.len())
     }
 
-    fn store(&mut self, _name: &str, input: &[u8]) -> Result<(), AdminError> {
+    fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
+        self.store_nr(name, input, MAX_DIRS)
+    }
+
+    fn store_nr(&mut self, _name: &str, input: &[u8], room: usize) -> Result<(), AdminError> {
         let nr = self.parse_count(input)?;
+        self.check_room(nr, room)?;
         self.recreate(nr);
         Ok(())
+    }
+
+    fn nr_dirs(&self) -> usize {
+        1 + self.items.iter().map(Dir::nr_dirs).sum::<usize>()
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::backend::KdamondBackend;
 use super::error::AdminError;
 use super::kdamond::Kdamonds;
-use super::node::{Access, Dir, EntryKind, child_index};
+use super::node::{Access, Dir, EntryKind, MAX_DIRS, child_index};
 
 /// The tree's root, `admin/`: the directory a mount shows.
 pub struct Tree {
@@ -139,7 +139,18 @@ impl Tree {
             return kdamond.handle_state(idx, input, self.backend.as_ref());
         }
         let (name, parent) = path.split_last().ok_or_else(|| not_found(path))?;
+        if name.starts_with("nr_") {
+            // The directories it creates must fit beside all the others.
+            let elsewhere = self.nr_dirs() - self.dir(parent)?.nr_dirs();
+            let room = MAX_DIRS.saturating_sub(elsewhere);
+            return self.dir_mut(parent)?.store_nr(name, input, room);
+        }
         self.dir_mut(parent)?.store(name, input)
+    }
+
+    /// Directories in the tree, `admin/` included (at most [`MAX_DIRS`] after any write).
+    pub fn nr_dirs(&self) -> usize {
+        1 + self.kdamonds.nr_dirs()
     }
 
     /// Whether any kdamond has a `refresh_ms` refresh due at `now`.

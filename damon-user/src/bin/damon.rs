@@ -27,7 +27,7 @@ enum Command {
         about = "Serve DAMON's sysfs admin tree over FUSE at a directory",
         after_help = "Scripts and tools written for /sys/kernel/mm/damon/admin work unchanged against the \
 mount; `echo on > kdamonds/0/state` starts a kdamond with the eBPF access check. Runs in the \
-foreground until Ctrl-C, SIGTERM or `umount DIR`. After a SIGKILL the mount is left broken \
+foreground until Ctrl-C, SIGTERM, SIGHUP or `umount DIR`. After a SIGKILL the mount is left broken \
 (\"Transport endpoint is not connected\"): `umount -l DIR` removes it.\n\n\
 EXAMPLES:\n  damon fs /tmp/damon &\n  cd /tmp/damon && echo 1 > kdamonds/nr_kdamonds\n  \
 sudo unshare -m sh -c 'mount --bind /tmp/damon /sys/kernel/mm/damon/admin && damo status'"
@@ -58,7 +58,9 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("damon: {}", error_text(&e));
+            // Not eprintln!, which panics when stderr is a terminal that hung up.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "damon: {}", error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }

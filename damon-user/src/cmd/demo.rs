@@ -69,7 +69,7 @@ pub fn run(args: Args) -> Result<()> {
          Watching it for {:.0} s with DAMON's defaults (5 ms samples, 100 ms aggregations)...",
         args.seconds
     );
-    let signals = StopSignals::install().context("installing SIGINT/SIGTERM handlers")?;
+    let signals = StopSignals::install().context("installing SIGINT/SIGTERM/SIGHUP handlers")?;
     let mut session = Session::start(&monitor)?;
     let mut writer = RecordWriter::new(RecordFormat::JsonCompressed);
     let opts = WatchOptions {
@@ -83,7 +83,7 @@ pub fn run(args: Args) -> Result<()> {
         std::env::temp_dir().join(format!("damon-demo-{}.data", std::process::id()))
     });
     writer
-        .flush(&path)
+        .save(&path)
         .with_context(|| format!("writing {}", path.display()))?;
     let records = read_records(&path)?;
     let name = path.display().to_string();

@@ -67,7 +67,7 @@ pub fn run(args: Args) -> Result<()> {
         regions.len()
     );
     let signals =
-        crate::cmd::StopSignals::install().context("installing SIGINT/SIGTERM handlers")?;
+        crate::cmd::StopSignals::install().context("installing SIGINT/SIGTERM/SIGHUP handlers")?;
     let t0 = Instant::now();
     while signals.received().is_none() {
         std::thread::sleep(Duration::from_secs_f64(args.interval));

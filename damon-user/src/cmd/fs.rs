@@ -14,9 +14,9 @@
 //! echo $(pidof workload) > kdamonds/0/contexts/0/targets/0/pid_target
 //! echo on > kdamonds/0/state
 //! ```
-//! Runs in the foreground until SIGINT/SIGTERM or `umount DIR`, then exits with nothing left
-//! mounted. If it is killed with SIGKILL, the mount is left broken ("Transport endpoint is
-//! not connected"): `umount -l DIR` removes it.
+//! Runs in the foreground until SIGINT/SIGTERM/SIGHUP or `umount DIR`, then exits with nothing
+//! left mounted. If it is killed with SIGKILL, the mount is left broken ("Transport endpoint
+//! is not connected"): `umount -l DIR` removes it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,10 +41,10 @@ pub struct Args {
 /// How often the foreground loop looks for a stop signal or an external unmount.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Mount the tree of `backend` at `args.mountpoint` and serve it until SIGINT, SIGTERM or an
-/// external unmount, then unmount (lazily if still in use) and return.
+/// Mount the tree of `backend` at `args.mountpoint` and serve it until SIGINT, SIGTERM, SIGHUP
+/// or an external unmount, then unmount (lazily if still in use) and return.
 pub fn run(args: Args, backend: Arc<dyn KdamondBackend>) -> anyhow::Result<()> {
-    let signals = StopSignals::install().context("installing SIGINT/SIGTERM handlers")?;
+    let signals = StopSignals::install().context("installing SIGINT/SIGTERM/SIGHUP handlers")?;
     let options = MountOptions {
         allow_other: args.allow_other,
     };

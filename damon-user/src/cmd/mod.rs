@@ -12,17 +12,22 @@ pub mod workload;
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
-/// The last SIGINT/SIGTERM received while a [`StopSignals`] is installed; 0 for none.
+/// The last stop signal received while a [`StopSignals`] is installed; 0 for none.
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// The signals [`StopSignals`] catches.
+pub const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 extern "C" fn on_stop_signal(sig: libc::c_int) {
     // Async-signal-safe: one atomic store.
     STOP_SIGNAL.store(sig, Ordering::SeqCst);
 }
 
-/// SIGINT and SIGTERM caught for a command's foreground loop, the previous handlers restored
-/// on drop. Handlers, unlike a blocked mask, work whichever thread of the process the signal
-/// lands on (threads started earlier do not inherit a mask set later).
+/// SIGINT, SIGTERM and SIGHUP caught for a command's foreground loop, the previous handlers
+/// restored on drop. SIGHUP (the terminal or ssh session closed) ends a command as SIGTERM
+/// does, so it still saves its file, unmounts, or restores the terminal. Handlers, unlike a
+/// blocked mask, work whichever thread of the process the signal lands on (threads started
+/// earlier do not inherit a mask set later).
 pub struct StopSignals {
     old: Vec<(libc::c_int, libc::sigaction)>,
 }
@@ -31,7 +36,7 @@ impl StopSignals {
     pub fn install() -> std::io::Result<Self> {
         STOP_SIGNAL.store(0, Ordering::SeqCst);
         let mut installed = StopSignals { old: Vec::new() };
-        for sig in [libc::SIGINT, libc::SIGTERM] {
+        for sig in STOP_SIGNALS {
             // SAFETY: a zeroed sigaction is valid; the handler only stores an atomic, and
             // SA_RESTART keeps other threads' system calls from failing with EINTR.
             unsafe {

@@ -12,15 +12,17 @@ use super::{
     StopSignals,
     session::{Event, MonitorArgs, Session},
 };
-use crate::record::{RecordFormat, RecordWriter};
+use crate::record::{Journal, RecordFormat, finish_file};
 
 #[derive(Debug, ClapArgs)]
 #[command(
     about = "Record data access patterns of processes into a file",
-    after_help = "Runs until the duration ends, Ctrl-C, or every target exits. The file is a damo \
-record (`damo report` reads it) and is rewritten every few seconds, so a killed run leaves a \
-readable file.\n\n\
-EXAMPLES:\n  damon record -p 1234 -d 10\n  damon record -o app.data -- ./app --flag\n  damon record -p 1234 --ops fvaddr --range 0x7f0000000000-0x7f0010000000\n  damon record -p 1234 --sample-us 1000 --aggr-us 50000 --format json"
+    after_help = "Runs until the duration ends, Ctrl-C (SIGINT, SIGTERM, SIGHUP), or every target \
+exits, then writes the file as a damo record (`damo report` reads it). While it runs, the file is \
+a journal that grows by appending every --flush-every seconds (`damon report` reads it): a \
+recorder that is killed loses only what it had not appended, and `damon record --finish FILE` \
+turns the journal it left into a damo record.\n\n\
+EXAMPLES:\n  damon record -p 1234 -d 10\n  damon record -o app.data -- ./app --flag\n  damon record -p 1234 --ops fvaddr --range 0x7f0000000000-0x7f0010000000\n  damon record -p 1234 --sample-us 1000 --aggr-us 50000 --format json\n  damon record --finish app.data       # after a recorder was killed"
 )]
 pub struct Args {
     /// Output file.
@@ -29,13 +31,17 @@ pub struct Args {
     /// Seconds to record (default: until Ctrl-C or every target exits).
     #[arg(short, long)]
     pub duration: Option<f64>,
-    /// Record file format: json or json_compressed.
-    #[arg(long, default_value = "json_compressed", value_parser = parse_format)]
-    pub format: RecordFormat,
-    /// Seconds between rewrites of the output file (longer once a rewrite takes more than a
-    /// tenth of this).
-    #[arg(long, default_value_t = 2.0)]
+    /// Record file format: json or json_compressed (default; with --finish: the one the
+    /// recording was started with).
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<RecordFormat>,
+    /// Seconds between appends to the output file: at most this much of the recording is
+    /// lost if the recorder is killed.
+    #[arg(long, default_value_t = 0.5)]
     pub flush_every: f64,
+    /// Turn the journal a killed recorder left at FILE into a damo record file, and exit.
+    #[arg(long, value_name = "FILE")]
+    pub finish: Option<PathBuf>,
     #[command(flatten)]
     pub monitor: MonitorArgs,
 }
@@ -44,7 +50,29 @@ fn parse_format(s: &str) -> Result<RecordFormat, String> {
     s.parse().map_err(|e| format!("{e}"))
 }
 
+/// Progress and summary lines go to stderr, which may be a terminal that hung up: a failed
+/// write is no reason to stop (and `eprint!` would panic on it).
+fn say(args: std::fmt::Arguments) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args);
+    let _ = err.flush();
+}
+
 pub fn run(args: Args) -> Result<()> {
+    if let Some(journal) = &args.finish {
+        if !args.monitor.pids.is_empty() || !args.monitor.command.is_empty() {
+            bail!("--finish converts a file and monitors nothing: give no -p PID or COMMAND");
+        }
+        let done = finish_file(journal, args.format)?;
+        say(format_args!(
+            "Finished {}: {} snapshots in {} records, as {}\n",
+            journal.display(),
+            done.nr_snapshots,
+            done.nr_records,
+            done.format
+        ));
+        return Ok(());
+    }
     if let Some(d) = args.duration
         && !(d > 0.0 && d.is_finite())
     {
@@ -56,11 +84,12 @@ pub fn run(args: Args) -> Result<()> {
             args.flush_every
         );
     }
-    let signals = StopSignals::install().context("installing SIGINT/SIGTERM handlers")?;
+    let signals = StopSignals::install().context("installing SIGINT/SIGTERM/SIGHUP handlers")?;
     let mut session = Session::start(&args.monitor)?;
     let out = &args.output;
-    eprintln!(
-        "Recording process {} into {}... Hit Ctrl-C to end.",
+    let mut journal = Journal::create(out, args.format.unwrap_or_default())?;
+    say(format_args!(
+        "Recording process {} into {}... Hit Ctrl-C to end.\n",
         session
             .pids
             .iter()
@@ -68,57 +97,62 @@ pub fn run(args: Args) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", "),
         out.display()
-    );
-    let mut writer = RecordWriter::new(args.format);
+    ));
     let tty = std::io::stderr().is_terminal();
     let t0 = Instant::now();
+    let flush_every = Duration::from_secs_f64(args.flush_every);
     let mut last_flush = Instant::now();
-    let mut flush_cost = 0.0;
     let mut nr_regions = 0;
     let deadline = args.duration.map(|d| t0 + Duration::from_secs_f64(d));
     let reason = loop {
         match session.next_event(&signals, deadline) {
             Event::Snapshot(s) => {
                 nr_regions = s.targets.iter().map(|t| t.regions.len()).sum();
-                writer.push(&s);
+                journal.push(&s)?;
             }
             Event::Idle => {}
             Event::Ended(reason) => break reason,
         }
-        // damo's format is one document, so each flush rewrites the whole recording. Spacing
-        // flushes at least ten times their own cost keeps that under 10 % of the run.
-        if last_flush.elapsed().as_secs_f64() >= args.flush_every.max(10.0 * flush_cost) {
-            let t = Instant::now();
-            writer
-                .flush(out)
-                .with_context(|| format!("writing {}", out.display()))?;
-            flush_cost = t.elapsed().as_secs_f64();
+        // Appending costs the same at any length of the recording: flush on time.
+        if last_flush.elapsed() >= flush_every {
+            journal.flush()?;
             last_flush = Instant::now();
         }
         if tty {
-            eprint!(
+            say(format_args!(
                 "\r[ {:6.1}s ] {} snapshots, {} regions   ",
                 t0.elapsed().as_secs_f64(),
-                writer.nr_snapshots(),
+                journal.nr_snapshots(),
                 nr_regions
-            );
-            let _ = std::io::stderr().flush();
+            ));
         }
     };
     // Aggregations completed before the stop are still queued.
-    let exit = session.finish(|s| writer.push(s));
-    writer
-        .flush(out)
-        .with_context(|| format!("writing {}", out.display()))?;
+    let mut queued = Ok(());
+    let exit = session.finish(|s| {
+        if queued.is_ok() {
+            queued = journal.push(s);
+        }
+    });
+    queued?;
+    let nr_snapshots = journal.nr_snapshots();
+    journal.finish().with_context(|| {
+        format!(
+            "the recording stays in {} as a journal (`damon report` reads it; `damon record \
+             --finish {}` retries)",
+            out.display(),
+            out.display()
+        )
+    })?;
     if tty {
-        eprintln!();
+        say(format_args!("\n"));
     }
-    eprintln!(
-        "Recorded {} snapshots in {:.1}s ({reason}{}) to {}",
-        writer.nr_snapshots(),
+    say(format_args!(
+        "Recorded {} snapshots in {:.1}s ({reason}{}) to {}\n",
+        nr_snapshots,
         t0.elapsed().as_secs_f64(),
         exit.map(|e| format!(": {e}")).unwrap_or_default(),
         out.display()
-    );
+    ));
     Ok(())
 }

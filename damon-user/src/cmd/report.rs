@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, ValueEnum};
 
 use crate::{
-    record::read_records,
+    record::{FileKind, read_record_file},
     report::{
         self, Input, Numbers,
         access::{AccessOptions, SortKey},
@@ -29,7 +29,8 @@ EXAMPLES:
   damon report wss --step 10                    # working set size percentiles
   damon report raw | awk '$11 > 0'              # accessed regions, for scripts
 
-Files written by damo (json or json_compressed) are read as well.";
+Files written by damo (json or json_compressed) are read as well, and so is the journal a
+recording in progress keeps (or a killed recorder left).";
 
 /// What to show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -171,7 +172,17 @@ fn style_name(style: Style) -> &'static str {
 /// Reads the input and writes the report to `out`; `run` without the process's stdout.
 pub fn render(args: &Args, out: &mut dyn Write, terminal: Terminal) -> Result<()> {
     check_options(args)?;
-    let records = read_records(&args.input)?;
+    let (kind, records) = read_record_file(&args.input)?;
+    if kind == FileKind::Journal {
+        // A note beside the report, not in it: stdout may be a pipe to a script.
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: {} is the journal of a recording that has not finished (still running, or \
+             its recorder was killed); `damon record --finish {}` makes it a damo record file",
+            args.input.display(),
+            args.input.display()
+        );
+    }
     let name = args.input.display().to_string();
     let input = Input {
         name: &name,

@@ -111,7 +111,7 @@ pub fn watch(
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let signals = StopSignals::install().context("installing SIGINT/SIGTERM handlers")?;
+    let signals = StopSignals::install().context("installing SIGINT/SIGTERM/SIGHUP handlers")?;
     let mut session = Session::start(&args.monitor)?;
     let opts = WatchOptions {
         delay: args.delay,
@@ -119,7 +119,9 @@ pub fn run(args: Args) -> Result<()> {
     };
     let reason = watch(&mut session, &signals, opts, |_| {})?;
     let exit = session.finish(|_| {});
-    eprintln!(
+    // Not eprintln!: after a hangup (SIGHUP) the terminal is gone, and it would panic.
+    let _ = writeln!(
+        std::io::stderr(),
         "damon top: {reason}{}",
         exit.map(|e| format!(" ({e})")).unwrap_or_default()
     );

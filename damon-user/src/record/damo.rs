@@ -19,7 +19,9 @@
 //! `pid` and `nr_lost_snapshots` are ours; damo ignores keys it does not know. We write what
 //! damo's writer writes (numbers as digit strings, `nr_accesses.samples` as a number) and read
 //! every variant damo reads: numbers or strings, separators, units, nulls for unknowns.
-use serde::{Deserialize, Serialize};
+use std::{cell::RefCell, io};
+
+use serde::{Deserialize, Serialize, Serializer, ser::Error as _, ser::SerializeSeq};
 
 use super::{ParseError, Record, RecordRegion, RecordSnapshot, text::NumOrText};
 use crate::core::Intervals;
@@ -29,14 +31,14 @@ const NS_PER_US: u64 = 1_000;
 // ---- writing ----
 
 #[derive(Serialize)]
-struct OutRecord<'a> {
+struct OutRecord<'a, S> {
     kdamond_idx: usize,
     context_idx: usize,
     intervals: Option<OutIntervals>,
     scheme_idx: Option<usize>,
     target_id: Option<u64>,
     scheme_filters: [(); 0],
-    snapshots: Vec<OutSnapshot>,
+    snapshots: S,
     data_source: &'a str,
     pid: Option<i32>,
     nr_lost_snapshots: u64,
@@ -91,7 +93,8 @@ struct OutAge {
     aggr_intervals: Option<String>,
 }
 
-fn out_record(r: &Record) -> OutRecord<'_> {
+/// `r`'s fields, with `snapshots` in place of its own.
+fn out_record<S>(r: &Record, snapshots: S) -> OutRecord<'_, S> {
     OutRecord {
         kdamond_idx: r.kdamond_idx,
         context_idx: r.context_idx,
@@ -109,7 +112,7 @@ fn out_record(r: &Record) -> OutRecord<'_> {
         scheme_idx: r.scheme_idx,
         target_id: r.target_id,
         scheme_filters: [],
-        snapshots: r.snapshots.iter().map(out_snapshot).collect(),
+        snapshots,
         data_source: &r.data_source,
         pid: r.pid,
         nr_lost_snapshots: r.nr_lost_snapshots,
@@ -144,14 +147,82 @@ fn out_snapshot(s: &RecordSnapshot) -> OutSnapshot {
     }
 }
 
-/// The records as damo's writer lays them out: a list, indented by four spaces.
-pub(crate) fn to_json(records: &[Record]) -> Result<Vec<u8>, serde_json::Error> {
-    let out: Vec<OutRecord> = records.iter().map(out_record).collect();
-    let mut buf = Vec::new();
+/// Where the snapshots of the records being written come from: memory, or a journal read
+/// once per record so that a recording of any length is written in constant memory.
+pub(crate) trait SnapshotSource {
+    /// Calls `each` with every snapshot of record `idx`, in order; the first error ends it.
+    fn for_each(
+        &mut self,
+        idx: usize,
+        each: &mut dyn FnMut(&RecordSnapshot) -> Result<(), String>,
+    ) -> Result<(), String>;
+}
+
+impl SnapshotSource for &[Record] {
+    fn for_each(
+        &mut self,
+        idx: usize,
+        each: &mut dyn FnMut(&RecordSnapshot) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.get(idx)
+            .map_or(&[][..], |r| &r.snapshots)
+            .iter()
+            .try_for_each(each)
+    }
+}
+
+/// The snapshots of one record, pulled from the source while they are serialized.
+struct Streamed<'s, 'a> {
+    idx: usize,
+    source: &'s RefCell<&'a mut dyn SnapshotSource>,
+}
+
+impl Serialize for Streamed<'_, '_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let mut seq = ser.serialize_seq(None)?;
+        let mut failed = None;
+        let read = self
+            .source
+            .borrow_mut()
+            .for_each(self.idx, &mut |snapshot| {
+                seq.serialize_element(&out_snapshot(snapshot)).map_err(|e| {
+                    let text = e.to_string();
+                    failed = Some(e);
+                    text
+                })
+            });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        read.map_err(S::Error::custom)?;
+        seq.end()
+    }
+}
+
+/// Writes records as damo's writer lays them out (a list, indented by four spaces): the
+/// fields of `heads` (their own snapshots are not used) with the snapshots of `source`.
+pub(crate) fn write_json<W: io::Write>(
+    out: W,
+    heads: &[Record],
+    source: &mut dyn SnapshotSource,
+) -> Result<(), serde_json::Error> {
+    let source = RefCell::new(source);
+    let records: Vec<_> = heads
+        .iter()
+        .enumerate()
+        .map(|(idx, r)| {
+            out_record(
+                r,
+                Streamed {
+                    idx,
+                    source: &source,
+                },
+            )
+        })
+        .collect();
     let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, formatter);
-    out.serialize(&mut ser)?;
-    Ok(buf)
+    let mut ser = serde_json::Serializer::with_formatter(out, formatter);
+    records.serialize(&mut ser)
 }
 
 // ---- reading ----

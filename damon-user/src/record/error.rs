@@ -19,6 +19,9 @@ pub enum ParseError {
         #[source]
         source: serde_json::Error,
     },
+    /// A line of a journal that is not what the journal's layout allows.
+    #[error("journal line {line}: {reason}")]
+    Journal { line: usize, reason: String },
     /// A value that parsed but makes no sense, e.g. a region that ends before it starts.
     #[error("{location}: {field} {value:?} {reason}")]
     InvalidValue {
@@ -29,7 +32,8 @@ pub enum ParseError {
     },
 }
 
-/// Errors of [`read_records`](super::read_records), [`RecordWriter`](super::RecordWriter) and
+/// Errors of [`read_records`](super::read_records), [`RecordWriter`](super::RecordWriter),
+/// [`Journal`](super::Journal) and
 /// [`RecordFormat`](super::RecordFormat).
 #[derive(Debug, Error)]
 pub enum RecordError {
@@ -56,6 +60,10 @@ pub enum RecordError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "{path} is not the journal of an unfinished recording (a damo record file needs no finishing)"
+    )]
+    NotAJournal { path: PathBuf },
     #[error("unknown record format {name:?}, expected \"json\" or \"json_compressed\"")]
     UnknownFormatName { name: String },
 }

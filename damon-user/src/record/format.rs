@@ -1,13 +1,13 @@
 //! The two on-disk formats damo reads and writes itself, and telling them apart.
 use std::{
     fmt,
-    io::{Read, Write},
+    io::{self, BufWriter, Write},
     str::FromStr,
 };
 
-use flate2::{Compression, read::ZlibDecoder, write::ZlibEncoder};
+use flate2::{Compression, write::ZlibEncoder};
 
-use super::{ParseError, Record, RecordError, damo};
+use super::{ParseError, Record, RecordError, damo, damo::SnapshotSource, journal};
 
 /// damo's `json` and `json_compressed` record file types.
 ///
@@ -58,18 +58,44 @@ impl RecordFormat {
 
     /// Encodes `records` in this format.
     pub fn encode(&self, records: &[Record]) -> Result<Vec<u8>, RecordError> {
-        let json = damo::to_json(records).map_err(|source| RecordError::Encode { source })?;
-        Ok(match self {
-            RecordFormat::Json => json,
-            RecordFormat::JsonCompressed => {
-                let mut encoder = ZlibEncoder::new(Vec::new(), Compression::default());
-                // Writing to a Vec cannot fail.
-                let compressed = encoder.write_all(&json).and_then(|()| encoder.finish());
-                compressed.map_err(|e| RecordError::Encode {
-                    source: serde_json::Error::io(e),
-                })?
+        let mut out = Vec::new();
+        let mut source: &[Record] = records;
+        // Writing to a Vec fails only if the records cannot be encoded.
+        self.write(&mut out, records, &mut source)
+            .map_err(|e| RecordError::Encode {
+                source: serde_json::Error::io(e),
+            })?;
+        Ok(out)
+    }
+
+    /// Writes records in this format to `out`, streaming: the fields of `heads` with the
+    /// snapshots `source` gives for each.
+    pub(crate) fn write<W: Write>(
+        &self,
+        out: W,
+        heads: &[Record],
+        source: &mut dyn SnapshotSource,
+    ) -> io::Result<()> {
+        // serde_json writes a few bytes at a time: buffered, so neither the file nor the
+        // compressor sees those small writes.
+        const BUFFER: usize = 1 << 16;
+        match self {
+            RecordFormat::Json => {
+                let mut out = BufWriter::with_capacity(BUFFER, out);
+                damo::write_json(&mut out, heads, source)?;
+                out.flush()
             }
-        })
+            RecordFormat::JsonCompressed => {
+                // Python's zlib.compress level (6), as damo's writer.
+                let encoder = ZlibEncoder::new(out, Compression::default());
+                let mut out = BufWriter::with_capacity(BUFFER, encoder);
+                damo::write_json(&mut out, heads, source)?;
+                out.into_inner()
+                    .map_err(|e| e.into_error())?
+                    .finish()?
+                    .flush()
+            }
+        }
     }
 }
 
@@ -81,16 +107,43 @@ fn is_zlib_header(bytes: &[u8]) -> bool {
     }
 }
 
-/// Parses a record file's bytes, in either format.
+/// What a record file is: a damo record in one of its formats, or the journal of a recording
+/// that has not finished (still running, or its recorder was killed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Damo(RecordFormat),
+    Journal,
+}
+
+/// Parses a record file's bytes, in either format, or a journal.
 pub fn parse_records(bytes: &[u8]) -> Result<Vec<Record>, ParseError> {
+    parse_record_file(bytes).map(|(_, records)| records)
+}
+
+/// [`parse_records`], also saying what kind of file it was.
+pub fn parse_record_file(bytes: &[u8]) -> Result<(FileKind, Vec<Record>), ParseError> {
     match RecordFormat::detect(bytes) {
-        Some(RecordFormat::Json) => damo::from_json(bytes),
+        Some(RecordFormat::Json) => {
+            Ok((FileKind::Damo(RecordFormat::Json), damo::from_json(bytes)?))
+        }
         Some(RecordFormat::JsonCompressed) => {
-            let mut json = Vec::new();
-            ZlibDecoder::new(bytes)
-                .read_to_end(&mut json)
-                .map_err(|source| ParseError::Decompress { source })?;
-            damo::from_json(&json)
+            let (text, ended) =
+                journal::inflate_all(bytes).map_err(|source| ParseError::Decompress { source })?;
+            if journal::is_journal(&text) {
+                return Ok((FileKind::Journal, journal::parse(&text)?));
+            }
+            if !ended {
+                return Err(ParseError::Decompress {
+                    source: io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the zlib stream is truncated",
+                    ),
+                });
+            }
+            Ok((
+                FileKind::Damo(RecordFormat::JsonCompressed),
+                damo::from_json(&text)?,
+            ))
         }
         None => Err(ParseError::UnknownFormat {
             head: String::from_utf8_lossy(&bytes[..bytes.len().min(16)]).into_owned(),

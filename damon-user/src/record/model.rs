@@ -37,6 +37,12 @@ pub struct RecordSnapshot {
 }
 
 /// One region: `[start, end)`, sampled accesses, and age in aggregation intervals.
+///
+/// The journal of a recording stores regions as serde writes this struct (see
+/// `record/journal.rs`). A field added here needs `#[serde(default)]`, so that journals
+/// written before it still read (as its default); readers older than the field ignore it.
+/// For damo's files, it goes in `record/damo.rs` too, as one of our own keys (damo ignores
+/// keys it does not know).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordRegion {
     pub start: u64,

@@ -1,4 +1,4 @@
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use super::*;
 use crate::core::{Intervals, RegionSnapshot, Snapshot, TargetSnapshot};
@@ -105,12 +105,12 @@ fn writes_what_damo_writes() {
 }
 
 #[test]
-fn flush_replaces_the_file_privately() {
+fn save_replaces_the_file_privately() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("damon.data");
     fs::write(&path, b"old").unwrap();
     let w = writer_with(RecordFormat::JsonCompressed, 2, &[10]);
-    w.flush(&path).unwrap();
+    w.save(&path).unwrap();
     let mode = fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     assert_eq!(read_records(&path).unwrap(), w.records());
@@ -126,10 +126,10 @@ fn flush_replaces_the_file_privately() {
 }
 
 #[test]
-fn flush_to_a_missing_directory_names_the_path() {
+fn save_to_a_missing_directory_names_the_path() {
     let w = writer_with(RecordFormat::Json, 1, &[10]);
     let err = w
-        .flush(Path::new("/nonexistent-dir/damon.data"))
+        .save(Path::new("/nonexistent-dir/damon.data"))
         .unwrap_err();
     assert!(
         err.to_string().contains("/nonexistent-dir/damon.data"),
@@ -282,4 +282,256 @@ fn format_names_parse() {
         "unknown record format \"perf_data\", expected \"json\" or \"json_compressed\""
     );
     assert_eq!(RecordFormat::JsonCompressed.to_string(), "json_compressed");
+}
+
+// ---- the journal of a recording ----
+
+fn journal_bytes(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap()
+}
+
+fn dir_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn journal_reads_as_records_and_finishes_as_the_damo_file() {
+    for format in [RecordFormat::Json, RecordFormat::JsonCompressed] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec.data");
+        let mut journal = Journal::create(&path, format).unwrap();
+        let mut expected = RecordWriter::new(format);
+        for i in 0..5 {
+            let s = snapshot(i, &[10, 20]);
+            journal.push(&s).unwrap();
+            expected.push(&s);
+        }
+        let mut tuned = snapshot(5, &[10, 20]);
+        tuned.intervals.sample_us = 10_000;
+        journal.push(&tuned).unwrap();
+        expected.push(&tuned);
+        journal.add_lost(0, 0, 3).unwrap();
+        expected.add_lost(0, 0, 3);
+        journal.flush().unwrap();
+        assert_eq!(journal.nr_snapshots(), 12);
+
+        let (kind, records) = read_record_file(&path).unwrap();
+        assert_eq!(kind, FileKind::Journal);
+        assert_eq!(records, expected.records(), "the journal as it is");
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let done = journal.finish().unwrap();
+        assert_eq!(
+            (done.format, done.nr_records, done.nr_snapshots),
+            (format, 4, 12)
+        );
+        let (kind, records) = read_record_file(&path).unwrap();
+        assert_eq!(kind, FileKind::Damo(format));
+        assert_eq!(records, expected.records(), "the finished file");
+        assert_eq!(
+            journal_bytes(&path),
+            expected.to_bytes().unwrap(),
+            "the same bytes as written from memory"
+        );
+        assert_eq!(dir_names(dir.path()), ["rec.data"], "temporary file left");
+    }
+}
+
+#[test]
+fn journal_only_grows_and_keeps_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rec.data");
+    let mut journal = Journal::create(&path, RecordFormat::JsonCompressed).unwrap();
+    let inode = fs::metadata(&path).unwrap().ino();
+    let mut previous = journal_bytes(&path);
+    for round in 0..4 {
+        for i in 0..10 {
+            journal.push(&snapshot(round * 10 + i, &[10])).unwrap();
+        }
+        journal.flush().unwrap();
+        let now = journal_bytes(&path);
+        assert!(
+            now.len() > previous.len() && now.starts_with(&previous),
+            "round {round}: the file was rewritten, not appended to"
+        );
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode, "a new file");
+        let snapshots: usize = read_records(&path)
+            .unwrap()
+            .iter()
+            .map(|r| r.snapshots.len())
+            .sum();
+        assert_eq!(snapshots as u64, (round + 1) * 10, "flushed = readable");
+        previous = now;
+    }
+    // An idle recorder's flushes write nothing.
+    journal.flush().unwrap();
+    assert_eq!(journal_bytes(&path), previous);
+}
+
+/// A recorder killed at any moment, even in the middle of a write: everything flushed before
+/// reads back, a cut-short end is left out, and `finish_file` converts what is there.
+#[test]
+fn a_journal_cut_anywhere_reads_up_to_its_last_complete_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rec.data");
+    let mut journal = Journal::create(&path, RecordFormat::JsonCompressed).unwrap();
+    for i in 0..20 {
+        journal.push(&snapshot(i, &[10])).unwrap();
+    }
+    journal.flush().unwrap();
+    let first = journal_bytes(&path);
+    for i in 20..40 {
+        journal.push(&snapshot(i, &[10])).unwrap();
+    }
+    journal.flush().unwrap();
+    let second = journal_bytes(&path);
+    // What a SIGKILL leaves: the encoder's unflushed state is lost with the process.
+    for i in 40..45 {
+        journal.push(&snapshot(i, &[10])).unwrap();
+    }
+    std::mem::forget(journal);
+    assert_eq!(
+        journal_bytes(&path),
+        second,
+        "unflushed data reached the file"
+    );
+
+    let mut last = 0;
+    for cut in (first.len()..=second.len()).step_by(3) {
+        let records = parse_records(&second[..cut])
+            .unwrap_or_else(|e| panic!("cut at {cut} of {}: {e}", second.len()));
+        let n = records[0].snapshots.len();
+        assert!((20..=40).contains(&n) && n >= last, "cut at {cut}: {n}");
+        for (i, s) in records[0].snapshots.iter().enumerate() {
+            let want = snapshot(i as u64, &[10]);
+            assert_eq!(s, &RecordSnapshot::of_target(&want, &want.targets[0]));
+        }
+        last = n;
+    }
+    assert_eq!(last, 40);
+
+    fs::write(&path, &second[..second.len() - 5]).unwrap();
+    let done = finish_file(&path, None).unwrap();
+    assert_eq!(done.format, RecordFormat::JsonCompressed);
+    let records = read_records(&path).unwrap();
+    assert_eq!(records[0].snapshots.len(), done.nr_snapshots);
+    assert!(done.nr_snapshots >= 39, "{}", done.nr_snapshots);
+    assert_eq!(dir_names(dir.path()), ["rec.data"]);
+}
+
+#[test]
+fn finish_file_refuses_what_is_not_a_journal_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let damo = dir.path().join("damo.data");
+    writer_with(RecordFormat::JsonCompressed, 2, &[10])
+        .save(&damo)
+        .unwrap();
+    let before = fs::read(&damo).unwrap();
+    let err = finish_file(&damo, None).unwrap_err().to_string();
+    assert!(
+        err.contains("damo.data") && err.contains("not the journal"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&damo).unwrap(), before);
+
+    let json = dir.path().join("plain.json");
+    writer_with(RecordFormat::Json, 2, &[10])
+        .save(&json)
+        .unwrap();
+    assert!(finish_file(&json, None).is_err());
+
+    // A symlink, say one planted in /tmp, is not followed.
+    let journal = dir.path().join("j.data");
+    let mut j = Journal::create(&journal, RecordFormat::Json).unwrap();
+    j.push(&snapshot(0, &[10])).unwrap();
+    j.flush().unwrap();
+    let link = dir.path().join("link.data");
+    std::os::unix::fs::symlink(&journal, &link).unwrap();
+    let err = finish_file(&link, None).unwrap_err().to_string();
+    assert!(err.contains("link.data"), "{err}");
+    assert_eq!(read_record_file(&journal).unwrap().0, FileKind::Journal);
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+fn compressed(text: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(text.as_bytes()).unwrap();
+    e.flush().unwrap();
+    e.get_ref().clone()
+}
+
+const HEADER: &str = "{\"damon_journal\":{\"version\":1,\"format\":\"json\"}}\n";
+const RECORD: &str = "{\"record\":{\"id\":0,\"kdamond_idx\":0,\"context_idx\":0,\"target_id\":0,\"pid\":7,\"intervals\":{\"sample_us\":5000,\"aggr_us\":100000,\"update_us\":1000000}}}\n";
+
+/// Region fields come and go: one added later (with a default) is ignored by this reader,
+/// and a missing optional one reads as unknown.
+#[test]
+fn journal_regions_read_across_field_changes() {
+    let text = format!(
+        "{HEADER}{RECORD}{}{}",
+        "{\"snapshot\":{\"record\":0,\"start_ns\":0,\"end_ns\":100,\"regions\":[{\"start\":0,\"end\":4096,\"nr_accesses\":2,\"age\":3,\"nr_unmeasured\":5}]}}\n",
+        "{\"snapshot\":{\"record\":0,\"start_ns\":100,\"end_ns\":200,\"regions\":[{\"start\":0,\"end\":4096,\"nr_accesses\":1}]}}\n",
+    );
+    let records = parse_records(&compressed(&text)).unwrap();
+    let r = &records[0];
+    assert_eq!((r.pid, r.intervals), (Some(7), Some(INTERVALS)));
+    assert_eq!(r.snapshots[0].regions[0].age, Some(3));
+    assert_eq!(r.snapshots[1].regions[0].age, None);
+    assert_eq!(r.snapshots[1].regions[0].nr_accesses, 1);
+}
+
+#[test]
+fn bad_journal_lines_are_named_by_number() {
+    let err = |text: String| parse_records(&compressed(&text)).unwrap_err().to_string();
+    let msg = err(format!(
+        "{HEADER}{RECORD}{}",
+        "{\"snapshot\":{\"record\":1,\"start_ns\":0,\"end_ns\":1,\"regions\":[]}}\n"
+    ));
+    assert!(msg.contains("line 3") && msg.contains("record 1"), "{msg}");
+    let msg = err(format!(
+        "{HEADER}{RECORD}{}",
+        "{\"snapshot\":{\"record\":0,\"start_ns\":0,\"end_ns\":1,\"regions\":[{\"start\":9,\"end\":4,\"nr_accesses\":0}]}}\n"
+    ));
+    assert!(msg.contains("line 3") && msg.contains("ends at 4"), "{msg}");
+    let msg = err(HEADER.replace("\"version\":1", "\"version\":99"));
+    assert!(
+        msg.contains("line 1") && msg.contains("version 99"),
+        "{msg}"
+    );
+    let msg = err(HEADER.replace("json", "xml"));
+    assert!(msg.contains("xml"), "{msg}");
+    let msg = err(format!("{HEADER}{HEADER}"));
+    assert!(msg.contains("line 2: a second header"), "{msg}");
+    let msg = err(format!("{HEADER}{RECORD}{{\"snapshot\": 12}}\n"));
+    assert!(msg.contains("line 3"), "{msg}");
+    // Without its header it is no journal: an unfinished zlib stream is a damaged file.
+    let msg = err(RECORD.to_string());
+    assert!(msg.contains("truncated"), "{msg}");
+}
+
+#[test]
+fn a_journal_at_a_planted_path_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"keep").unwrap();
+    let out = dir.path().join("out.data");
+    std::os::unix::fs::symlink(&victim, &out).unwrap();
+    let mut j = Journal::create(&out, RecordFormat::JsonCompressed).unwrap();
+    j.push(&snapshot(0, &[10])).unwrap();
+    j.finish().unwrap();
+    assert_eq!(fs::read(&victim).unwrap(), b"keep");
+    assert!(fs::symlink_metadata(&out).unwrap().is_file());
+    assert_eq!(read_records(&out).unwrap()[0].snapshots.len(), 1);
 }

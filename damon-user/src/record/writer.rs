@@ -1,18 +1,13 @@
-//! Accumulating snapshots into records and saving them so that a killed run leaves a file.
-use std::{
-    collections::HashMap,
-    fs,
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
-    path::{Path, PathBuf},
-};
+//! Accumulating snapshots into records in memory, and saving them as one damo record file.
+//! (`damon record` appends to a [`Journal`](super::Journal) instead.)
+use std::{collections::HashMap, path::Path};
 
 use super::{Record, RecordError, RecordFormat, RecordSnapshot};
-use crate::core::{Intervals, Snapshot};
+use crate::core::{Intervals, Snapshot, TargetSnapshot};
 
 /// What makes a record: damo merges records only when all of these match.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-struct RecordKey {
+pub(crate) struct RecordKey {
     kdamond_idx: usize,
     context_idx: usize,
     target_idx: usize,
@@ -21,12 +16,24 @@ struct RecordKey {
     intervals: (u64, u64, u64),
 }
 
-/// Collects [`Snapshot`]s as damo records, one per target, and writes them out.
+impl RecordKey {
+    pub(crate) fn of(snapshot: &Snapshot, target: &TargetSnapshot) -> Self {
+        RecordKey {
+            kdamond_idx: snapshot.kdamond_idx,
+            context_idx: snapshot.context_idx,
+            target_idx: target.target_idx,
+            pid: target.pid,
+            intervals: intervals_key(&snapshot.intervals),
+        }
+    }
+}
+
+/// Collects [`Snapshot`]s as damo records, one per target, in memory, and writes them out.
 ///
 /// ```
 /// use damon_user::record::{RecordFormat, RecordWriter};
 /// let mut writer = RecordWriter::new(RecordFormat::JsonCompressed);
-/// // writer.push(&snapshot) after each aggregation, writer.flush(path) every few seconds.
+/// // writer.push(&snapshot) after each aggregation, writer.save(path) at the end.
 /// assert_eq!(writer.nr_snapshots(), 0);
 /// ```
 #[derive(Debug)]
@@ -56,13 +63,7 @@ impl RecordWriter {
     /// pid or intervals changed gets a new record, as damo's `can_merge` would keep them apart.
     pub fn push(&mut self, snapshot: &Snapshot) {
         for target in &snapshot.targets {
-            let key = RecordKey {
-                kdamond_idx: snapshot.kdamond_idx,
-                context_idx: snapshot.context_idx,
-                target_idx: target.target_idx,
-                pid: target.pid,
-                intervals: intervals_key(&snapshot.intervals),
-            };
+            let key = RecordKey::of(snapshot, target);
             let idx = *self.index.entry(key).or_insert_with(|| {
                 let mut record = Record::for_target(snapshot, target);
                 record.nr_lost_snapshots = self
@@ -109,48 +110,19 @@ impl RecordWriter {
     }
 
     /// Writes everything pushed so far to `path`, replacing it atomically: readers, and a
-    /// run killed mid-write, see either the previous complete file or the new one. The file
-    /// is private to the user (mode 0600): addresses of a process are sensitive.
-    pub fn flush(&self, path: &Path) -> Result<(), RecordError> {
+    /// run killed mid-write, see either the previous complete file or the new one; a file or
+    /// link someone planted at `path` is replaced, never written through (see
+    /// [`crate::outfile`]). The file is private to the user (mode 0600): addresses of a
+    /// process are sensitive.
+    pub fn save(&self, path: &Path) -> Result<(), RecordError> {
         let bytes = self.to_bytes()?;
-        write_atomically(path, &bytes)
+        crate::outfile::replace(path, &bytes, 0o600).map_err(|source| RecordError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
 fn intervals_key(i: &Intervals) -> (u64, u64, u64) {
     (i.sample_us, i.aggr_us, i.update_us)
-}
-
-/// Writes `bytes` to a temporary file beside `path` and renames it over `path`.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
-    let tmp = temporary_path(path);
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        // Without this, a crash of the machine (not just of us) could leave an empty file
-        // under the new name.
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        RecordError::Write {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
-}
-
-/// `dir/.name.tmp.PID`: same directory, so the rename stays within one filesystem.
-fn temporary_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "damon.data".into());
-    path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
 }

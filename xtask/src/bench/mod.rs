@@ -3,6 +3,7 @@
 //! outside through `/proc`). Every benchmark prints its numbers; none asserts a goal.
 mod cpu;
 mod proc;
+mod record;
 
 use std::path::Path;
 
@@ -23,6 +24,11 @@ const SYSTEM: &[SystemBench] = &[
         "startup",
         "time from starting `damon record` to its first sample",
         cpu::startup,
+    ),
+    (
+        "record-long",
+        "a 10-minute `damon record`: RSS, CPU, flush gap and file size over time",
+        record::run,
     ),
 ];
 

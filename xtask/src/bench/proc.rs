@@ -65,15 +65,24 @@ pub fn run_seconds(pid: u32) -> Result<f64> {
 }
 
 /// Resident set size in KiB (`VmRSS`).
-#[allow(dead_code)] // for benchmarks of memory over time
 pub fn rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// The largest resident set size so far, in KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmHWM")
+}
+
+/// A `KEY: N kB` line of `/proc/PID/status`.
+fn status_kib(pid: u32, key: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")
+        .with_context(|| format!("no {key} in /proc/{pid}/status"))
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds (the clock of `damon`'s timestamps).

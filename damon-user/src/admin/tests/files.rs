@@ -557,3 +557,72 @@ fn fresh_tree_is_empty() {
         )]
     );
 }
+
+/// No count written to an `nr_*` file makes the server allocate without bound: past the
+/// tree's size limit every one fails with ENOMEM (as the kernel's, which cannot allocate
+/// 2147483647 directories either) and changes nothing; the tree stays usable.
+#[test]
+fn nr_files_are_bounded_by_the_tree_size() {
+    use crate::admin::node::MAX_DIRS;
+    for (nr_file, child_file) in nr_files() {
+        let mut t = full_tree();
+        set(&mut t, &child_file, "7");
+        let before = t.nr_dirs();
+        for huge in ["2147483647", "100000000", &MAX_DIRS.to_string()] {
+            assert_eq!(
+                write_errno(&mut t, &nr_file, huge),
+                libc::ENOMEM,
+                "{nr_file} <- {huge}"
+            );
+            assert_eq!(read(&t, &nr_file), "1\n", "{nr_file} <- {huge}");
+            assert_eq!(read(&t, &child_file), "7\n", "{nr_file} <- {huge}");
+            assert_eq!(t.nr_dirs(), before);
+        }
+        let err = write(&mut t, &nr_file, "2147483647")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("2147483647") && err.contains(&MAX_DIRS.to_string()),
+            "{err}"
+        );
+        set(&mut t, &nr_file, "2");
+        assert_eq!(read(&t, &nr_file), "2\n");
+    }
+}
+
+/// The limit is on the whole tree: counts that each fit cannot add up past it.
+#[test]
+fn the_tree_size_limit_holds_across_nr_files() {
+    use crate::admin::node::MAX_DIRS;
+    let (mut t, _) = tree();
+    one_context(&mut t);
+    let targets = format!("{C}/targets/nr_targets");
+    // A target is two directories (itself and regions/).
+    set(&mut t, &targets, "20000");
+    let used = t.nr_dirs();
+    assert!(used > 40_000 && used <= MAX_DIRS, "{used}");
+    let room = MAX_DIRS - used;
+    let regions = format!("{C}/targets/0/regions/nr_regions");
+    assert_eq!(
+        write_errno(&mut t, &regions, &(room + 1).to_string()),
+        libc::ENOMEM
+    );
+    assert_eq!(t.nr_dirs(), used);
+    set(&mut t, &regions, &room.to_string());
+    assert_eq!(t.nr_dirs(), MAX_DIRS);
+    assert_eq!(
+        write_errno(&mut t, &format!("{C}/targets/1/regions/nr_regions"), "1"),
+        libc::ENOMEM
+    );
+    // Shrinking frees room; rewriting a count the tree holds is fine at the limit.
+    set(&mut t, &regions, &room.to_string());
+    set(&mut t, &regions, "0");
+    set(&mut t, &format!("{C}/targets/1/regions/nr_regions"), "1");
+    // Every new kdamond must fit too.
+    assert_eq!(
+        write_errno(&mut t, "kdamonds/nr_kdamonds", &MAX_DIRS.to_string()),
+        libc::ENOMEM
+    );
+    set(&mut t, "kdamonds/nr_kdamonds", "2");
+    assert_eq!(read(&t, "kdamonds/nr_kdamonds"), "2\n");
+}

@@ -5,6 +5,7 @@ use std::{
     sync::OnceLock,
 };
 
+use image::{ColorType, ImageEncoder, codecs::png::PngEncoder};
 use plotters::{
     coord::Shift,
     prelude::*,
@@ -71,22 +72,38 @@ fn is_svg(path: &Path) -> Result<bool, ReportError> {
     }
 }
 
-/// Draws `grid` to `path` (.png or .svg) with `title` on top.
+/// Draws `grid` to `path` (.png or .svg) with `title` on top. The image is drawn in memory
+/// and written to a new file that then replaces `path` (see [`crate::outfile`]): a file or
+/// link someone planted there is never written through. Mode 0600, as record files: the
+/// image shows the process's address layout.
 pub(crate) fn draw(path: &Path, grid: &Grid, title: &str, base_ns: u64) -> Result<(), ReportError> {
     let fail = |e: String| ReportError::Draw {
         path: path.to_path_buf(),
         reason: e,
     };
     let text = have_font();
-    if is_svg(path)? {
-        let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-        draw_on(&root, grid, title, base_ns, text).map_err(fail)?;
-        root.present().map_err(|e| fail(e.to_string()))
+    let bytes = if is_svg(path)? {
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+            draw_on(&root, grid, title, base_ns, text).map_err(fail)?;
+            root.present().map_err(|e| fail(e.to_string()))?;
+        }
+        svg.into_bytes()
     } else {
-        let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-        draw_on(&root, grid, title, base_ns, text).map_err(fail)?;
-        root.present().map_err(|e| fail(e.to_string()))
-    }
+        let mut rgb = vec![0u8; WIDTH as usize * HEIGHT as usize * 3];
+        {
+            let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
+            draw_on(&root, grid, title, base_ns, text).map_err(fail)?;
+            root.present().map_err(|e| fail(e.to_string()))?;
+        }
+        let mut png = Vec::new();
+        PngEncoder::new(&mut png)
+            .write_image(&rgb, WIDTH, HEIGHT, ColorType::Rgb8)
+            .map_err(|e| fail(e.to_string()))?;
+        png
+    };
+    crate::outfile::replace(path, &bytes, 0o600).map_err(|e| fail(e.to_string()))
 }
 
 fn draw_on<DB: DrawingBackend>(
