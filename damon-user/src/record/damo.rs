@@ -79,6 +79,13 @@ struct OutRegion {
     age: OutAge,
     probe_hits: [(); 0],
     sz_filter_passed: &'static str,
+    /// Ours (damo ignores keys it does not know), written only when not zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    nr_unmeasured: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize)]
@@ -139,6 +146,7 @@ fn out_snapshot(s: &RecordSnapshot) -> OutSnapshot {
                 },
                 probe_hits: [],
                 sz_filter_passed: "0",
+                nr_unmeasured: r.nr_unmeasured,
             })
             .collect(),
         total_bytes: s.total_bytes().to_string(),
@@ -271,6 +279,8 @@ struct InRegion {
     nr_accesses: Option<InNrAccesses>,
     #[serde(default)]
     age: Option<InAge>,
+    #[serde(default)]
+    nr_unmeasured: Option<NumOrText>,
 }
 
 /// damo stores `nr_accesses` with its unit; very old damo stored the bare sample count.
@@ -525,11 +535,16 @@ fn convert_region(
             usec: None,
         }) => None,
     };
+    let nr_unmeasured = match r.nr_unmeasured {
+        None => 0,
+        Some(n) => at.count_u32("nr_unmeasured", &n)?,
+    };
     Ok(RecordRegion {
         start,
         end,
         nr_accesses,
         age,
+        nr_unmeasured,
     })
 }
 

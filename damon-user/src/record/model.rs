@@ -50,11 +50,22 @@ pub struct RecordRegion {
     pub nr_accesses: u32,
     /// Unknown in records of kernels whose trace events lack it.
     pub age: Option<u32>,
+    /// Samples that could not be measured (young pages whose Accessed bit cannot be cleared
+    /// from user space); they count as not accessed. 0 in files of other recorders.
+    #[serde(default)]
+    pub nr_unmeasured: u32,
 }
 
 impl RecordRegion {
     pub fn size(&self) -> u64 {
         self.end.saturating_sub(self.start)
+    }
+
+    /// Bytes of the region whose samples could not be measured: its size times the share of
+    /// its `max_nr_accesses` samples that were unmeasured.
+    pub fn unmeasured_bytes(&self, max_nr_accesses: u32) -> u64 {
+        let share = f64::from(self.nr_unmeasured) / f64::from(max_nr_accesses.max(1));
+        (self.size() as f64 * share.min(1.0)) as u64
     }
 }
 
@@ -65,6 +76,7 @@ impl From<&RegionSnapshot> for RecordRegion {
             end: r.end,
             nr_accesses: r.nr_accesses,
             age: Some(r.age),
+            nr_unmeasured: r.nr_unmeasured,
         }
     }
 }

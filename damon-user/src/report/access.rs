@@ -106,8 +106,25 @@ pub fn render_text(input: &Input, opts: &AccessOptions) -> Result<String, Report
                 wss as f64 * 100.0 / total as f64
             }),
         );
-        let _ = writeln!(out, "#");
         let i = record.intervals.as_ref();
+        let max = i.map_or(1, |i| i.max_nr_accesses());
+        let unmeasured: u64 = snapshot
+            .regions
+            .iter()
+            .map(|r| r.unmeasured_bytes(max))
+            .sum();
+        if unmeasured > 0 {
+            let regions = snapshot.regions.iter().filter(|r| r.nr_unmeasured > 0);
+            let _ = writeln!(
+                out,
+                "#   unmeasured: {} in {} regions, counted as not accessed: their sampled pages \
+                 were young and MADV_COLD cannot clear that (pages mapped by other processes too, \
+                 not on an LRU list yet, mlocked, or in a large folio mapped by PTEs)",
+                nums.bytes_label(unmeasured),
+                nums.count(regions.count() as u64),
+            );
+        }
+        let _ = writeln!(out, "#");
         // Without intervals, age can only be told in aggregation intervals.
         let age_header = if i.is_some() {
             nums.age_header()
@@ -155,6 +172,8 @@ struct JsonSnapshot {
     end_ns: u64,
     total_bytes: u64,
     working_set_bytes: u64,
+    /// Bytes whose samples could not be measured (see the text report).
+    unmeasured_bytes: u64,
     regions: Vec<JsonRegion>,
 }
 
@@ -168,6 +187,7 @@ struct JsonRegion {
     access_hz: Option<f64>,
     age: Option<u32>,
     age_us: Option<u64>,
+    nr_unmeasured: u32,
 }
 
 /// The same numbers as [`render_text`], as one JSON document.
@@ -175,12 +195,14 @@ pub fn render_json(input: &Input, opts: &AccessOptions) -> Result<String, Report
     let mut records = Vec::new();
     for (idx, record) in input.records.iter().enumerate() {
         let i = record.intervals.as_ref();
+        let max = i.map_or(1, |i| i.max_nr_accesses());
         let snapshot = chosen(idx, record, opts)?.map(|(sidx, s)| JsonSnapshot {
             index: sidx,
             start_ns: s.start_ns,
             end_ns: s.end_ns,
             total_bytes: s.total_bytes(),
             working_set_bytes: s.working_set_bytes(),
+            unmeasured_bytes: s.regions.iter().map(|r| r.unmeasured_bytes(max)).sum(),
             regions: sorted(&s.regions, opts.sort)
                 .iter()
                 .map(|r| JsonRegion {
@@ -192,6 +214,7 @@ pub fn render_json(input: &Input, opts: &AccessOptions) -> Result<String, Report
                     access_hz: i.map(|i| access_hz(r.nr_accesses, i)),
                     age: r.age,
                     age_us: i.zip(r.age).map(|(i, a)| age_us(a, i)),
+                    nr_unmeasured: r.nr_unmeasured,
                 })
                 .collect(),
         });
@@ -201,4 +224,78 @@ pub fn render_json(input: &Input, opts: &AccessOptions) -> Result<String, Report
         });
     }
     Ok(to_json(&input.json_doc("access", records)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Intervals;
+    use crate::record::{Record, RecordRegion, RecordSnapshot};
+
+    fn record(nr_unmeasured: u32) -> Record {
+        let region = |start: u64, end: u64, nr_unmeasured| RecordRegion {
+            start,
+            end,
+            nr_accesses: 0,
+            age: Some(3),
+            nr_unmeasured,
+        };
+        Record {
+            kdamond_idx: 0,
+            context_idx: 0,
+            scheme_idx: None,
+            target_id: Some(0),
+            pid: Some(42),
+            intervals: Some(Intervals {
+                sample_us: 5_000,
+                aggr_us: 100_000,
+                update_us: 1_000_000,
+            }),
+            data_source: "unknown".into(),
+            nr_lost_snapshots: 0,
+            snapshots: vec![RecordSnapshot {
+                start_ns: 0,
+                end_ns: 100_000_000,
+                // 4 MiB unmeasured in half of its 20 samples, and 4 MiB measured.
+                regions: vec![
+                    region(0x10_0000, 0x50_0000, nr_unmeasured),
+                    region(0x50_0000, 0x90_0000, 0),
+                ],
+            }],
+        }
+    }
+
+    fn report(records: &[Record], json: bool) -> String {
+        let input = Input {
+            name: "test",
+            records,
+        };
+        let opts = AccessOptions {
+            snapshot: None,
+            sort: SortKey::Address,
+            nums: Numbers::new(true),
+        };
+        if json {
+            render_json(&input, &opts).expect("json")
+        } else {
+            render_text(&input, &opts).expect("text")
+        }
+    }
+
+    #[test]
+    fn unmeasured_bytes_are_said_and_why() {
+        let text = report(&[record(10)], false);
+        assert!(
+            text.contains("#   unmeasured: 2097152 B in 1 regions, counted as not accessed")
+                && text.contains("MADV_COLD cannot clear"),
+            "{text}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&report(&[record(10)], true)).expect("json");
+        let snap = &json["records"][0]["snapshot"];
+        assert_eq!(snap["unmeasured_bytes"], 2 << 20, "{json}");
+        assert_eq!(snap["regions"][0]["nr_unmeasured"], 10);
+        // Nothing is said when everything was measured.
+        assert!(!report(&[record(0)], false).contains("unmeasured"));
+    }
 }

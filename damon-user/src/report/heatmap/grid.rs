@@ -266,6 +266,7 @@ mod tests {
             end,
             nr_accesses,
             age: Some(age),
+            nr_unmeasured: 0,
         }
     }
 
