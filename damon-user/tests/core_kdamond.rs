@@ -132,6 +132,10 @@ fn stops_by_itself_when_all_targets_exit() {
     sim.remove_process(102);
     assert!(wait_until(Duration::from_secs(2), || !handle.is_running()));
     assert_eq!(handle.exit_reason().as_deref(), Some("all targets exited"));
+    assert_eq!(
+        handle.exit(),
+        Some(damon_user::core::KdamondExit::TargetsExited)
+    );
     assert!(matches!(handle.regions_now(), Err(CoreError::NotRunning)));
     assert!(matches!(
         handle.commit(spec(fast(), 102)),
@@ -266,6 +270,14 @@ fn ops_failure_stops_with_its_error() {
         .recv_timeout(Duration::from_secs(5))
         .expect("cleanup called");
     assert!(wait_until(Duration::from_secs(2), || !handle.is_running()));
+    assert!(
+        matches!(
+            handle.exit(),
+            Some(damon_user::core::KdamondExit::Failed(_))
+        ),
+        "a failed access check is a failure: {:?}",
+        handle.exit()
+    );
     let reason = handle.exit_reason().expect("stopped by itself");
     assert!(
         reason.starts_with("walking page tables of pid 105: Operation not permitted"),

@@ -12,6 +12,7 @@ use super::{
     StopSignals,
     session::{Event, MonitorArgs, Session},
 };
+use crate::core::KdamondExit;
 use crate::record::{Journal, RecordFormat, finish_file};
 
 #[derive(Debug, ClapArgs)]
@@ -146,6 +147,13 @@ pub fn run(args: Args) -> Result<()> {
     })?;
     if tty {
         say(format_args!("\n"));
+    }
+    // A monitor that failed is an error, whatever it recorded before.
+    if let Some(KdamondExit::Failed(e)) = exit {
+        bail!(
+            "monitoring failed: {e} (the {nr_snapshots} snapshots recorded before are in {})",
+            out.display()
+        );
     }
     say(format_args!(
         "Recorded {} snapshots in {:.1}s ({reason}{}) to {}\n",

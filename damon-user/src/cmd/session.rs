@@ -13,7 +13,9 @@ use clap::{Args as ClapArgs, ValueEnum};
 use super::StopSignals;
 use crate::{
     bpf::{PerfSampler, PmuError, probe},
-    core::{AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec},
+    core::{
+        AddrRange, Attrs, ContextSpec, KdamondExit, KdamondHandle, OpsKind, Snapshot, TargetSpec,
+    },
     monitor::{check_spec, check_target, start_ebpf_kdamond},
     ops::{EbpfOpsOptions, FaultScope},
     report::range::parse_address_range,
@@ -257,12 +259,12 @@ impl Session {
 
     /// Stops the kdamond, hands over the aggregations still queued, and returns why the
     /// kdamond had stopped by itself, if it had.
-    pub fn finish(&mut self, mut each: impl FnMut(&Snapshot)) -> Option<String> {
+    pub fn finish(&mut self, mut each: impl FnMut(&Snapshot)) -> Option<KdamondExit> {
         self.kdamond.stop();
         while let Ok(s) = self.snapshots.try_recv() {
             each(&s);
         }
-        self.kdamond.exit_reason()
+        self.kdamond.exit()
     }
 }
 

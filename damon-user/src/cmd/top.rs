@@ -8,7 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use crate::core::KdamondExit;
+use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 
 use super::{
@@ -119,6 +120,9 @@ pub fn run(args: Args) -> Result<()> {
     };
     let reason = watch(&mut session, &signals, opts, |_| {})?;
     let exit = session.finish(|_| {});
+    if let Some(KdamondExit::Failed(e)) = exit {
+        bail!("monitoring failed: {e}");
+    }
     // Not eprintln!: after a hangup (SIGHUP) the terminal is gone, and it would panic.
     let _ = writeln!(
         std::io::stderr(),

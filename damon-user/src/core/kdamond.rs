@@ -36,10 +36,31 @@ enum Command {
     Regions(SyncSender<Vec<LiveTarget>>),
 }
 
+/// Why a kdamond stopped by itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KdamondExit {
+    /// It was started without targets.
+    NoTargets,
+    /// Every target exited: monitoring is over, nothing went wrong.
+    TargetsExited,
+    /// The access check failed: the error and its causes.
+    Failed(String),
+}
+
+impl std::fmt::Display for KdamondExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KdamondExit::NoTargets => f.write_str("no targets to monitor"),
+            KdamondExit::TargetsExited => f.write_str("all targets exited"),
+            KdamondExit::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
 /// State the thread publishes to its handle.
 struct Shared {
     running: AtomicBool,
-    exit_reason: Mutex<Option<String>>,
+    exit: Mutex<Option<KdamondExit>>,
 }
 
 /// Marks the kdamond stopped when its thread ends, even by a panic.
@@ -48,17 +69,17 @@ struct RunningGuard(Arc<Shared>);
 impl Drop for RunningGuard {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            set_exit_reason(&self.0, "kdamond thread panicked".to_owned());
+            set_exit(
+                &self.0,
+                KdamondExit::Failed("kdamond thread panicked".to_owned()),
+            );
         }
         self.0.running.store(false, Ordering::Release);
     }
 }
 
-fn set_exit_reason(shared: &Shared, reason: String) {
-    *shared
-        .exit_reason
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner) = Some(reason);
+fn set_exit(shared: &Shared, exit: KdamondExit) {
+    *shared.exit.lock().unwrap_or_else(PoisonError::into_inner) = Some(exit);
 }
 
 /// A running (or stopped) kdamond. Dropping it stops the kdamond and joins its thread.
@@ -89,7 +110,7 @@ pub fn start_kdamond(
     let name = format!("kdamond.{kdamond_idx}");
     let shared = Arc::new(Shared {
         running: AtomicBool::new(true),
-        exit_reason: Mutex::new(None),
+        exit: Mutex::new(None),
     });
     let (commands, command_rx) = mpsc::channel();
     let (tid_tx, tid_rx) = mpsc::sync_channel(1);
@@ -175,11 +196,17 @@ impl KdamondHandle {
     /// Why the kdamond stopped by itself; `None` while it runs or when [`stop`](Self::stop)
     /// stopped it.
     pub fn exit_reason(&self) -> Option<String> {
+        self.exit().map(|e| e.to_string())
+    }
+
+    /// Why the kdamond stopped by itself, as a value; `None` while it runs or when
+    /// [`stop`](Self::stop) stopped it.
+    pub fn exit(&self) -> Option<KdamondExit> {
         if self.is_running() {
             return None;
         }
         self.shared
-            .exit_reason
+            .exit
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -217,29 +244,29 @@ enum Wait {
 
 impl Kdamond {
     fn run(mut self, shared: &Shared) {
-        let reason = self.monitor();
+        let exit = self.monitor();
         self.ops.cleanup();
-        if let Some(reason) = reason {
-            log::info!("kdamond.{} stopped: {reason}", self.ctx.kdamond_idx());
-            set_exit_reason(shared, reason);
+        if let Some(exit) = exit {
+            log::info!("kdamond.{} stopped: {exit}", self.ctx.kdamond_idx());
+            set_exit(shared, exit);
         }
     }
 
     /// The loop; returns why it stopped by itself, or `None` when told to stop.
-    fn monitor(&mut self) -> Option<String> {
+    fn monitor(&mut self) -> Option<KdamondExit> {
         let mut pending = Vec::new();
         let mut first = true;
         loop {
             if !self.ctx.any_target_valid(self.ops.as_mut()) {
                 return Some(if self.ctx.nr_targets() == 0 {
-                    "no targets to monitor".to_owned()
+                    KdamondExit::NoTargets
                 } else {
-                    "all targets exited".to_owned()
+                    KdamondExit::TargetsExited
                 });
             }
             if !self.ctx.is_prepared() {
                 if let Err(err) = self.ctx.prepare(self.ops.as_mut()) {
-                    return Some(error_chain(&err));
+                    return Some(KdamondExit::Failed(error_chain(&err)));
                 }
                 if first {
                     first = false;
@@ -271,7 +298,7 @@ impl Kdamond {
                     let _ = self.sink.send(snapshot);
                 }
                 Ok(None) => {}
-                Err(err) => return Some(error_chain(&err)),
+                Err(err) => return Some(KdamondExit::Failed(error_chain(&err))),
             }
             for command in pending.drain(..) {
                 self.serve(command);

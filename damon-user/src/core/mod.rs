@@ -28,7 +28,7 @@ pub mod vaddr;
 pub use attrs::{Attrs, ContextSpec, OpsKind, TargetSpec};
 pub use context::{LiveTarget, MonitorContext};
 pub use error::CoreError;
-pub use kdamond::{KdamondHandle, start_kdamond};
+pub use kdamond::{KdamondExit, KdamondHandle, start_kdamond};
 pub use ops::{
     Access, Operations, OpsError, OwnedTarget, OwnedTargets, SampleStep, SampleTargets, TargetRef,
     TargetStep,
