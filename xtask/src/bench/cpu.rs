@@ -53,6 +53,7 @@ struct Cost {
 }
 
 pub fn run(root: &Path) -> Result<()> {
+    let _scratch = ScratchDir;
     let bins = binaries(root)?;
     let floor = sleeper_cost(&damon(root))?;
     println!(
@@ -241,10 +242,24 @@ impl PerfSyscalls {
     }
 }
 
+fn scratch_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("damon-bench-{}", std::process::id()))
+}
+
+/// A file in this run's scratch directory, which [`ScratchDir`] removes.
 fn tempfile(name: &str) -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("damon-bench-{}", std::process::id()));
+    let dir = scratch_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir.join(name))
+}
+
+/// Removes the scratch directory when a benchmark ends, also on error.
+struct ScratchDir;
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(scratch_dir());
+    }
 }
 
 /// Sweeps per second of a busy 1 GiB workload (started with `workload_bin`), unmonitored and
@@ -317,6 +332,7 @@ fn slowdown(workload_bin: &Path, bin: &Path) -> Result<(f64, f64)> {
 /// before), and without (the first run after a boot: BTF and calibration). Also the whole
 /// run's wall time, `-d 0.3` included, which the older binaries can be compared on.
 pub fn startup(root: &Path) -> Result<()> {
+    let _scratch = ScratchDir;
     let bins = binaries(root)?;
     let (w, _) = workload(
         &damon(root),
