@@ -150,11 +150,14 @@ fn access_json_has_the_numbers_of_the_table() {
             "age_us",
             "end",
             "nr_accesses",
+            "nr_unmeasured",
             "size",
             "start"
         ]
     );
     assert_eq!(hottest["nr_accesses"], 20);
+    assert_eq!(hottest["nr_unmeasured"], 0, "damo's file has no unmeasured samples");
+    assert_eq!(snapshot["unmeasured_bytes"], 0);
     assert_eq!(hottest["access_percent"], 100.0);
     assert_eq!(hottest["access_hz"], 200.0);
     assert_eq!(hottest["age_us"], 2_900_000);
