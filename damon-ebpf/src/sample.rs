@@ -156,10 +156,15 @@ extern "C" fn check_region(k: u32, ctx: *mut core::ffi::c_void) -> i64 {
     let s = unsafe { &mut *s };
     let idx = (k & REGION_INDEX_MASK) as usize;
     let mut flags = 0u8;
-    if s.pending_flags[idx] & SAMPLE_UNMEASURABLE != 0 {
+    let pending = s.pending_flags[idx];
+    if pending & SAMPLE_UNMEASURABLE != 0 {
         flags |= CHECK_UNMEASURED;
+    } else if pending & SAMPLE_PRESENT == 0 {
+        // Absent when prepared: only a fault can have made it present by an access, and the
+        // stamp below tells. (A page the kernel mapped around another fault, without one of
+        // its own, was not accessed: its Accessed bit would say otherwise on some kernels.)
     } else {
-        let pmd_leaf = s.pending_flags[idx] & SAMPLE_PMD_LEAF != 0;
+        let pmd_leaf = pending & SAMPLE_PMD_LEAF != 0;
         let ptr = s.pending_leaf[idx];
         let found = if ptr != 0 {
             reread(ptr, pmd_leaf)
