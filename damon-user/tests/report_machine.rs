@@ -156,7 +156,10 @@ fn access_json_has_the_numbers_of_the_table() {
         ]
     );
     assert_eq!(hottest["nr_accesses"], 20);
-    assert_eq!(hottest["nr_unmeasured"], 0, "damo's file has no unmeasured samples");
+    assert_eq!(
+        hottest["nr_unmeasured"], 0,
+        "damo's file has no unmeasured samples"
+    );
     assert_eq!(snapshot["unmeasured_bytes"], 0);
     assert_eq!(hottest["access_percent"], 100.0);
     assert_eq!(hottest["access_hz"], 200.0);

@@ -347,3 +347,46 @@ fn record_appends_while_it_runs_and_a_sigkill_loses_under_a_second() {
         );
     }
 }
+
+/// A child of ours, reaped on drop.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.wait();
+    }
+}
+
+/// Run without privilege, the monitor says it needs root, not that a tracepoint is missing
+/// (tracefs is readable by root only, so what it holds cannot be judged).
+#[test]
+fn an_unprivileged_run_says_it_needs_root() {
+    if !have_root("an_unprivileged_run_says_it_needs_root") {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(damon_bin())
+        .arg("check")
+        .output()
+        .expect("setpriv");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "an unprivileged check passed: {text}"
+    );
+    assert!(text.contains("root"), "does not say it needs root: {text}");
+    assert!(
+        !text.contains("tracepoint"),
+        "blames the tracepoint: {text}"
+    );
+}
