@@ -214,12 +214,31 @@ fn unmonitorable_targets_are_refused_up_front() {
         .collect();
     let mut too_many_ranges = vec!["record", "-p", &pid, "--ops", "fvaddr"];
     too_many_ranges.extend(ranges.iter().map(String::as_str));
+    // A zombie: exited, not reaped.
+    let child = Command::new("true").spawn().expect("spawn");
+    let zombie = child.id().to_string();
+    let _reap = Reap(child);
+    let t = std::time::Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{zombie}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    }) {
+        assert!(
+            t.elapsed().as_secs() < 5,
+            "{zombie} did not become a zombie"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let out_file = dir.path().join("refused.data");
     for (args, needle) in [
         (
             vec!["record", "-p", "2"],
             "process 2 (kthreadd) is a kernel thread".to_string(),
+        ),
+        (
+            vec!["record", "-p", &zombie],
+            format!("process {zombie} (true) has exited"),
         ),
         (
             vec!["record", "-p", &pid, "-p", &pid],
