@@ -102,6 +102,7 @@ fn sample_bookkeeping(c: &mut Criterion) {
                 update_us: 1 << 40,
                 min_nr_regions: 3,
                 max_nr_regions: 2 * n,
+                intervals_goal: damon_user::core::IntervalsGoal::OFF,
             },
             targets: vec![TargetSpec::fvaddr(1, ranges)],
         };

@@ -10,8 +10,8 @@ use crate::{
     },
     bpf::{KernelLayout, LayoutError, LayoutOrigin},
     core::{
-        AddrRange, Attrs, ContextSpec, CoreError, KdamondHandle, OpsError, OpsKind, ProcessKind,
-        Snapshot, TargetSpec, process_kind, read_proc_maps, start_kdamond,
+        AddrRange, Attrs, ContextSpec, CoreError, IntervalsGoal, KdamondHandle, OpsError, OpsKind,
+        ProcessKind, Snapshot, TargetSpec, process_kind, read_proc_maps, start_kdamond,
     },
     ops::{EbpfOps, EbpfOpsOptions},
 };
@@ -39,6 +39,12 @@ fn spec_of(cfg: &KdamondConfig) -> Result<ContextSpec, BackendError> {
             update_us: ctx.update_us,
             min_nr_regions: ctx.min_nr_regions,
             max_nr_regions: ctx.max_nr_regions,
+            intervals_goal: IntervalsGoal {
+                access_bp: ctx.intervals_goal.access_bp,
+                aggrs: ctx.intervals_goal.aggrs,
+                min_sample_us: ctx.intervals_goal.min_sample_us,
+                max_sample_us: ctx.intervals_goal.max_sample_us,
+            },
         },
         targets: ctx
             .targets
@@ -229,16 +235,14 @@ impl KdamondBackend for EbpfBackend {
         // Snapshots are not consumed: the tree reads live regions on request. A closed
         // channel is ignored by the kdamond.
         let (tx, _) = mpsc::channel();
-        let attrs = spec.attrs;
         let handle = start_ebpf_kdamond(kdamond_idx, spec, self.options, tx, None)
             .map_err(|e| BackendError::new(crate::core::ops::error_chain(&e)))?;
-        Ok(Box::new(Running { handle, attrs }))
+        Ok(Box::new(Running { handle }))
     }
 }
 
 struct Running {
     handle: KdamondHandle,
-    attrs: Attrs,
 }
 
 impl RunningKdamond for Running {
@@ -256,11 +260,9 @@ impl RunningKdamond for Running {
 
     fn commit(&mut self, cfg: &KdamondConfig) -> Result<(), BackendError> {
         let spec = spec_of(cfg)?;
-        let attrs = spec.attrs;
         self.handle
             .commit(spec)
             .map_err(|e| BackendError::new(e.to_string()))?;
-        self.attrs = attrs;
         Ok(())
     }
 
@@ -287,11 +289,11 @@ impl RunningKdamond for Running {
     }
 
     fn sample_us(&self) -> u64 {
-        self.attrs.sample_us
+        self.handle.intervals_now().0
     }
 
     fn aggr_us(&self) -> u64 {
-        self.attrs.aggr_us
+        self.handle.intervals_now().1
     }
 }
 

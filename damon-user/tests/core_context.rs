@@ -299,6 +299,7 @@ fn extreme_but_valid_inputs_do_not_overflow() {
             update_us: u64::MAX,
             min_nr_regions: 3,
             max_nr_regions: u64::MAX,
+            intervals_goal: damon_user::core::IntervalsGoal::OFF,
         },
         targets: vec![
             TargetSpec::fvaddr(10, vec![huge]),

@@ -159,6 +159,7 @@ fn case() -> impl Strategy<Value = Case> {
                         update_us: sample_us * update_mult,
                         min_nr_regions: min,
                         max_nr_regions: min,
+                        intervals_goal: damon_user::core::IntervalsGoal::OFF,
                     },
                     processes,
                     fixed_cuts: cuts,

@@ -30,6 +30,7 @@ const INTERVALS: Intervals = Intervals {
     sample_us: 5_000,
     aggr_us: 100_000,
     update_us: 1_000_000,
+    goal: damon_user::core::IntervalsGoal::OFF,
 };
 
 /// One aggregation of a process with the three areas DAMON's vaddr monitors: a heap with a

@@ -409,3 +409,72 @@ fn an_unprivileged_run_says_it_needs_root() {
         "blames the tracepoint: {text}"
     );
 }
+
+/// `--autotune` lengthens the intervals of a process that does nothing; the record keeps one
+/// record with each snapshot's own sample interval.
+#[test]
+fn record_with_autotune_lengthens_an_idle_process_intervals() {
+    if !have_root("record_with_autotune_lengthens_an_idle_process_intervals") {
+        return;
+    }
+    let (w, _) = Workload::start(&["sleeper", "--interval-us", "1000000"]).expect("sleeper");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("tuned.data");
+    let status = Command::new(damon_bin())
+        .args(["record", "--autotune", "--format", "json", "-d", "4", "-p"])
+        .arg(w.pid().to_string())
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .expect("damon record");
+    assert!(status.success());
+    let records = read_records(&out).expect("read");
+    assert_eq!(records.len(), 1, "one record for one target");
+    let samples: Vec<u64> = records[0]
+        .snapshots
+        .iter()
+        .map(|s| {
+            s.sample_us
+                .expect("a tuned snapshot has its sample interval")
+        })
+        .collect();
+    assert_eq!(samples.first(), Some(&5_000), "{samples:?}");
+    // Idle: doubled every 3 aggregations; in 4 s that is 5 -> 10 -> 20 -> 40 ms.
+    assert!(
+        samples.iter().max().is_some_and(|&m| m >= 20_000),
+        "the interval did not grow: {samples:?}"
+    );
+    assert!(samples.windows(2).all(|w| w[1] >= w[0]), "{samples:?}");
+}
+
+#[test]
+fn bad_intervals_goals_are_named() {
+    for (args, needle) in [
+        (vec!["--intervals-goal", "x", "3", "5ms", "10s"], "\"x\""),
+        (
+            vec!["--intervals-goal", "4%", "0", "5ms", "10s"],
+            "AGGRS must be at least 1",
+        ),
+        (
+            vec!["--intervals-goal", "4%", "3", "5ms", "soon"],
+            "\"soon\"",
+        ),
+        (
+            vec!["--intervals-goal", "4%", "3", "10s", "5ms"],
+            "5000 us must lie within",
+        ),
+        (
+            vec!["--autotune", "--sample-us", "1000"],
+            "1000 us must lie within",
+        ),
+    ] {
+        let out = Command::new(damon_bin())
+            .args(["record", "-p", "1"])
+            .args(&args)
+            .output()
+            .expect("run damon");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
+    }
+}

@@ -14,7 +14,8 @@ use super::StopSignals;
 use crate::{
     bpf::{PerfSampler, PmuError, probe},
     core::{
-        AddrRange, Attrs, ContextSpec, KdamondExit, KdamondHandle, OpsKind, Snapshot, TargetSpec,
+        AddrRange, Attrs, ContextSpec, IntervalsGoal, KdamondExit, KdamondHandle, OpsKind,
+        Snapshot, TargetSpec,
     },
     monitor::{check_spec, check_target, start_ebpf_kdamond},
     ops::{EbpfOpsOptions, FaultScope},
@@ -56,6 +57,23 @@ pub struct MonitorArgs {
     /// with data-address sampling (PEBS / IBS / SPE) where the machine has one.
     #[arg(long, value_enum, value_name = "SOURCE")]
     pub perf_sampler: Option<SamplerArg>,
+    /// Tune the sample and aggregation intervals towards an access goal, as Linux 6.15's
+    /// intervals_goal: the share of the maximum access events to observe, the aggregations
+    /// between tunings, and the bounds of the sample interval; e.g. `4% 3 5ms 10s` (or in bp
+    /// and microseconds: `400 3 5000 10000000`). The ratio of the two intervals is kept.
+    #[arg(
+        long,
+        num_args = 4,
+        value_names = ["ACCESS_BP", "AGGRS", "MIN_SAMPLE", "MAX_SAMPLE"],
+        alias = "monitoring_intervals_goal",
+        conflicts_with = "autotune",
+        allow_hyphen_values = true
+    )]
+    pub intervals_goal: Vec<String>,
+    /// Tune the intervals with DAMON's recommended goal: 4 % of the access events, every 3
+    /// aggregations, sample interval 5 ms to 10 s (damo's --monitoring_intervals_autotune).
+    #[arg(long, alias = "monitoring_intervals_autotune")]
+    pub autotune: bool,
     /// Seed of the sampling RNG (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -89,6 +107,44 @@ fn parse_ops(s: &str) -> Result<OpsKind, String> {
     s.parse().map_err(|e: crate::core::CoreError| e.to_string())
 }
 
+/// A share in basis points: `400`, `4%` or `4.5%`.
+fn parse_bp(s: &str) -> Result<u64> {
+    let bad = || {
+        anyhow::anyhow!(
+            "--intervals-goal ACCESS_BP {s:?} is not basis points or a percentage (400, 4%)"
+        )
+    };
+    let v = match s.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map_err(|_| bad())? * 100.0,
+        None => s.trim().parse::<f64>().map_err(|_| bad())?,
+    };
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(bad());
+    }
+    Ok(v.round() as u64)
+}
+
+/// A duration in microseconds: `5000`, `5000us`, `5ms`, `10s`.
+fn parse_us(s: &str, what: &str) -> Result<u64> {
+    let bad =
+        || anyhow::anyhow!("--intervals-goal {what} {s:?} is not a duration (5000, 5ms, 10s)");
+    let t = s.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1e6)
+    } else {
+        (t, 1.0)
+    };
+    let v = num.trim().parse::<f64>().map_err(|_| bad())? * scale;
+    if !(v.is_finite() && v >= 0.0 && v <= u64::MAX as f64) {
+        return Err(bad());
+    }
+    Ok(v.round() as u64)
+}
+
 /// `START-END`, parsed like `damon report --address-range`.
 fn parse_range(s: &str) -> Result<AddrRange, String> {
     parse_address_range(s)
@@ -97,14 +153,42 @@ fn parse_range(s: &str) -> Result<AddrRange, String> {
 }
 
 impl MonitorArgs {
-    pub fn attrs(&self) -> Attrs {
-        Attrs {
+    /// The tuning goal asked for: none, `--autotune`, or `--intervals-goal`'s four values.
+    pub fn intervals_goal(&self) -> Result<IntervalsGoal> {
+        if self.autotune {
+            return Ok(IntervalsGoal::AUTOTUNE);
+        }
+        let [bp, aggrs, min, max] = match self.intervals_goal.as_slice() {
+            [] => return Ok(IntervalsGoal::default()),
+            [a, b, c, d] => [a, b, c, d],
+            other => bail!(
+                "--intervals-goal takes 4 values (ACCESS_BP AGGRS MIN_SAMPLE MAX_SAMPLE), not {}",
+                other.len()
+            ),
+        };
+        let goal = IntervalsGoal {
+            access_bp: parse_bp(bp)?,
+            aggrs: aggrs.parse().map_err(|_| {
+                anyhow::anyhow!("--intervals-goal AGGRS {aggrs:?} is not a whole number")
+            })?,
+            min_sample_us: parse_us(min, "MIN_SAMPLE")?,
+            max_sample_us: parse_us(max, "MAX_SAMPLE")?,
+        };
+        if goal.aggrs == 0 {
+            bail!("--intervals-goal AGGRS must be at least 1 (0 would turn the tuning off)");
+        }
+        Ok(goal)
+    }
+
+    pub fn attrs(&self) -> Result<Attrs> {
+        Ok(Attrs {
             sample_us: self.sample_us,
             aggr_us: self.aggr_us,
             update_us: self.update_us,
             min_nr_regions: self.min_regions,
             max_nr_regions: self.max_regions,
-        }
+            intervals_goal: self.intervals_goal()?,
+        })
     }
 
     /// Checks everything that can be checked before starting anything.
@@ -129,16 +213,16 @@ impl MonitorArgs {
         if !self.command.is_empty() {
             pids.push(i32::MAX); // the command's, not known before it starts: no pid is this
         }
-        check_spec(&self.spec(&pids))?;
+        check_spec(&self.spec(&pids)?)?;
         Ok(())
     }
 
-    fn spec(&self, pids: &[i32]) -> ContextSpec {
+    fn spec(&self, pids: &[i32]) -> Result<ContextSpec> {
         let mut ranges = self.ranges.clone();
         ranges.sort();
-        ContextSpec {
+        Ok(ContextSpec {
             ops: self.ops,
-            attrs: self.attrs(),
+            attrs: self.attrs()?,
             targets: pids
                 .iter()
                 .map(|&pid| TargetSpec {
@@ -146,7 +230,7 @@ impl MonitorArgs {
                     ranges: ranges.clone(),
                 })
                 .collect(),
-        }
+        })
     }
 }
 
@@ -214,7 +298,7 @@ impl Session {
             perf_sampler: args.perf_sampler.map(SamplerArg::resolve).transpose()?,
         };
         let (tx, snapshots) = channel();
-        let kdamond = start_ebpf_kdamond(0, args.spec(&pids), opts, tx, args.seed)?;
+        let kdamond = start_ebpf_kdamond(0, args.spec(&pids)?, opts, tx, args.seed)?;
         Ok(Session {
             kdamond,
             snapshots,

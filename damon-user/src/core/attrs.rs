@@ -6,6 +6,7 @@ use std::str::FromStr;
 use super::error::CoreError;
 use super::region::AddrRange;
 use super::snapshot::Intervals;
+use super::tune::IntervalsGoal;
 
 /// The operation set of a context: which address space is monitored and how regions are made.
 ///
@@ -57,6 +58,8 @@ pub struct Attrs {
     pub update_us: u64,
     pub min_nr_regions: u64,
     pub max_nr_regions: u64,
+    /// Auto-tuning of the sample and aggregation intervals; off by default.
+    pub intervals_goal: IntervalsGoal,
 }
 
 impl Default for Attrs {
@@ -67,6 +70,7 @@ impl Default for Attrs {
             update_us: 60_000_000,
             min_nr_regions: 10,
             max_nr_regions: 1_000,
+            intervals_goal: IntervalsGoal::default(),
         }
     }
 }
@@ -108,6 +112,19 @@ impl Attrs {
                 aggr_us: self.aggr_us,
             });
         }
+        // `damon_valid_intervals_goal()` (6.15).
+        let g = &self.intervals_goal;
+        if g.enabled()
+            && (g.min_sample_us > g.max_sample_us
+                || self.sample_us < g.min_sample_us
+                || self.sample_us > g.max_sample_us)
+        {
+            return Err(CoreError::InvalidIntervalsGoal {
+                sample_us: self.sample_us,
+                min_sample_us: g.min_sample_us,
+                max_sample_us: g.max_sample_us,
+            });
+        }
         Ok(())
     }
 
@@ -116,6 +133,7 @@ impl Attrs {
             sample_us: self.sample_us,
             aggr_us: self.aggr_us,
             update_us: self.update_us,
+            goal: self.intervals_goal,
         }
     }
 

@@ -23,6 +23,7 @@ use super::error::CoreError;
 use super::ops::{Access, Operations, OpsError, SampleTargets, TargetRef, TargetStep};
 use super::region::{AddrRange, PAGE_SIZE, Region};
 use super::snapshot::{Snapshot, TargetSnapshot};
+use super::tune;
 use super::vaddr::{apply_ranges, initial_regions, region_size_limit, three_regions};
 
 /// The current regions of one target, as served by `regions_now`.
@@ -155,6 +156,8 @@ pub struct MonitorContext {
     aggr_start_ns: u64,
     /// A sample is in flight: prepared, not yet checked.
     prepared: bool,
+    /// Aggregations until the intervals are tuned next (with an intervals goal).
+    tune_countdown: u64,
     /// Reused buffer for splitting.
     scratch: Vec<Region>,
 }
@@ -193,6 +196,7 @@ impl MonitorContext {
             last_nr_regions: 0,
             aggr_start_ns: now_ns,
             prepared: false,
+            tune_countdown: spec.attrs.intervals_goal.aggrs,
             scratch: Vec::new(),
         };
         ctx.update_sz_limit();
@@ -324,15 +328,16 @@ impl MonitorContext {
         }
         let snapshot = if aggregating {
             self.next_aggregation_sample = self
-                .next_aggregation_sample
+                .passed_samples
                 .saturating_add(self.attrs.aggr_samples());
             Some(self.aggregate(now_ns))
         } else {
             None
         };
         if updating {
+            // From now, not from the due sample: a tuning may have just changed the interval.
             self.next_update_sample = self
-                .next_update_sample
+                .passed_samples
                 .saturating_add(self.attrs.update_samples());
             self.update(ops)?;
         }
@@ -405,23 +410,62 @@ impl MonitorContext {
             // In the kernel's terms: between samples the context is always mid-aggregation, as
             // the next aggregation is scheduled as soon as one ends.
             let aggregating = self.passed_samples < self.next_aggregation_sample;
-            for r in self.targets.iter_mut().flat_map(|t| t.regions.iter_mut()) {
-                rescale_region(r, &self.attrs, &spec.attrs, aggregating);
-            }
-            self.next_aggregation_sample = self
-                .passed_samples
-                .saturating_add(spec.attrs.aggr_samples());
-            self.next_update_sample = self
-                .passed_samples
-                .saturating_add(spec.attrs.update_samples());
+            self.set_attrs(spec.attrs, aggregating);
+            self.tune_countdown = spec.attrs.intervals_goal.aggrs;
             self.aggr_start_ns = now_ns;
-            self.attrs = spec.attrs;
         }
         self.ops_kind = spec.ops;
         // The kernel only recomputes this at the next ops update; doing it now makes a new
         // min_nr_regions effective at once.
         self.update_sz_limit();
         Ok(())
+    }
+
+    /// New attributes (`damon_set_attrs()`): counters rescaled to them (as if the aggregation
+    /// had just been reset, when `aggregating`), and the next aggregation and ops update
+    /// counted from now.
+    fn set_attrs(&mut self, attrs: Attrs, aggregating: bool) {
+        for r in self.targets.iter_mut().flat_map(|t| t.regions.iter_mut()) {
+            rescale_region(r, &self.attrs, &attrs, aggregating);
+        }
+        self.next_aggregation_sample = self.passed_samples.saturating_add(attrs.aggr_samples());
+        self.next_update_sample = self.passed_samples.saturating_add(attrs.update_samples());
+        self.attrs = attrs;
+    }
+
+    /// Intervals auto-tuning (`kdamond_tune_intervals()`), at the end of an aggregation:
+    /// scales the sample interval by how far the access events of the aggregation that just
+    /// ended are from the goal, and the aggregation interval with it.
+    fn tune_intervals(&mut self) {
+        let goal = self.attrs.intervals_goal;
+        let aggr_samples = self.attrs.aggr_samples();
+        let score = tune::score_bp(
+            self.targets.iter().flat_map(|t| t.regions.iter()),
+            aggr_samples,
+            goal.access_bp,
+        );
+        let Some(sample_us) =
+            tune::next_sample_us(self.attrs.sample_us, tune::adaptation_bp(score), &goal)
+        else {
+            return;
+        };
+        if sample_us == self.attrs.sample_us {
+            return;
+        }
+        let attrs = Attrs {
+            sample_us,
+            aggr_us: sample_us.saturating_mul(aggr_samples),
+            ..self.attrs
+        };
+        log::debug!(
+            "kdamond.{}: intervals tuned to {} us / {} us (score {score} bp)",
+            self.kdamond_idx,
+            attrs.sample_us,
+            attrs.aggr_us
+        );
+        // The aggregation just ended: counters are converted as they stand (the kernel
+        // resets next_aggregation_sis before tuning for the same reason).
+        self.set_attrs(attrs, false);
     }
 
     fn update_sz_limit(&mut self) {
@@ -467,6 +511,14 @@ impl MonitorContext {
             t.layout_changed |= changed;
         }
         let snapshot = self.snapshot(now_ns);
+        let goal = self.attrs.intervals_goal;
+        if goal.enabled() {
+            self.tune_countdown = self.tune_countdown.saturating_sub(1);
+            if self.tune_countdown == 0 {
+                self.tune_countdown = goal.aggrs;
+                self.tune_intervals();
+            }
+        }
         for t in self.targets.iter_mut() {
             reset_aggregated(&mut t.regions);
         }

@@ -16,6 +16,14 @@ pub enum CoreError {
     MinAboveMax { min: u64, max: u64 },
     #[error("sample interval {sample_us} us is above aggregation interval {aggr_us} us")]
     SampleAboveAggr { sample_us: u64, aggr_us: u64 },
+    #[error(
+        "intervals goal refused: the sample interval {sample_us} us must lie within its bounds {min_sample_us}-{max_sample_us} us"
+    )]
+    InvalidIntervalsGoal {
+        sample_us: u64,
+        min_sample_us: u64,
+        max_sample_us: u64,
+    },
     #[error("unknown operations {name:?}")]
     UnknownOps { name: String },
     #[error("operations {name:?} are not supported by this build")]

@@ -5,7 +5,7 @@
 //! `stop` and `regions_now` are served at once; `commit` waits for the end of the sample, since
 //! changing regions between prepare and check would leave the operations checking pages that
 //! no longer belong to the regions they were prepared for.
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -61,6 +61,9 @@ impl std::fmt::Display for KdamondExit {
 struct Shared {
     running: AtomicBool,
     exit: Mutex<Option<KdamondExit>>,
+    /// The sample and aggregation intervals in force (they move under an intervals goal).
+    sample_us: AtomicU64,
+    aggr_us: AtomicU64,
 }
 
 /// Marks the kdamond stopped when its thread ends, even by a panic.
@@ -111,6 +114,8 @@ pub fn start_kdamond(
     let shared = Arc::new(Shared {
         running: AtomicBool::new(true),
         exit: Mutex::new(None),
+        sample_us: AtomicU64::new(ctx.attrs().sample_us),
+        aggr_us: AtomicU64::new(ctx.attrs().aggr_us),
     });
     let (commands, command_rx) = mpsc::channel();
     let (tid_tx, tid_rx) = mpsc::sync_channel(1);
@@ -156,6 +161,15 @@ impl KdamondHandle {
     /// The kernel thread id of the kdamond thread: a real task, visible in `/proc/<tid>/stat`.
     pub fn tid(&self) -> i32 {
         self.tid
+    }
+
+    /// The sample and aggregation intervals in force, in microseconds: those set, or, under
+    /// an intervals goal, the latest tuned ones.
+    pub fn intervals_now(&self) -> (u64, u64) {
+        (
+            self.shared.sample_us.load(Ordering::Relaxed),
+            self.shared.aggr_us.load(Ordering::Relaxed),
+        )
     }
 
     /// False once the kdamond stopped, by itself or by [`stop`](Self::stop).
@@ -244,7 +258,7 @@ enum Wait {
 
 impl Kdamond {
     fn run(mut self, shared: &Shared) {
-        let exit = self.monitor();
+        let exit = self.monitor(shared);
         self.ops.cleanup();
         if let Some(exit) = exit {
             log::info!("kdamond.{} stopped: {exit}", self.ctx.kdamond_idx());
@@ -253,7 +267,7 @@ impl Kdamond {
     }
 
     /// The loop; returns why it stopped by itself, or `None` when told to stop.
-    fn monitor(&mut self) -> Option<KdamondExit> {
+    fn monitor(&mut self, shared: &Shared) -> Option<KdamondExit> {
         let mut pending = Vec::new();
         let mut first = true;
         loop {
@@ -296,6 +310,8 @@ impl Kdamond {
             match result {
                 Ok(Some(snapshot)) => {
                     let _ = self.sink.send(snapshot);
+                    // A tuning happens at the end of an aggregation.
+                    self.publish_intervals(shared);
                 }
                 Ok(None) => {}
                 Err(err) => return Some(KdamondExit::Failed(error_chain(&err))),
@@ -303,7 +319,16 @@ impl Kdamond {
             for command in pending.drain(..) {
                 self.serve(command);
             }
+            if self.ctx.attrs().sample_us != shared.sample_us.load(Ordering::Relaxed) {
+                self.publish_intervals(shared);
+            }
         }
+    }
+
+    fn publish_intervals(&self, shared: &Shared) {
+        let a = self.ctx.attrs();
+        shared.sample_us.store(a.sample_us, Ordering::Relaxed);
+        shared.aggr_us.store(a.aggr_us, Ordering::Relaxed);
     }
 
     /// Sleeps until `deadline`, serving `regions_now` and queueing commits for after the sample;

@@ -9,6 +9,7 @@
 //! - [`commit`]: rescaling counters to new attributes.
 //! - [`context`]: the steppable engine, [`MonitorContext`].
 //! - [`kdamond`]: the thread running an engine, [`start_kdamond`] and [`KdamondHandle`].
+//! - [`tune`]: intervals auto-tuning towards an access goal.
 //! - [`sim`]: a simulated memory for tests and benchmarks.
 //! - [`parse_proc_maps`], [`read_proc_maps`]: a process's mappings from `/proc/PID/maps`.
 //! - [`snapshot`]: what each aggregation reports.
@@ -23,6 +24,7 @@ mod procmaps;
 pub mod region;
 pub mod sim;
 pub mod snapshot;
+pub mod tune;
 pub mod vaddr;
 
 pub use attrs::{Attrs, ContextSpec, OpsKind, TargetSpec};
@@ -36,3 +38,4 @@ pub use ops::{
 pub use procmaps::{ProcessKind, parse_proc_maps, process_alive, process_kind, read_proc_maps};
 pub use region::{AddrRange, PAGE_SIZE, Region};
 pub use snapshot::{Intervals, RegionSnapshot, Snapshot, TargetSnapshot};
+pub use tune::IntervalsGoal;

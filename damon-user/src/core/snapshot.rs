@@ -1,12 +1,18 @@
 //! What one aggregation of a context produces: DAMON's output.
 use serde::{Deserialize, Serialize};
 
-/// The monitoring intervals in force when a snapshot was taken, in microseconds.
+use super::tune::IntervalsGoal;
+
+/// The monitoring intervals in force when a snapshot was taken, in microseconds, and the
+/// goal that tunes them, if any.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Intervals {
     pub sample_us: u64,
     pub aggr_us: u64,
     pub update_us: u64,
+    /// All zero when the intervals are fixed (and then left out of serialized forms).
+    #[serde(default, skip_serializing_if = "IntervalsGoal::is_off")]
+    pub goal: IntervalsGoal,
 }
 
 impl Intervals {

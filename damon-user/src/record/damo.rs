@@ -24,7 +24,7 @@ use std::{cell::RefCell, io};
 use serde::{Deserialize, Serialize, Serializer, ser::Error as _, ser::SerializeSeq};
 
 use super::{ParseError, Record, RecordRegion, RecordSnapshot, text::NumOrText};
-use crate::core::Intervals;
+use crate::core::{Intervals, IntervalsGoal};
 
 const NS_PER_US: u64 = 1_000;
 
@@ -52,13 +52,14 @@ struct OutIntervals {
     intervals_goal: OutIntervalsGoal,
 }
 
-/// damo writes the (disabled) intervals auto-tuning goal with every record.
+/// damo writes the intervals auto-tuning goal with every record (all zero: disabled), with
+/// `access_bp` as a real number.
 #[derive(Serialize)]
 struct OutIntervalsGoal {
-    access_bp: &'static str,
-    aggrs: &'static str,
-    min_sample_us: &'static str,
-    max_sample_us: &'static str,
+    access_bp: String,
+    aggrs: String,
+    min_sample_us: String,
+    max_sample_us: String,
 }
 
 #[derive(Serialize)]
@@ -68,7 +69,8 @@ struct OutSnapshot {
     regions: Vec<OutRegion>,
     total_bytes: String,
     damos_stats: Option<()>,
-    sample_interval_us: Option<()>,
+    /// Set when the record's intervals are tuned.
+    sample_interval_us: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -110,10 +112,10 @@ fn out_record<S>(r: &Record, snapshots: S) -> OutRecord<'_, S> {
             aggr_us: i.aggr_us.to_string(),
             ops_update_us: i.update_us.to_string(),
             intervals_goal: OutIntervalsGoal {
-                access_bp: "0.000000",
-                aggrs: "0",
-                min_sample_us: "0",
-                max_sample_us: "0",
+                access_bp: format!("{:.6}", i.goal.access_bp as f64),
+                aggrs: i.goal.aggrs.to_string(),
+                min_sample_us: i.goal.min_sample_us.to_string(),
+                max_sample_us: i.goal.max_sample_us.to_string(),
             },
         }),
         scheme_idx: r.scheme_idx,
@@ -151,7 +153,7 @@ fn out_snapshot(s: &RecordSnapshot) -> OutSnapshot {
             .collect(),
         total_bytes: s.total_bytes().to_string(),
         damos_stats: None,
-        sample_interval_us: None,
+        sample_interval_us: s.sample_us.map(|u| u.to_string()),
     }
 }
 
@@ -261,6 +263,16 @@ struct InIntervals {
     sample_us: NumOrText,
     aggr_us: NumOrText,
     ops_update_us: NumOrText,
+    #[serde(default)]
+    intervals_goal: Option<InIntervalsGoal>,
+}
+
+#[derive(Deserialize)]
+struct InIntervalsGoal {
+    access_bp: NumOrText,
+    aggrs: NumOrText,
+    min_sample_us: NumOrText,
+    max_sample_us: NumOrText,
 }
 
 #[derive(Deserialize)]
@@ -269,6 +281,8 @@ struct InSnapshot {
     start_time: Option<NumOrText>,
     end_time: NumOrText,
     regions: Vec<InRegion>,
+    #[serde(default)]
+    sample_interval_us: Option<NumOrText>,
 }
 
 #[derive(Deserialize)]
@@ -401,6 +415,29 @@ fn convert_record(idx: usize, r: InRecord) -> Result<Record, ParseError> {
                     &i.ops_update_us,
                     NS_PER_US,
                 )? / NS_PER_US,
+                goal: match &i.intervals_goal {
+                    None => IntervalsGoal::default(),
+                    Some(g) => IntervalsGoal {
+                        access_bp: g.access_bp.real().filter(|v| *v >= 0.0).ok_or_else(|| {
+                            at.invalid(
+                                "intervals.intervals_goal.access_bp",
+                                g.access_bp.shown(),
+                                "is not a non-negative number",
+                            )
+                        })? as u64,
+                        aggrs: at.count("intervals.intervals_goal.aggrs", &g.aggrs)?,
+                        min_sample_us: at.duration_ns(
+                            "intervals.intervals_goal.min_sample_us",
+                            &g.min_sample_us,
+                            NS_PER_US,
+                        )? / NS_PER_US,
+                        max_sample_us: at.duration_ns(
+                            "intervals.intervals_goal.max_sample_us",
+                            &g.max_sample_us,
+                            NS_PER_US,
+                        )? / NS_PER_US,
+                    },
+                },
             })
         })
         .transpose()?;
@@ -475,9 +512,18 @@ fn convert_snapshot(
             )
         })
         .collect::<Result<_, _>>()?;
+    let sample_us = s
+        .sample_interval_us
+        .as_ref()
+        .map(|v| {
+            at.duration_ns("sample_interval_us", v, NS_PER_US)
+                .map(|ns| ns / NS_PER_US)
+        })
+        .transpose()?;
     Ok(RecordSnapshot {
         start_ns,
         end_ns,
+        sample_us,
         regions,
     })
 }

@@ -40,7 +40,7 @@ use super::{
     RecordSnapshot, damo::SnapshotSource, writer::RecordKey,
 };
 use crate::{
-    core::{Intervals, Snapshot, TargetSnapshot},
+    core::{Intervals, IntervalsGoal, Snapshot, TargetSnapshot},
     outfile::NewFile,
 };
 
@@ -74,6 +74,13 @@ struct JournalIntervals {
     sample_us: u64,
     aggr_us: u64,
     update_us: u64,
+    /// Absent in journals of fixed intervals.
+    #[serde(default, skip_serializing_if = "goal_off")]
+    goal: IntervalsGoal,
+}
+
+fn goal_off(g: &IntervalsGoal) -> bool {
+    !g.enabled()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -91,6 +98,8 @@ struct SnapshotLine {
     record: usize,
     start_ns: u64,
     end_ns: u64,
+    #[serde(default)]
+    sample_us: Option<u64>,
     regions: Vec<RecordRegion>,
 }
 
@@ -100,6 +109,8 @@ struct SnapshotOut<'a> {
     record: usize,
     start_ns: u64,
     end_ns: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sample_us: Option<u64>,
     regions: &'a [RecordRegion],
 }
 
@@ -122,6 +133,7 @@ impl RecordLine {
                 sample_us: s.intervals.sample_us,
                 aggr_us: s.intervals.aggr_us,
                 update_us: s.intervals.update_us,
+                goal: s.intervals.goal,
             }),
         }
     }
@@ -137,6 +149,7 @@ impl RecordLine {
                 sample_us: i.sample_us,
                 aggr_us: i.aggr_us,
                 update_us: i.update_us,
+                goal: i.goal,
             }),
             data_source: DATA_SOURCE_UNKNOWN.to_string(),
             nr_lost_snapshots: 0,
@@ -263,6 +276,7 @@ impl Journal {
                     record: id,
                     start_ns: snapshot.start_ns,
                     end_ns: snapshot.end_ns,
+                    sample_us: super::model::tuned_sample_us(&snapshot.intervals),
                     regions: &self.regions,
                 },
             };
@@ -545,6 +559,7 @@ pub(crate) fn parse(text: &[u8]) -> Result<Vec<Record>, ParseError> {
                 RecordSnapshot {
                     start_ns: s.start_ns,
                     end_ns: s.end_ns,
+                    sample_us: s.sample_us,
                     regions: s.regions,
                 },
             ));
@@ -597,6 +612,7 @@ impl SnapshotSource for FileSource<'_> {
                 let s = RecordSnapshot {
                     start_ns: s.start_ns,
                     end_ns: s.end_ns,
+                    sample_us: s.sample_us,
                     regions: s.regions,
                 };
                 // Stops the scan at once: the caller's error is what it reports.

@@ -33,6 +33,10 @@ pub struct RecordSnapshot {
     /// Start and end of the aggregation, in nanoseconds of the recorder's clock.
     pub start_ns: u64,
     pub end_ns: u64,
+    /// The sample interval of this aggregation when the record's intervals are tuned
+    /// (damo's `sample_interval_us`); `None`: the record's.
+    #[serde(default)]
+    pub sample_us: Option<u64>,
     pub regions: Vec<RecordRegion>,
 }
 
@@ -81,13 +85,33 @@ impl From<&RegionSnapshot> for RecordRegion {
     }
 }
 
+/// A snapshot's own sample interval, for records whose intervals are tuned.
+pub(crate) fn tuned_sample_us(i: &Intervals) -> Option<u64> {
+    i.goal.enabled().then_some(i.sample_us)
+}
+
 impl RecordSnapshot {
     pub fn of_target(snapshot: &Snapshot, target: &TargetSnapshot) -> Self {
         RecordSnapshot {
             start_ns: snapshot.start_ns,
             end_ns: snapshot.end_ns,
+            sample_us: tuned_sample_us(&snapshot.intervals),
             regions: target.regions.iter().map(RecordRegion::from).collect(),
         }
+    }
+
+    /// The intervals in force during this snapshot of `record`: the record's, or, when they
+    /// are tuned, its own sample interval and the aggregation interval at the record's ratio.
+    pub fn intervals(&self, record: &Record) -> Option<Intervals> {
+        let i = record.intervals?;
+        Some(match self.sample_us {
+            Some(sample_us) if sample_us > 0 => Intervals {
+                sample_us,
+                aggr_us: sample_us.saturating_mul(u64::from(i.max_nr_accesses().max(1))),
+                ..i
+            },
+            _ => i,
+        })
     }
 
     /// Bytes in regions that were accessed at least once: DAMON's working set size.

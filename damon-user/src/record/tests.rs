@@ -7,6 +7,7 @@ const INTERVALS: Intervals = Intervals {
     sample_us: 5_000,
     aggr_us: 100_000,
     update_us: 1_000_000,
+    goal: crate::core::IntervalsGoal::OFF,
 };
 
 fn snapshot(idx: u64, pids: &[i32]) -> Snapshot {
@@ -534,4 +535,55 @@ fn a_journal_at_a_planted_path_replaces_it() {
     assert_eq!(fs::read(&victim).unwrap(), b"keep");
     assert!(fs::symlink_metadata(&out).unwrap().is_file());
     assert_eq!(read_records(&out).unwrap()[0].snapshots.len(), 1);
+}
+
+/// Tuned intervals: one record per target whatever the intervals do, each snapshot carrying
+/// its own sample interval (damo's `sample_interval_us`), the goal in the record's intervals;
+/// the same through the journal, the damo file and back.
+#[test]
+fn tuned_intervals_keep_one_record_with_per_snapshot_intervals() {
+    use crate::core::IntervalsGoal;
+    let tuned = |i: u64, sample_us: u64| {
+        let mut s = snapshot(i, &[10]);
+        s.intervals = Intervals {
+            sample_us,
+            aggr_us: sample_us * 20,
+            update_us: 1_000_000,
+            goal: IntervalsGoal::AUTOTUNE,
+        };
+        s
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tuned.data");
+    let mut journal = Journal::create(&path, RecordFormat::Json).unwrap();
+    let mut expected = RecordWriter::new(RecordFormat::Json);
+    for (i, sample_us) in [(0, 5_000), (1, 5_000), (2, 10_000), (3, 20_000)] {
+        let s = tuned(i, sample_us);
+        journal.push(&s).unwrap();
+        expected.push(&s);
+    }
+    let records = expected.records();
+    assert_eq!(records.len(), 1, "one record for the tuned target");
+    let r = &records[0];
+    assert_eq!(r.intervals.unwrap().goal, IntervalsGoal::AUTOTUNE);
+    let samples: Vec<Option<u64>> = r.snapshots.iter().map(|s| s.sample_us).collect();
+    assert_eq!(
+        samples,
+        [Some(5_000), Some(5_000), Some(10_000), Some(20_000)]
+    );
+    let third = r.snapshots[2].intervals(r).unwrap();
+    assert_eq!((third.sample_us, third.aggr_us), (10_000, 200_000));
+
+    journal.flush().unwrap();
+    let (_, from_journal) = read_record_file(&path).unwrap();
+    assert_eq!(from_journal, records, "through the journal");
+    journal.finish().unwrap();
+    let (_, from_damo) = read_record_file(&path).unwrap();
+    assert_eq!(from_damo, records, "through the damo file");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("\"sample_interval_us\": \"10000\"")
+            || text.contains("\"sample_interval_us\":\"10000\""),
+        "damo's per-snapshot sample interval is written"
+    );
 }

@@ -3,7 +3,7 @@
 use std::{collections::HashMap, path::Path};
 
 use super::{Record, RecordError, RecordFormat, RecordSnapshot};
-use crate::core::{Intervals, Snapshot, TargetSnapshot};
+use crate::core::{Intervals, IntervalsGoal, Snapshot, TargetSnapshot};
 
 /// What makes a record: damo merges records only when all of these match.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -12,8 +12,10 @@ pub(crate) struct RecordKey {
     context_idx: usize,
     target_idx: usize,
     pid: i32,
-    /// Sample, aggregation and update intervals.
-    intervals: (u64, u64, u64),
+    /// Sample, aggregation and update intervals; with a tuning goal, the goal and the
+    /// aggregation/sample ratio instead (tuned records keep one record, each snapshot
+    /// carrying its own sample interval, as damo's do).
+    intervals: (u64, u64, u64, IntervalsGoal),
 }
 
 impl RecordKey {
@@ -123,6 +125,10 @@ impl RecordWriter {
     }
 }
 
-fn intervals_key(i: &Intervals) -> (u64, u64, u64) {
-    (i.sample_us, i.aggr_us, i.update_us)
+fn intervals_key(i: &Intervals) -> (u64, u64, u64, IntervalsGoal) {
+    if i.goal.enabled() {
+        (0, u64::from(i.max_nr_accesses()), i.update_us, i.goal)
+    } else {
+        (i.sample_us, i.aggr_us, i.update_us, i.goal)
+    }
 }

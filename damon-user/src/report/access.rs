@@ -106,7 +106,21 @@ pub fn render_text(input: &Input, opts: &AccessOptions) -> Result<String, Report
                 wss as f64 * 100.0 / total as f64
             }),
         );
-        let i = record.intervals.as_ref();
+        // The snapshot's own intervals: tuned ones move from snapshot to snapshot.
+        let intervals = snapshot.intervals(record);
+        let i = intervals.as_ref();
+        if let Some(i) = i.filter(|i| i.goal.enabled()) {
+            let _ = writeln!(
+                out,
+                "#   tuned intervals: sample {}, aggr {} in this snapshot (goal: {} of the access events, every {} aggregations, sample {} to {})",
+                nums.duration_label(i.sample_us * 1000),
+                nums.duration_label(i.aggr_us * 1000),
+                nums.ratio_bp(i.goal.access_bp),
+                i.goal.aggrs,
+                nums.duration_label(i.goal.min_sample_us * 1000),
+                nums.duration_label(i.goal.max_sample_us * 1000),
+            );
+        }
         let max = i.map_or(1, |i| i.max_nr_accesses());
         let unmeasured: u64 = snapshot
             .regions
@@ -194,29 +208,32 @@ struct JsonRegion {
 pub fn render_json(input: &Input, opts: &AccessOptions) -> Result<String, ReportError> {
     let mut records = Vec::new();
     for (idx, record) in input.records.iter().enumerate() {
-        let i = record.intervals.as_ref();
-        let max = i.map_or(1, |i| i.max_nr_accesses());
-        let snapshot = chosen(idx, record, opts)?.map(|(sidx, s)| JsonSnapshot {
-            index: sidx,
-            start_ns: s.start_ns,
-            end_ns: s.end_ns,
-            total_bytes: s.total_bytes(),
-            working_set_bytes: s.working_set_bytes(),
-            unmeasured_bytes: s.regions.iter().map(|r| r.unmeasured_bytes(max)).sum(),
-            regions: sorted(&s.regions, opts.sort)
-                .iter()
-                .map(|r| JsonRegion {
-                    start: r.start,
-                    end: r.end,
-                    size: r.size(),
-                    nr_accesses: r.nr_accesses,
-                    access_percent: i.map(|i| access_percent(r.nr_accesses, i)),
-                    access_hz: i.map(|i| access_hz(r.nr_accesses, i)),
-                    age: r.age,
-                    age_us: i.zip(r.age).map(|(i, a)| age_us(a, i)),
-                    nr_unmeasured: r.nr_unmeasured,
-                })
-                .collect(),
+        let snapshot = chosen(idx, record, opts)?.map(|(sidx, s)| {
+            let intervals = s.intervals(record);
+            let i = intervals.as_ref();
+            let max = i.map_or(1, |i| i.max_nr_accesses());
+            JsonSnapshot {
+                index: sidx,
+                start_ns: s.start_ns,
+                end_ns: s.end_ns,
+                total_bytes: s.total_bytes(),
+                working_set_bytes: s.working_set_bytes(),
+                unmeasured_bytes: s.regions.iter().map(|r| r.unmeasured_bytes(max)).sum(),
+                regions: sorted(&s.regions, opts.sort)
+                    .iter()
+                    .map(|r| JsonRegion {
+                        start: r.start,
+                        end: r.end,
+                        size: r.size(),
+                        nr_accesses: r.nr_accesses,
+                        access_percent: i.map(|i| access_percent(r.nr_accesses, i)),
+                        access_hz: i.map(|i| access_hz(r.nr_accesses, i)),
+                        age: r.age,
+                        age_us: i.zip(r.age).map(|(i, a)| age_us(a, i)),
+                        nr_unmeasured: r.nr_unmeasured,
+                    })
+                    .collect(),
+            }
         });
         records.push(JsonRecord {
             id: RecordId::of(idx, record),
@@ -250,12 +267,14 @@ mod tests {
                 sample_us: 5_000,
                 aggr_us: 100_000,
                 update_us: 1_000_000,
+                goal: Default::default(),
             }),
             data_source: "unknown".into(),
             nr_lost_snapshots: 0,
             snapshots: vec![RecordSnapshot {
                 start_ns: 0,
                 end_ns: 100_000_000,
+                sample_us: None,
                 // 4 MiB unmeasured in half of its 20 samples, and 4 MiB measured.
                 regions: vec![
                     region(0x10_0000, 0x50_0000, nr_unmeasured),

@@ -123,6 +123,15 @@ impl Numbers {
     }
 
     /// A real number with two decimals ("12.50", "1,200.00"); raw has no separators.
+    /// A share in basis points: "4 %", or the bare number with `raw`.
+    pub fn ratio_bp(&self, bp: u64) -> String {
+        if self.raw {
+            format!("{bp} bp")
+        } else {
+            format!("{} %", self.real(bp as f64 / 100.0))
+        }
+    }
+
     pub fn real(&self, v: f64) -> String {
         let s = format!("{v:.2}");
         if self.raw { s } else { group_fraction(&s) }

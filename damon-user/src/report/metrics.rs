@@ -26,6 +26,7 @@ mod tests {
         sample_us: 5_000,
         aggr_us: 100_000,
         update_us: 1_000_000,
+        goal: crate::core::IntervalsGoal::OFF,
     };
 
     #[test]

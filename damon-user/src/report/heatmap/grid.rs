@@ -186,11 +186,13 @@ impl Grid {
         } else {
             HeatUnit::Samples
         };
-        let aggr_ns = record.intervals.map(|i| i128::from(i.aggr_us) * 1000);
         let ts = i128::from(self.time_start_ns);
         let unit = i128::from(self.time_unit_ns);
         let mut last_end: Option<i128> = None;
         for snapshot in &record.snapshots {
+            // Tuned intervals move from snapshot to snapshot.
+            let intervals = snapshot.intervals(record);
+            let aggr_ns = intervals.map(|i| i128::from(i.aggr_us) * 1000);
             let end = i128::from(snapshot.end_ns);
             for region in &snapshot.regions {
                 let mut observe_start = i128::from(snapshot.start_ns);
@@ -200,7 +202,7 @@ impl Grid {
                         observe_start = observe_start.max(last_end);
                     }
                 }
-                let heat_val = match record.intervals {
+                let heat_val = match intervals {
                     Some(i) => f64::from(region.nr_accesses) / (i.aggr_us as f64 / 1_000_000.0),
                     None => f64::from(region.nr_accesses),
                 };
@@ -281,6 +283,7 @@ mod tests {
                 sample_us: 5_000,
                 aggr_us: 100_000,
                 update_us: 1_000_000,
+                goal: Default::default(),
             }),
             data_source: "unknown".into(),
             nr_lost_snapshots: 0,
@@ -290,6 +293,7 @@ mod tests {
                 .map(|(i, regions)| RecordSnapshot {
                     start_ns: i as u64 * 100_000_000,
                     end_ns: (i as u64 + 1) * 100_000_000,
+                    sample_us: None,
                     regions,
                 })
                 .collect(),

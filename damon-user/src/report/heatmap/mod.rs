@@ -209,6 +209,7 @@ mod tests {
             snapshots: vec![RecordSnapshot {
                 start_ns: 10,
                 end_ns: 20,
+                sample_us: None,
                 regions: Vec::new(),
             }],
         }
