@@ -142,6 +142,11 @@ pub struct Slot {
     /// in flight reports nothing.
     pub in_flight: u32,
     pub _pad: u32,
+    /// The sampling program's working state across its per-region callbacks (the page-table
+    /// walk's cache of the last GiB, whether the current region found a page it can measure).
+    /// Kept in the map rather than on the stack: the verifier treats map memory as unknown
+    /// values, so the callbacks' states converge at once instead of once per cached value.
+    pub scratch: [u64; 8],
     /// Raw leaf entry (PTE or PMD) of sample 0 at the last prepare, for the start-up
     /// validation that compares its frame with `/proc/PID/pagemap`.
     pub leaf0: u64,
@@ -236,12 +241,13 @@ pub mod maps {
 }
 
 const _: () = assert!(MAX_REGIONS.is_power_of_two());
+const _: () = assert!(NR_CANDIDATES.is_power_of_two()); // the sample program masks with it
 const _: () = assert!(1 << (REGION_SEARCH_STEPS - 1) == MAX_REGIONS);
 const _: () = assert!(MAX_TARGETS <= 32); // `Control::active` is a u32 bitmap
 const _: () = assert!(core::mem::size_of::<TargetSlot>() == 8);
 const _: () = assert!(core::mem::size_of::<KernelInfo>() == 80);
 const _: () = assert!(core::mem::size_of::<Control>() == 80 + 24 + 8 * MAX_TARGETS as usize);
-const _: () = assert!(core::mem::size_of::<Slot>() == 40 + 54 * MAX_REGIONS as usize);
+const _: () = assert!(core::mem::size_of::<Slot>() == 104 + 54 * MAX_REGIONS as usize);
 const _: () = assert!(core::mem::size_of::<Slot>().is_multiple_of(8));
 const _: () = assert!(core::mem::size_of::<ProbeOut>() == 64);
 

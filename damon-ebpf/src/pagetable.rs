@@ -35,7 +35,8 @@ fn leaf_flags(e: u64) -> u8 {
 }
 
 /// A walk of one address space: the root, and the upper levels of the last 1 GiB visited,
-/// which consecutive samples nearly always share (two reads per sample instead of four).
+/// which consecutive samples nearly always share (two reads per sample instead of four). The
+/// cache lives in the slot's map entry between callbacks (`load`, `store`).
 #[repr(C)]
 pub struct Walker {
     pub base: u64,
@@ -63,17 +64,36 @@ pub struct Leaf {
 }
 
 impl Walker {
+    /// A walker with the cache kept in `scratch[..4]` (see `Slot::scratch`).
     #[inline(always)]
-    pub fn new(base: u64, pgd: u64, five_level: bool) -> Self {
+    pub fn load(base: u64, pgd: u64, five_level: bool, scratch: &[u64; 8]) -> Self {
         Walker {
             base,
             pgd,
             five_level: five_level as u64,
-            pud_key: u64::MAX,
-            pmd_table: 0,
-            upper_flags: 0,
-            upper_entry: 0,
+            pud_key: scratch[0],
+            pmd_table: scratch[1],
+            upper_flags: scratch[2],
+            upper_entry: scratch[3],
         }
+    }
+
+    /// Keeps the cache for the next callback.
+    #[inline(always)]
+    pub fn store(&self, scratch: &mut [u64; 8]) {
+        scratch[0] = self.pud_key;
+        scratch[1] = self.pmd_table;
+        scratch[2] = self.upper_flags;
+        scratch[3] = self.upper_entry;
+    }
+
+    /// An empty cache, in `scratch[..4]`.
+    #[inline(always)]
+    pub fn reset(scratch: &mut [u64; 8]) {
+        scratch[0] = u64::MAX;
+        scratch[1] = 0;
+        scratch[2] = 0;
+        scratch[3] = 0;
     }
 
     /// Walks `pgd` → (`p4d`) → `pud` for `addr` into the cache.

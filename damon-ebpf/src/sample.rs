@@ -53,7 +53,9 @@ pub fn sample(_ctx: *mut core::ffi::c_void) -> i32 {
 struct SlotRun {
     slot: u32,
     generation: u32,
-    walker: Walker,
+    base: u64,
+    pgd: u64,
+    five_level: u64,
     vmemmap_base: u64,
     page_size: u64,
     page_flags: u64,
@@ -106,7 +108,9 @@ extern "C" fn sample_slot(i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
     let mut run = SlotRun {
         slot: i,
         generation: s.generation,
-        walker: Walker::new(k.page_offset_base, pgd, k.pgtable_levels == 5),
+        base: k.page_offset_base,
+        pgd,
+        five_level: (k.pgtable_levels == 5) as u64,
         vmemmap_base: k.vmemmap_base,
         page_size: k.page_size as u64 & 0xfff,
         page_flags: k.page_flags as u64 & 0xfff,
@@ -119,6 +123,7 @@ extern "C" fn sample_slot(i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
         pg_unevictable: k.pg_unevictable as u64 & 63,
     };
     if step & STEP_CHECK != 0 && s.in_flight != 0 {
+        Walker::reset(&mut s.scratch);
         let ctx = &mut run as *mut SlotRun as *mut core::ffi::c_void;
         unsafe { bpf_loop(nr, check_region as *mut core::ffi::c_void, ctx, 0) };
         s.in_flight = 0;
@@ -127,9 +132,17 @@ extern "C" fn sample_slot(i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
         // The new generation first: a fault from here on belongs to the new sample.
         s.generation = s.generation.wrapping_add(1);
         run.generation = s.generation;
-        run.walker = Walker::new(k.page_offset_base, pgd, k.pgtable_levels == 5);
+        Walker::reset(&mut s.scratch);
+        s.scratch[REGION_DONE] = 0;
         let ctx = &mut run as *mut SlotRun as *mut core::ffi::c_void;
-        unsafe { bpf_loop(nr, prepare_region as *mut core::ffi::c_void, ctx, 0) };
+        unsafe {
+            bpf_loop(
+                nr * NR_CANDIDATES,
+                prepare_candidate as *mut core::ffi::c_void,
+                ctx,
+                0,
+            )
+        };
         s.in_flight = 1;
     }
     end_slot(s, TARGET_ALIVE)
@@ -173,7 +186,12 @@ extern "C" fn check_region(k: u32, ctx: *mut core::ffi::c_void) -> i64 {
         };
         let leaf_flags = match found {
             Some(f) => f,
-            None => run.walker.walk(s.pending[idx]).flags,
+            None => {
+                let mut w = walker(run, &s.scratch);
+                let f = w.walk(s.pending[idx]).flags;
+                w.store(&mut s.scratch);
+                f
+            }
         };
         if leaf_flags & SAMPLE_YOUNG != 0 {
             flags |= CHECK_YOUNG;
@@ -190,44 +208,68 @@ extern "C" fn check_region(k: u32, ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-/// `bpf_loop` callback: prepares region `k`'s next sample.
+/// `bpf_loop` callback over (region, candidate) pairs, `k = region * NR_CANDIDATES +
+/// candidate`: candidate 0 is the page user space chose; the others, tried only while no
+/// page of the region could be measured, are drawn from the per-sample seed. One walk per
+/// call keeps the callback small: verifiers that follow every path of a callback (Linux 7.x)
+/// would otherwise go through all four walks' combinations.
 #[inline(never)]
-extern "C" fn prepare_region(k: u32, ctx: *mut core::ffi::c_void) -> i64 {
+extern "C" fn prepare_candidate(k: u32, ctx: *mut core::ffi::c_void) -> i64 {
     let run = unsafe { &mut *(ctx as *mut SlotRun) };
+    let c = k & (NR_CANDIDATES - 1);
     let Some(s) = SLOTS.get_ptr_mut(run.slot) else {
         return 1;
     };
     let s = unsafe { &mut *s };
-    let idx = (k & REGION_INDEX_MASK) as usize;
-    let (start, end) = (s.start[idx], s.end[idx]);
-    let pages = end.saturating_sub(start) / PAGE_SIZE;
-    let first = s.next[idx];
-    let mut addr = first;
-    let mut leaf = run.walker.walk(addr);
-    let mut flags = leaf.flags;
-    if !measurable(run, &leaf) {
-        flags |= SAMPLE_UNMEASURABLE;
-        // Alternatives: other pages of the region, drawn from the per-sample seed.
-        let mut c = 1;
-        while c < NR_CANDIDATES && pages > 1 {
-            let alt = start + hash(s.seed, (k * NR_CANDIDATES + c) as u64) % pages * PAGE_SIZE;
-            let l = run.walker.walk(alt);
-            if measurable(run, &l) {
-                addr = alt;
-                flags = l.flags | SAMPLE_MOVED;
-                leaf = l;
-                break;
-            }
-            c += 1;
-        }
+    if c != 0 && s.scratch[REGION_DONE] != 0 {
+        return 0;
     }
-    s.pending[idx] = addr;
-    s.pending_leaf[idx] = leaf.leaf_ptr;
-    s.pending_flags[idx] = flags;
-    if k == 0 {
-        s.leaf0 = leaf.entry;
+    let region = k / NR_CANDIDATES;
+    let idx = (region & REGION_INDEX_MASK) as usize;
+    let addr = if c == 0 {
+        s.next[idx]
+    } else {
+        let (start, end) = (s.start[idx], s.end[idx]);
+        let pages = end.saturating_sub(start) / PAGE_SIZE;
+        if pages <= 1 {
+            s.scratch[REGION_DONE] = 1;
+            return 0;
+        }
+        start + hash(s.seed, u64::from(k)) % pages * PAGE_SIZE
+    };
+    let mut w = walker(run, &s.scratch);
+    let leaf = w.walk(addr);
+    w.store(&mut s.scratch);
+    let ok = measurable(run, &leaf);
+    if c == 0 {
+        // The page asked for, unmeasurable unless an alternative replaces it.
+        s.pending[idx] = addr;
+        s.pending_leaf[idx] = leaf.leaf_ptr;
+        s.pending_flags[idx] = if ok {
+            leaf.flags
+        } else {
+            leaf.flags | SAMPLE_UNMEASURABLE
+        };
+        if region == 0 {
+            s.leaf0 = leaf.entry;
+        }
+        s.scratch[REGION_DONE] = ok as u64;
+    } else if ok {
+        s.pending[idx] = addr;
+        s.pending_leaf[idx] = leaf.leaf_ptr;
+        s.pending_flags[idx] = leaf.flags | SAMPLE_MOVED;
+        s.scratch[REGION_DONE] = 1;
     }
     0
+}
+
+/// `Slot::scratch` word: the region being prepared found a page it can measure.
+const REGION_DONE: usize = 4;
+
+/// The page-table walker of this slot, its cache read from the map.
+#[inline(always)]
+fn walker(run: &SlotRun, scratch: &[u64; 8]) -> Walker {
+    Walker::load(run.base, run.pgd, run.five_level != 0, scratch)
 }
 
 /// splitmix64: cheap, well mixed, and the same on both sides (user space can recompute it).

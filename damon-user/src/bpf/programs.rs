@@ -489,6 +489,16 @@ impl MonitorPrograms {
         (info.run_count() > 0).then(|| (info.run_time(), info.run_count()))
     }
 
+    /// Instructions the verifier went through to accept the sampling program (Linux 5.16+):
+    /// what its load costs.
+    pub fn sample_verified_insns(&self) -> Option<u32> {
+        self.ebpf
+            .program(programs::SAMPLE)?
+            .info()
+            .ok()?
+            .verified_instruction_count()
+    }
+
     /// Kernel ids of the programs this set loaded, to check that dropping it unloads them.
     pub fn program_ids(&self) -> Vec<u32> {
         self.ebpf

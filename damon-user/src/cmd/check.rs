@@ -62,8 +62,11 @@ pub fn run(args: Args) -> Result<()> {
         None
     };
     println!(
-        "programs: {} loaded; one BPF_PROG_TEST_RUN per sample; exceptions:page_fault_user attached{}",
+        "programs: {} loaded ({} instructions verified for the sampling program); one BPF_PROG_TEST_RUN per sample; exceptions:page_fault_user attached{}",
         progs.program_ids().len(),
+        progs
+            .sample_verified_insns()
+            .map_or("n/a".into(), |n| n.to_string()),
         sampler
             .map(|s| format!("; perf_event sampler attached to {s:?}"))
             .unwrap_or_default()
