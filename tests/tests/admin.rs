@@ -393,3 +393,59 @@ fn a_huge_nr_write_fails_and_the_server_stays_up() {
         "the refusal names the value:\n{log}"
     );
 }
+
+/// The tree's intervals_goal files take effect at `on`: an idle process's intervals grow, and
+/// `update_tuned_intervals` publishes them into sample_us / aggr_us; a goal the sample
+/// interval is outside of is refused with EINVAL.
+#[test]
+fn intervals_goal_tunes_and_update_tuned_intervals_publishes() {
+    if !have_root("intervals_goal_tunes_and_update_tuned_intervals_publishes") {
+        return;
+    }
+    let (w, _) = Workload::start(&["sleeper", "--interval-us", "1000000"]).expect("sleeper");
+    let fs = FsServer::start().expect("damon fs");
+    let intervals = format!("{CTX}/monitoring_attrs/intervals");
+    let goal = format!("{intervals}/intervals_goal");
+    for (f, v) in [
+        ("kdamonds/nr_kdamonds".to_string(), "1".to_string()),
+        ("kdamonds/0/contexts/nr_contexts".into(), "1".into()),
+        (format!("{CTX}/operations"), "vaddr".into()),
+        (format!("{CTX}/targets/nr_targets"), "1".into()),
+        (format!("{CTX}/targets/0/pid_target"), w.pid().to_string()),
+        (format!("{goal}/access_bp"), "400".into()),
+        (format!("{goal}/aggrs"), "3".into()),
+        (format!("{goal}/min_sample_us"), "5000".into()),
+        (format!("{goal}/max_sample_us"), "10000000".into()),
+        (format!("{intervals}/sample_us"), "1000".into()),
+        (format!("{intervals}/aggr_us"), "20000".into()),
+    ] {
+        fs.write(&f, &v)
+            .unwrap_or_else(|e| panic!("{f}: errno {e}"));
+    }
+    assert_eq!(
+        fs.write("kdamonds/0/state", "on"),
+        Err(libc::EINVAL),
+        "a sample interval of 1 ms is outside the goal's 5 ms - 10 s"
+    );
+    fs.write(&format!("{intervals}/sample_us"), "5000").unwrap();
+    fs.write(&format!("{intervals}/aggr_us"), "100000").unwrap();
+    fs.write("kdamonds/0/state", "on").expect("on");
+    let read = |f: &str| -> u64 {
+        fs.read(&format!("{intervals}/{f}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    wait_for("the tuned intervals to grow", || {
+        fs.write("kdamonds/0/state", "update_tuned_intervals")
+            .expect("update_tuned_intervals");
+        read("sample_us") >= 20_000
+    });
+    assert_eq!(
+        read("aggr_us"),
+        read("sample_us") * 20,
+        "the ratio of the intervals is kept"
+    );
+    fs.write("kdamonds/0/state", "off").expect("off");
+}
