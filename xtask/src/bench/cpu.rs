@@ -76,6 +76,7 @@ pub fn run(root: &Path) -> Result<()> {
             rows.push((name.clone(), gib, c));
         }
     }
+    autotune(root)?;
     let mut slowdowns = Vec::new();
     for (name, bin) in &bins {
         let s = slowdown(&damon(root), bin)
@@ -121,23 +122,41 @@ pub fn run(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `damon workload` arguments of a `gib` GiB process with `HOT_MIB` hot.
+fn hotcold(gib: u64) -> Vec<String> {
+    let cold = (gib << 10) - HOT_MIB;
+    [
+        "hotcold",
+        "--hot-mib",
+        &HOT_MIB.to_string(),
+        "--cold-mib",
+        &cold.to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// Records a `gib` GiB hot/cold workload with `bin` at the defaults and measures the recorder.
 fn record_cost(bin: &Path, gib: u64) -> Result<Cost> {
-    let cold = (gib << 10) - HOT_MIB;
-    let (w, _) = workload(
-        bin,
-        &[
-            "hotcold",
-            "--hot-mib",
-            &HOT_MIB.to_string(),
-            "--cold-mib",
-            &cold.to_string(),
-        ],
-    )?;
+    recording_cost(bin, bin, &hotcold(gib), &[])
+}
+
+/// Records `damon workload WORKLOAD` (started with `workload_bin`) with `bin record
+/// RECORD_ARGS` and measures the recorder.
+fn recording_cost(
+    bin: &Path,
+    workload_bin: &Path,
+    workload_args: &[String],
+    record_args: &[&str],
+) -> Result<Cost> {
+    let args: Vec<&str> = workload_args.iter().map(String::as_str).collect();
+    let (w, _) = workload(workload_bin, &args)?;
     let out = tempfile("cpu-record.json")?;
     let secs = WARM_S + WINDOW_S + 1.0;
     let mut cmd = Command::new(bin);
-    cmd.args(["record", "--format", "json", "-d", &secs.to_string(), "-p"])
+    cmd.args(["record", "--format", "json", "-d", &secs.to_string()])
+        .args(record_args)
+        .arg("-p")
         .arg(w.pid().to_string())
         .arg("-o")
         .arg(&out)
@@ -163,6 +182,39 @@ fn record_cost(bin: &Path, gib: u64) -> Result<Cost> {
         syscalls_per_sample: syscalls.map(|n| n as f64 / samples.max(1.0)),
         samples_per_s: samples / window_s,
     })
+}
+
+/// The current binary with fixed intervals and with `--autotune`, on the 1 GiB workload and on
+/// an idle process (`damon workload sleeper`, which wakes once a second and touches nothing).
+fn autotune(root: &Path) -> Result<()> {
+    let bin = damon(root);
+    let idle: Vec<String> = ["sleeper", "--interval-us", "1000000"]
+        .map(String::from)
+        .to_vec();
+    let mut rows = Vec::new();
+    for (what, w) in [("1 GiB, 64 MiB hot", hotcold(1)), ("idle process", idle)] {
+        for (how, args) in [
+            ("fixed 5 ms / 100 ms", &[][..]),
+            ("--autotune", &["--autotune"][..]),
+        ] {
+            let c = recording_cost(&bin, &bin, &w, args)
+                .with_context(|| format!("measuring {how} on the {what}"))?;
+            println!(
+                "  current, {what}, {how}: CPU {:.2} % of one CPU (schedstat {:.2} %), {:.1} samples/s",
+                c.cpu_pct, c.run_pct, c.samples_per_s
+            );
+            rows.push((what, how, c));
+        }
+    }
+    println!("\n| workload | intervals | CPU (%) | schedstat (%) | samples/s |");
+    println!("|---|---|---:|---:|---:|");
+    for (what, how, c) in &rows {
+        println!(
+            "| {what} | {how} | {:.2} | {:.2} | {:.1} |",
+            c.cpu_pct, c.run_pct, c.samples_per_s
+        );
+    }
+    Ok(())
 }
 
 /// utime+stime and schedstat run time (% of one CPU) of `damon workload sleeper` over the

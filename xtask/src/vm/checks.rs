@@ -112,8 +112,16 @@ fn record(r: &Results, v: &mut Verdict) {
     };
     let (h, c) = rates(last, hot, cold);
     let pct = |x: Option<f64>| x.map_or("uncovered".to_string(), |x| format!("{:.0}%", x * 100.0));
+    // From the start of `damon record` to its first sample (the layout cached by the check).
+    let first = r
+        .get("record", "first_sample_ns")
+        .and_then(|n| n.parse::<f64>().ok())
+        .zip(r.get("record", "start").and_then(|t| t.parse::<f64>().ok()))
+        .map_or(String::new(), |(ns, t0)| {
+            format!(", first sample {:.2} s after start", ns / 1e9 - t0)
+        });
     v.notes.push(format!(
-        "hot {} cold {} ({} snapshots)",
+        "hot {} cold {} ({} snapshots{first})",
         pct(h),
         pct(c),
         snaps.len()

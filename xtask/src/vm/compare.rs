@@ -3,7 +3,7 @@ use anyhow::{Context, Result, bail};
 
 use super::{
     checks::{self, MAX_NR_ACCESSES},
-    initramfs::{AGGR_US, MAX_REGIONS, MIN_REGIONS, SAMPLE_US, UPDATE_US},
+    initramfs::{AGGR_US, AUTOTUNE_SECS, MAX_REGIONS, MIN_REGIONS, SAMPLE_US, UPDATE_US},
     regions::{self, Snapshot},
     results::{Results, field},
 };
@@ -33,6 +33,17 @@ pub struct Row {
     /// CPU (% of a CPU) of a process that only wakes at the sampling rate: the floor of any
     /// monitor that samples from user space.
     pub floor_pct: Option<f64>,
+    /// Both monitors with the same intervals goal, on kernels that have the tuning.
+    pub tuned: Option<Tuned>,
+}
+
+/// The kernel's intervals auto-tuning and ours, same goal, same workload.
+pub struct Tuned {
+    pub kernel_sample_us: u64,
+    pub ours_sample_us: u64,
+    /// Share of the two buffers' bytes both call accessed, or both not, in their last
+    /// aggregation.
+    pub agreement: f64,
 }
 
 pub fn row(kernel: &str, release: &str, r: &Results) -> Result<Row> {
@@ -70,7 +81,47 @@ pub fn row(kernel: &str, release: &str, r: &Results) -> Result<Row> {
         kdamond: metrics(&kd_snaps, hot, cold, kd).context("the kernel's DAMON")?,
         ours: metrics(&our_snaps, hot, cold, ours).context("damon record")?,
         floor_pct: r.line("floor").and_then(cpu_pct),
+        tuned: tuned(r, hot, cold).transpose()?,
     })
+}
+
+/// The auto-tuning comparison, when the guest ran it.
+fn tuned(r: &Results, hot: (u64, u64), cold: (u64, u64)) -> Option<Result<Tuned>> {
+    let k = r.line("autotune-kernel")?;
+    Some((|| {
+        if field(k, "setup_rc") != Some("0") {
+            bail!(
+                "setting up the kernel's tuning failed: {}",
+                checks::last_line(r.file("kdamond-tuned-setup"))
+            );
+        }
+        let kernel_sample_us: u64 = field(k, "sample_us")
+            .and_then(|v| v.parse().ok())
+            .context("no tuned sample interval from the kernel")?;
+        let ours = r
+            .line("autotune-ours")
+            .context("our tuned record did not run")?;
+        if field(ours, "rc") != Some("0") {
+            bail!(
+                "damon record --autotune failed: {}",
+                checks::last_line(r.file("ours-tuned-log"))
+            );
+        }
+        let text = r.file("ours-tuned").context("no tuned record file")?;
+        let ours_sample_us = regions::last_sample_interval_us(text)?
+            .context("our tuned record has no per-snapshot sample interval")?;
+        let ks = regions::from_tried_regions(r.file("kdamond-tuned").context("no tuned regions")?)?;
+        let os = regions::from_record_json(text)?;
+        let (Some(kl), Some(ol)) = (ks.last(), os.last()) else {
+            bail!("no regions to compare");
+        };
+        let agreement = regions::agreement(&kl.regions, &ol.regions, &[hot, cold]);
+        Ok(Tuned {
+            kernel_sample_us,
+            ours_sample_us,
+            agreement,
+        })
+    })())
 }
 
 /// `cpu_ticks` over `t1 - t0` of a result line, in % of a CPU.
@@ -181,6 +232,31 @@ pub fn markdown(rows: &[&Row], secs: u32) -> String {
             ));
         }
     }
+    let tuned: Vec<(&&Row, &Tuned)> = rows
+        .iter()
+        .filter_map(|r| r.tuned.as_ref().map(|t| (r, t)))
+        .collect();
+    if !tuned.is_empty() {
+        s.push_str(&format!(
+            "\nIntervals auto-tuning, where the kernel has it: the same goal for both (4 % of the \
+             access events, every 3 aggregations, sample 5 ms to 10 s), {AUTOTUNE_SECS} s each; the \
+             tuned sample interval at the end, and the share of the two buffers' bytes both call \
+             accessed (or both not) in their last aggregation.\n\n\
+             | kernel | kernel DAMON sample (us) | damon sample (us) | ratio | classification agreement (%) |\n\
+             |---|---:|---:|---:|---:|\n"
+        ));
+        for (r, t) in tuned {
+            s.push_str(&format!(
+                "| {} ({}) | {} | {} | {:.2} | {:.1} |\n",
+                r.kernel,
+                r.release,
+                t.kernel_sample_us,
+                t.ours_sample_us,
+                t.ours_sample_us as f64 / t.kernel_sample_us.max(1) as f64,
+                t.agreement * 100.0
+            ));
+        }
+    }
     s
 }
 
@@ -208,6 +284,15 @@ pub fn text(rows: &[&Row]) -> String {
             s.push_str(&format!(
                 "{:<20} {:<13} {:>7} {:>8} {:>9} {:>10} {:>9} {:>7.1}\n",
                 r.kernel, "floor", "", "", "", "", "", f
+            ));
+        }
+        if let Some(t) = &r.tuned {
+            s.push_str(&format!(
+                "{:<20} autotune: kernel sample {} us, ours {} us, classification agreement {:.1} %\n",
+                r.kernel,
+                t.kernel_sample_us,
+                t.ours_sample_us,
+                t.agreement * 100.0
             ));
         }
     }

@@ -79,10 +79,13 @@ r "workload $(grep -m1 READY /tmp/workload.out)"
 
 # 3. record at the default attributes
 say "damon record -p $WPID -d $RECORD_SECS"
-taskset -c 0 timeout 120 damon record -p "$WPID" -d "$RECORD_SECS" -o /tmp/record.json --format json > /tmp/record.out 2>&1
+t0=$(uptime_s)
+RUST_LOG=damon_user::core::kdamond=debug taskset -c 0 timeout 120 damon record -p "$WPID" -d "$RECORD_SECS" -o /tmp/record.json --format json > /tmp/record.out 2>&1
 rc=$?
 cat /tmp/record.out
-r "record rc=$rc"
+# When the first sample was taken (monotonic ns, which is uptime here), for the start-up time.
+first=$(sed -n 's/.*first sample at \([0-9]*\) ns.*/\1/p' /tmp/record.out | head -n 1)
+r "record rc=$rc start=$t0 first_sample_ns=${first:-none}"
 blob record-log /tmp/record.out
 [ -f /tmp/record.json ] && blob record /tmp/record.json
 
@@ -196,6 +199,41 @@ if [ "$COMPARE" = 1 ]; then
         r "ours failed"
     fi
     blob ours-log /tmp/compare.out
+
+    # Intervals auto-tuning, on kernels that have it (6.15+): the kernel's DAMON and ours
+    # with the same goal (DAMON's recommended one) on the same workload.
+    G=$C/monitoring_attrs/intervals/intervals_goal
+    if [ -d $G ]; then
+        say "autotune: kernel DAMON for $AUTOTUNE_SECS s"
+        (
+            set -e
+            echo $SAMPLE_US > $C/monitoring_attrs/intervals/sample_us
+            echo $AGGR_US > $C/monitoring_attrs/intervals/aggr_us
+            echo 400 > $G/access_bp
+            echo 3 > $G/aggrs
+            echo 5000 > $G/min_sample_us
+            echo 10000000 > $G/max_sample_us
+            echo on > $K/state
+        ) > /tmp/kdamond-tuned-setup.out 2>&1
+        rc=$?
+        sleep $AUTOTUNE_SECS
+        echo update_tuned_intervals > $K/state
+        ks=$(cat $C/monitoring_attrs/intervals/sample_us)
+        ka=$(cat $C/monitoring_attrs/intervals/aggr_us)
+        echo update_schemes_tried_regions > $K/state
+        echo "snapshot 1 $(uptime_s)" > /tmp/kdamond-tuned.txt
+        (cd $S/tried_regions && grep -r . [0-9]* >> /tmp/kdamond-tuned.txt 2>/dev/null)
+        echo off > $K/state
+        r "autotune-kernel setup_rc=$rc sample_us=$ks aggr_us=$ka"
+        blob kdamond-tuned-setup /tmp/kdamond-tuned-setup.out
+        blob kdamond-tuned /tmp/kdamond-tuned.txt
+        say "autotune: damon record --autotune for $AUTOTUNE_SECS s"
+        taskset -c 0 timeout 120 damon record --autotune -p "$WPID" -d "$AUTOTUNE_SECS" \
+            -o /tmp/tuned.json --format json > /tmp/tuned.out 2>&1 3>&-
+        r "autotune-ours rc=$?"
+        blob ours-tuned-log /tmp/tuned.out
+        [ -f /tmp/tuned.json ] && blob ours-tuned /tmp/tuned.json
+    fi
 
     # The floor of any monitor that samples from user space: a process that only wakes at
     # the sampling rate, on the monitors' vCPU, measured the same way.

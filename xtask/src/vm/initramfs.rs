@@ -23,11 +23,13 @@ pub const AGGR_US: u64 = 100_000;
 pub const UPDATE_US: u64 = 1_000_000;
 pub const MIN_REGIONS: u64 = 10;
 pub const MAX_REGIONS: u64 = 1_000;
+/// How long both monitors run with intervals auto-tuning in `--compare` (kernels with it).
+pub const AUTOTUNE_SECS: u32 = 30;
 
 impl GuestSettings {
     fn conf(&self) -> String {
         format!(
-            "COMPARE={}\nRECORD_SECS={}\nCOMPARE_SECS={}\nHOT_MIB={}\nCOLD_MIB={}\n\
+            "COMPARE={}\nRECORD_SECS={}\nCOMPARE_SECS={}\nAUTOTUNE_SECS={AUTOTUNE_SECS}\nHOT_MIB={}\nCOLD_MIB={}\n\
              SAMPLE_US={SAMPLE_US}\nAGGR_US={AGGR_US}\nUPDATE_US={UPDATE_US}\n\
              MIN_REGIONS={MIN_REGIONS}\nMAX_REGIONS={MAX_REGIONS}\n",
             u8::from(self.compare),

@@ -195,3 +195,69 @@ mod tests {
         );
     }
 }
+
+/// The `sample_interval_us` of the last snapshot of a damo JSON record (tuned intervals).
+pub fn last_sample_interval_us(text: &str) -> Result<Option<u64>> {
+    let v: Value = serde_json::from_str(text).context("the record file is not JSON")?;
+    let snaps = v
+        .as_array()
+        .and_then(|r| r.first())
+        .and_then(|r| r["snapshots"].as_array())
+        .context("the record has no snapshots list")?;
+    Ok(snaps.last().and_then(|s| num(&s["sample_interval_us"])))
+}
+
+/// The share of the bytes of `ranges` that `a` and `b` classify alike: accessed
+/// (`nr_accesses > 0`) in both, or in neither. Bytes no region covers count as not accessed.
+pub fn agreement(a: &[Region], b: &[Region], ranges: &[(u64, u64)]) -> f64 {
+    let accessed = |regions: &[Region], addr: u64| {
+        regions
+            .iter()
+            .any(|r| r.start <= addr && addr < r.end && r.nr_accesses > 0)
+    };
+    let (mut same, mut total) = (0u64, 0u64);
+    for &(start, end) in ranges {
+        let mut cuts: Vec<u64> = a
+            .iter()
+            .chain(b)
+            .flat_map(|r| [r.start, r.end])
+            .filter(|&c| start < c && c < end)
+            .chain([start, end])
+            .collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        for w in cuts.windows(2) {
+            let len = w[1] - w[0];
+            total += len;
+            if accessed(a, w[0]) == accessed(b, w[0]) {
+                same += len;
+            }
+        }
+    }
+    if total == 0 {
+        1.0
+    } else {
+        same as f64 / total as f64
+    }
+}
+
+#[cfg(test)]
+mod agreement_tests {
+    use super::*;
+
+    #[test]
+    fn agreement_is_the_share_of_bytes_classified_alike() {
+        let r = |start, end, nr_accesses| Region {
+            start,
+            end,
+            nr_accesses,
+        };
+        // Over [0, 100): a says 0..50 accessed, b says 0..40; they differ on 40..50.
+        let a = [r(0, 50, 3), r(50, 100, 0)];
+        let b = [r(0, 40, 9), r(40, 100, 0)];
+        assert!((agreement(&a, &b, &[(0, 100)]) - 0.9).abs() < 1e-9);
+        // Uncovered bytes are not accessed for either.
+        assert_eq!(agreement(&a, &[], &[(50, 100)]), 1.0);
+        assert!((agreement(&a, &[], &[(0, 100)]) - 0.5).abs() < 1e-9);
+    }
+}
