@@ -191,6 +191,11 @@ pub enum StartError {
 /// probed afresh once.
 pub fn ebpf_ops(options: EbpfOpsOptions) -> Result<EbpfOps, StartError> {
     let found = KernelLayout::find(false).map_err(StartError::Layout)?;
+    log::debug!(
+        "kernel layout {:?} in {:.1} ms",
+        found.origin,
+        found.took.as_secs_f64() * 1e3
+    );
     match EbpfOps::new(options, &found.layout) {
         Err(e) if found.origin == LayoutOrigin::Cached => {
             log::info!("the cached kernel layout failed validation ({e}); probing it again");

@@ -135,9 +135,11 @@ impl EbpfOps {
         };
         let mut progs = MonitorPrograms::load(Some(layout), popts)
             .map_err(|e| failed("loading the eBPF programs", e))?;
+        log::debug!("eBPF programs loaded");
         progs
             .validate_layout()
             .map_err(|e| failed("validating the kernel layout", e))?;
+        log::debug!("kernel layout validated");
         Ok(Self {
             progs,
             targets: HashMap::new(),

@@ -17,6 +17,9 @@ export PATH=/bin
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
+# /run, as on any Linux system: damon caches the kernel layout of this boot there.
+mkdir -p /run
+mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tracefs nodev /sys/kernel/tracing
 . /etc/vm-test.conf
 
