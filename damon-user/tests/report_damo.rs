@@ -391,3 +391,66 @@ fn we_read_what_damo_writes() {
         );
     }
 }
+
+/// damo reads a record whose intervals were tuned with each snapshot's own intervals
+/// (its `sample_interval_us`), as ours do.
+#[test]
+fn damo_reads_the_tuned_intervals_of_each_snapshot() {
+    use damon_user::core::{
+        Intervals, IntervalsGoal, RegionSnapshot, Snapshot as CoreSnapshot, TargetSnapshot,
+    };
+    use damon_user::record::{RecordFormat, RecordWriter};
+    let Some(damo) = damo() else { return };
+    let samples = [5_000u64, 5_000, 10_000, 20_000];
+    let mut writer = RecordWriter::new(RecordFormat::JsonCompressed);
+    let mut t = 1_000_000_000u64;
+    for &sample_us in &samples {
+        let aggr_us = sample_us * 20;
+        writer.push(&CoreSnapshot {
+            kdamond_idx: 0,
+            context_idx: 0,
+            start_ns: t,
+            end_ns: t + aggr_us * 1_000,
+            intervals: Intervals {
+                sample_us,
+                aggr_us,
+                update_us: 1_000_000,
+                goal: IntervalsGoal::AUTOTUNE,
+            },
+            targets: vec![TargetSnapshot {
+                target_idx: 0,
+                pid: 42,
+                regions: vec![RegionSnapshot {
+                    start: 0x10_0000,
+                    end: 0x20_0000,
+                    nr_accesses: 2,
+                    age: 1,
+                    nr_unmeasured: 0,
+                }],
+            }],
+        });
+        t += aggr_us * 1_000;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tuned.data");
+    writer.save(&path).expect("save");
+    let out = run_damo(
+        &damo,
+        &[
+            "report",
+            "access",
+            "--input_file",
+            path.to_str().unwrap(),
+            "--raw_number",
+        ],
+    );
+    let seen: Vec<u64> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("intervals: sample "))
+        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        seen, samples,
+        "damo's view of each snapshot's sample interval:\n{out}"
+    );
+}
