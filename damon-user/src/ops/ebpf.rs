@@ -30,6 +30,10 @@ use crate::{
     core::{Access, AddrRange, Operations, OpsError, SampleStep, TargetStep, read_proc_maps},
 };
 
+/// Refused ranges a target holds before its buffer grows (refusals are rare: mlocked or
+/// hugetlb mappings, ranges unmapped meanwhile).
+const REFUSED_CAPACITY: usize = 64;
+
 /// Which faults count as an access to a region.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FaultScope {
@@ -147,7 +151,8 @@ impl EbpfOps {
             stats: EbpfOpsStats::default(),
             steps: 0,
             checked: vec![0; MAX_REGIONS as usize],
-            ranges: Vec::new(),
+            // At most one clear range per region of a target: sized once, never grown.
+            ranges: Vec::with_capacity(MAX_REGIONS as usize),
             mkold: Mkold::default(),
         })
     }
@@ -178,7 +183,8 @@ impl EbpfOps {
                     pidfd,
                     nr_regions: 0,
                     state: TargetState::Unknown,
-                    refused: Vec::new(),
+                    // At most one refused range per call: a few calls' worth up front.
+                    refused: Vec::with_capacity(REFUSED_CAPACITY),
                     seen: self.steps,
                 },
             );

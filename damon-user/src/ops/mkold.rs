@@ -13,9 +13,17 @@ use std::os::fd::OwnedFd;
 use crate::bpf::sys::{self, MAX_IOVECS, SyscallError};
 
 /// `process_madvise(MADV_COLD)` over many ranges, with a reused iovec buffer.
-#[derive(Default)]
 pub struct Mkold {
     iov: Vec<libc::iovec>,
+}
+
+impl Default for Mkold {
+    /// The iovec buffer is sized for the largest call once, so advising never allocates.
+    fn default() -> Self {
+        Self {
+            iov: Vec::with_capacity(MAX_IOVECS),
+        }
+    }
 }
 
 // SAFETY: the iovecs are plain addresses of another process, never dereferenced here.
