@@ -10,9 +10,9 @@ use std::{
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use damon_user::{
+    access::EbpfOpsOptions,
     core::{OwnedTarget, OwnedTargets, Region},
-    monitor::ebpf_ops,
-    ops::EbpfOpsOptions,
+    runtime::ebpf_ops,
 };
 
 struct Workload(std::process::Child);

@@ -6,8 +6,8 @@ use damon_tests::{
 };
 use damon_user::{
     core::{Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec, start_kdamond},
-    monitor::ebpf_ops,
-    ops::EbpfOpsOptions,
+    runtime::ebpf_ops,
+    access::EbpfOpsOptions,
 };
 
 fn start(pid: i32) -> (KdamondHandle, mpsc::Receiver<Snapshot>) {

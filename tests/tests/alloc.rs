@@ -15,8 +15,8 @@ use damon_user::{
     core::{
         Attrs, ContextSpec, MonitorContext, OpsKind, OwnedTarget, OwnedTargets, Region, TargetSpec,
     },
-    monitor::ebpf_ops,
-    ops::EbpfOpsOptions,
+    runtime::ebpf_ops,
+    access::EbpfOpsOptions,
 };
 
 struct Counting;

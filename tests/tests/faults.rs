@@ -8,8 +8,8 @@ use damon_user::{
     bpf::{MonitorPrograms, PerfSampler, ProgramOptions, sys::pidfd_open},
     bpf::{Step, TargetState},
     core::{Access, AddrRange, OwnedTarget, OwnedTargets, PAGE_SIZE, Region},
-    monitor::ebpf_ops,
-    ops::{EbpfOpsOptions, mkold::Mkold},
+    runtime::ebpf_ops,
+    access::{EbpfOpsOptions, mkold::Mkold},
 };
 
 #[test]
@@ -118,7 +118,7 @@ fn a_process_without_address_space_reads_gone_not_stale_results() {
     if !have_root("a_process_without_address_space_reads_gone_not_stale_results") {
         return;
     }
-    let layout = damon_user::bpf::KernelLayout::find(false)
+    let layout = damon_user::bpf::calibrate::find(false)
         .expect("kernel layout")
         .layout;
     let mut progs = MonitorPrograms::load(Some(&layout), ProgramOptions::default()).expect("load");

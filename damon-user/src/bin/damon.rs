@@ -50,7 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Top(a) => cmd::top::run(a),
         Command::Fs(a) => cmd::fs::run(
             a,
-            std::sync::Arc::new(damon_user::monitor::EbpfBackend::default()),
+            std::sync::Arc::new(damon_user::runtime::EbpfBackend::default()),
         ),
         Command::Faults(a) => cmd::faults::run(a),
         Command::Check(a) => cmd::check::run(a),

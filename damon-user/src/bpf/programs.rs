@@ -17,11 +17,9 @@ use damon_common::{
     Control, MAX_REGIONS, MAX_TARGETS, PID_SELF, Slot, TARGET_ALIVE, TARGET_NO_MM, TARGET_READ_ERR,
     TARGET_REAPED, TargetSlot, maps, programs,
 };
-use thiserror::Error;
 
 use super::{
-    KernelLayout, PerfSampler,
-    chase::{self, ChaseError},
+    BpfError, KernelLayout, PerfSampler, chase,
     loader::{self, LoggerThread},
     marker::Marker,
     peek::Peek,
@@ -29,56 +27,6 @@ use super::{
     sys,
 };
 use crate::core::AddrRange;
-
-#[derive(Debug, Error)]
-pub enum BpfError {
-    #[error("loading the eBPF object failed")]
-    Load(#[from] aya::EbpfError),
-    #[error("program {name}")]
-    Program {
-        name: &'static str,
-        #[source]
-        source: aya::programs::ProgramError,
-    },
-    #[error("map {name}")]
-    Map {
-        name: &'static str,
-        #[source]
-        source: aya::maps::MapError,
-    },
-    #[error("the eBPF object has no {kind} named {name}")]
-    Missing {
-        kind: &'static str,
-        name: &'static str,
-    },
-    #[error(
-        "map {name} cannot be shared by mmap (flags {flags:#x}, value size {value_size}, expected {expected})"
-    )]
-    NotMappable {
-        name: &'static str,
-        flags: u32,
-        value_size: u32,
-        expected: usize,
-    },
-    #[error("all {MAX_TARGETS} target slots are in use")]
-    NoFreeSlot,
-    #[error("process {pid} is not a target of this program set")]
-    UnknownTarget { pid: i32 },
-    #[error("process {pid} is already a target of this program set")]
-    DuplicateTarget { pid: i32 },
-    #[error("{count} regions exceed the {MAX_REGIONS} the programs can hold")]
-    TooManyRegions { count: usize },
-    #[error("the programs were loaded without a kernel layout and cannot sample")]
-    NoLayout,
-    #[error("finding the kernel's struct pid of process {pid}")]
-    Pid {
-        pid: i32,
-        #[source]
-        source: Box<ChaseError>,
-    },
-    #[error(transparent)]
-    Syscall(#[from] sys::SyscallError),
-}
 
 fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> BpfError {
     move |source| BpfError::Map { name, source }
@@ -435,8 +383,8 @@ impl MonitorPrograms {
     /// Checks `layout` (the one loaded) against our own pages with the production program: the
     /// walk of a marker page must find the frame `/proc/self/pagemap` reports, and the
     /// `struct page` it points at must describe that page (anonymous, at its index).
-    pub fn validate_layout(&mut self) -> Result<(), super::layout::LayoutError> {
-        use super::layout::LayoutError;
+    pub fn validate_layout(&mut self) -> Result<(), super::calibrate::LayoutError> {
+        use super::calibrate::LayoutError;
         let layout = self.layout.ok_or(LayoutError::Bpf(BpfError::NoLayout))?;
         let marker = Marker::new().map_err(LayoutError::Page)?;
         let expected = marker

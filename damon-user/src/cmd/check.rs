@@ -5,7 +5,7 @@ use clap::Args as ClapArgs;
 
 use std::os::fd::AsRawFd;
 
-use crate::bpf::{KernelLayout, LayoutOrigin, MonitorPrograms, ProgramOptions, probe};
+use crate::bpf::{LayoutOrigin, MonitorPrograms, ProgramOptions, calibrate, probe};
 
 #[derive(Debug, ClapArgs)]
 #[command(
@@ -28,7 +28,7 @@ pub fn run(args: Args) -> Result<()> {
     if !missing.is_empty() {
         bail!("{} prerequisite(s) missing", missing.len());
     }
-    let found = KernelLayout::find(false)?;
+    let found = calibrate::find(false)?;
     let layout = found.layout;
     let sampler = args.perf_sampler.map(|s| s.resolve()).transpose()?;
     let opts = ProgramOptions {

@@ -12,14 +12,14 @@ use clap::{Args as ClapArgs, ValueEnum};
 
 use super::StopSignals;
 use crate::{
+    access::{EbpfOpsOptions, FaultScope},
     bpf::{PerfSampler, PmuError, probe},
     core::{
         AddrRange, Attrs, ContextSpec, IntervalsGoal, KdamondExit, KdamondHandle, OpsKind,
         Snapshot, TargetSpec,
     },
-    monitor::{check_spec, check_target, start_ebpf_kdamond},
-    ops::{EbpfOpsOptions, FaultScope},
     report::range::parse_address_range,
+    runtime::{check_spec, check_target, start_ebpf_kdamond},
 };
 
 /// Monitoring options common to the live commands. Defaults are damo's.

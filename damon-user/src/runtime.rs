@@ -1,19 +1,21 @@
-//! The production kdamond backend of the admin tree: `state on` starts a core kdamond whose
-//! access check is the eBPF one.
+//! The composition root: a core kdamond ([`crate::core`]) driven by the eBPF access check
+//! ([`crate::access`]), the limits checked before one starts ([`check_spec`], [`check_target`]),
+//! and the admin tree's production backend ([`EbpfBackend`]). `damon record`, `damon top` and
+//! `damon fs` all start kdamonds through here.
 use std::sync::mpsc;
 
 use damon_common::{MAX_REGIONS, MAX_TARGETS};
 
 use crate::{
+    access::{EbpfOps, EbpfOpsOptions},
     admin::{
         BackendError, ContextConfig, KdamondBackend, KdamondConfig, LiveRegion, RunningKdamond,
     },
-    bpf::{KernelLayout, LayoutError, LayoutOrigin},
+    bpf::{LayoutError, LayoutOrigin, calibrate},
     core::{
         AddrRange, Attrs, ContextSpec, CoreError, IntervalsGoal, KdamondHandle, OpsError, OpsKind,
         ProcessKind, Snapshot, TargetSpec, process_kind, read_proc_maps, start_kdamond,
     },
-    ops::{EbpfOps, EbpfOpsOptions},
 };
 
 /// Runs kdamonds with [`EbpfOps`].
@@ -190,7 +192,7 @@ pub enum StartError {
 /// the first run), validated when the programs load; a cached layout that fails validation is
 /// probed afresh once.
 pub fn ebpf_ops(options: EbpfOpsOptions) -> Result<EbpfOps, StartError> {
-    let found = KernelLayout::find(false).map_err(StartError::Layout)?;
+    let found = calibrate::find(false).map_err(StartError::Layout)?;
     log::debug!(
         "kernel layout {:?} in {:.1} ms",
         found.origin,
@@ -199,7 +201,7 @@ pub fn ebpf_ops(options: EbpfOpsOptions) -> Result<EbpfOps, StartError> {
     match EbpfOps::new(options, &found.layout) {
         Err(e) if found.origin == LayoutOrigin::Cached => {
             log::info!("the cached kernel layout failed validation ({e}); probing it again");
-            let found = KernelLayout::find(true).map_err(StartError::Layout)?;
+            let found = calibrate::find(true).map_err(StartError::Layout)?;
             EbpfOps::new(options, &found.layout).map_err(StartError::Ops)
         }
         r => r.map_err(StartError::Ops),

@@ -1,4 +1,5 @@
-//! Production access checks: [`ebpf::EbpfOps`] implements the core's `Operations` with the
+//! The access check: whether each sampled page was accessed since the last sample.
+//! [`ebpf::EbpfOps`] implements the core's `Operations` with the
 //! eBPF page-table walk, `process_madvise(MADV_COLD)` as mkold, and page-fault attribution.
 pub mod ebpf;
 pub mod mkold;
