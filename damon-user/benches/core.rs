@@ -8,8 +8,8 @@ use std::hint::black_box;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use damon_user::core::aggregate::{merge_regions, split_pieces, split_regions_of};
 use damon_user::core::{
-    AddrRange, Attrs, ContextSpec, MonitorContext, Operations, OpsError, OpsKind, PAGE_SIZE,
-    Region, SampleStep, TargetSpec,
+    AddrRange, Attrs, ContextSpec, MonitorContext, Operations, OpsError, OpsId, PAGE_SIZE, Region,
+    SampleStep, TargetSpec,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -95,7 +95,7 @@ fn sample_bookkeeping(c: &mut Criterion) {
             .map(|i| AddrRange::new(i * step, i * step + REGION_PAGES * PAGE_SIZE))
             .collect();
         let spec = ContextSpec {
-            ops: OpsKind::Fvaddr,
+            ops: OpsId::Fvaddr,
             attrs: Attrs {
                 sample_us: 1,
                 aggr_us: 1 << 40,

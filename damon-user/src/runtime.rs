@@ -13,7 +13,7 @@ use crate::{
     },
     bpf::{LayoutError, LayoutOrigin, calibrate},
     core::{
-        AddrRange, Attrs, ContextSpec, CoreError, IntervalsGoal, KdamondHandle, OpsError, OpsKind,
+        AddrRange, Attrs, ContextSpec, CoreError, IntervalsGoal, KdamondHandle, OpsError, OpsId,
         ProcessKind, Snapshot, TargetSpec, process_kind, read_proc_maps, start_kdamond,
     },
 };
@@ -29,7 +29,7 @@ fn spec_of(cfg: &KdamondConfig) -> Result<ContextSpec, BackendError> {
         .contexts
         .first()
         .ok_or_else(|| BackendError::new("the kdamond has no context (nr_contexts is 0)"))?;
-    let ops: OpsKind = ctx
+    let ops: OpsId = ctx
         .operations
         .parse()
         .map_err(|e: crate::core::CoreError| BackendError::new(e.to_string()))?;
@@ -159,13 +159,13 @@ pub enum TargetError {
 /// Refuses, before anything starts, a process that cannot be monitored: no such process, a
 /// kernel thread or an exited one (no address space), or one whose mappings we may not read
 /// (vaddr needs them).
-pub fn check_target(pid: i32, ops: OpsKind) -> Result<(), TargetError> {
+pub fn check_target(pid: i32, ops: OpsId) -> Result<(), TargetError> {
     match process_kind(pid) {
         ProcessKind::Gone => Err(TargetError::Gone { pid }),
         ProcessKind::KernelThread { comm } => Err(TargetError::KernelThread { pid, comm }),
         ProcessKind::Zombie { comm } => Err(TargetError::Exited { pid, comm }),
         ProcessKind::User { comm } => match ops {
-            OpsKind::Vaddr => read_proc_maps(pid)
+            OpsId::Vaddr => read_proc_maps(pid)
                 .map(|_| ())
                 .map_err(|source| TargetError::Unreadable { pid, comm, source }),
             _ => Ok(()),
@@ -313,7 +313,7 @@ mod tests {
             .map(|i| AddrRange::new((2 * i + 1) << 12, (2 * i + 2) << 12))
             .collect();
         ContextSpec {
-            ops: OpsKind::Fvaddr,
+            ops: OpsId::Fvaddr,
             attrs: Attrs {
                 max_nr_regions,
                 ..Attrs::default()

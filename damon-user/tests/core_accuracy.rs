@@ -6,7 +6,7 @@
 //! merge; at 20 samples that bias alone approaches the 10 % tolerance.
 use damon_user::core::sim::{HotArea, SimMemory};
 use damon_user::core::{
-    AddrRange, Attrs, ContextSpec, MonitorContext, OpsKind, PAGE_SIZE, Snapshot, TargetSpec,
+    AddrRange, Attrs, ContextSpec, MonitorContext, OpsId, PAGE_SIZE, Snapshot, TargetSpec,
 };
 
 const MIB: u64 = 1 << 20;
@@ -34,7 +34,7 @@ fn simulate(seed: u64, aggregations: usize) -> Vec<Snapshot> {
     );
     sim.set_hot_areas(PID, hot_areas());
     let spec = ContextSpec {
-        ops: OpsKind::Vaddr,
+        ops: OpsId::Vaddr,
         attrs: Attrs {
             aggr_us: 200_000,
             ..Attrs::damo_defaults()

@@ -1,7 +1,7 @@
 //! The steppable engine: timing in samples, target lifecycle, layout flags, commit.
 use damon_user::core::sim::{HotArea, SimMemory};
 use damon_user::core::{
-    AddrRange, Attrs, ContextSpec, CoreError, MonitorContext, OpsKind, PAGE_SIZE, TargetSpec,
+    AddrRange, Attrs, ContextSpec, CoreError, MonitorContext, OpsId, PAGE_SIZE, TargetSpec,
 };
 
 const MIB: u64 = 1 << 20;
@@ -30,7 +30,7 @@ fn sim_process(seed: u64, pid: i32) -> SimMemory {
 
 fn vaddr_spec(attrs: Attrs, pids: &[i32]) -> ContextSpec {
     ContextSpec {
-        ops: OpsKind::Vaddr,
+        ops: OpsId::Vaddr,
         attrs,
         targets: pids.iter().map(|&pid| TargetSpec::vaddr(pid)).collect(),
     }
@@ -101,7 +101,7 @@ fn fvaddr_regions_are_the_user_ranges() {
         AddrRange::new(MMAP.start, MMAP.start + MIB),
     ];
     let spec = ContextSpec {
-        ops: OpsKind::Fvaddr,
+        ops: OpsId::Fvaddr,
         attrs: Attrs::default(),
         targets: vec![TargetSpec::fvaddr(10, ranges)],
     };
@@ -292,7 +292,7 @@ fn extreme_but_valid_inputs_do_not_overflow() {
     // u64::MAX samples: sizes and sample counters saturate instead of overflowing.
     let huge = AddrRange::new(PAGE_SIZE, u64::MAX - 2 * PAGE_SIZE);
     let spec = ContextSpec {
-        ops: OpsKind::Fvaddr,
+        ops: OpsId::Fvaddr,
         attrs: Attrs {
             sample_us: 1,
             aggr_us: u64::MAX,
@@ -330,7 +330,7 @@ fn commit_of_fvaddr_ranges_keeps_counters_of_surviving_regions() {
     let mut ops = sim.clone();
     let first = AddrRange::new(HEAP.start, HEAP.start + 4 * MIB);
     let spec = |ranges: Vec<AddrRange>| ContextSpec {
-        ops: OpsKind::Fvaddr,
+        ops: OpsId::Fvaddr,
         attrs: Attrs::default(),
         targets: vec![TargetSpec::fvaddr(10, ranges)],
     };

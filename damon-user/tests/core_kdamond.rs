@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use damon_user::core::kdamond::monotonic_ns;
 use damon_user::core::sim::{HotArea, SimMemory};
 use damon_user::core::{
-    AddrRange, Attrs, ContextSpec, CoreError, KdamondHandle, Operations, OpsError, OpsKind,
+    AddrRange, Attrs, ContextSpec, CoreError, KdamondHandle, Operations, OpsError, OpsId,
     SampleStep, Snapshot, TargetSpec, start_kdamond,
 };
 
@@ -33,7 +33,7 @@ fn sim(pid: i32) -> SimMemory {
 
 fn spec(attrs: Attrs, pid: i32) -> ContextSpec {
     ContextSpec {
-        ops: OpsKind::Vaddr,
+        ops: OpsId::Vaddr,
         attrs,
         targets: vec![TargetSpec::vaddr(pid)],
     }

@@ -3,7 +3,7 @@
 //! monitored with given `[min, max]_nr_regions`; the number of regions must stay within the
 //! bounds, and lowering max online must shrink it.
 use damon_user::core::sim::{HotArea, SimMemory};
-use damon_user::core::{AddrRange, Attrs, ContextSpec, MonitorContext, OpsKind, TargetSpec};
+use damon_user::core::{AddrRange, Attrs, ContextSpec, MonitorContext, OpsId, TargetSpec};
 
 const MIB: u64 = 1 << 20;
 const PID: i32 = 100;
@@ -35,7 +35,7 @@ fn access_memory_even(n: u64, seed: u64) -> SimMemory {
 
 fn spec(min: u64, max: u64) -> ContextSpec {
     ContextSpec {
-        ops: OpsKind::Vaddr,
+        ops: OpsId::Vaddr,
         attrs: Attrs {
             min_nr_regions: min,
             max_nr_regions: max,

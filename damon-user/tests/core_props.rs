@@ -3,7 +3,7 @@
 use damon_user::core::sim::{HotArea, SimMemory};
 use damon_user::core::vaddr::{apply_ranges, three_regions};
 use damon_user::core::{
-    AddrRange, Attrs, ContextSpec, MonitorContext, OpsKind, PAGE_SIZE, Region, TargetSpec,
+    AddrRange, Attrs, ContextSpec, MonitorContext, OpsId, PAGE_SIZE, Region, TargetSpec,
 };
 use proptest::prelude::*;
 
@@ -68,7 +68,7 @@ fn process() -> impl Strategy<Value = Process> {
 
 #[derive(Clone, Debug)]
 struct Case {
-    ops: OpsKind,
+    ops: OpsId,
     attrs: Attrs,
     processes: Vec<Process>,
     /// fvaddr: page ranges inside each heap, as sorted cut points.
@@ -81,10 +81,11 @@ impl Case {
     /// The ranges each target's regions must stay in.
     fn allowed(&self, idx: usize) -> Vec<AddrRange> {
         match self.ops {
-            OpsKind::Vaddr => three_regions(&self.processes[idx].mappings())
+            OpsId::Vaddr => three_regions(&self.processes[idx].mappings())
                 .expect("the layout has two gaps")
                 .to_vec(),
-            OpsKind::Fvaddr => self.fixed_ranges(idx),
+            OpsId::Fvaddr => self.fixed_ranges(idx),
+            OpsId::Paddr => unreachable!("the strategy makes vaddr and fvaddr cases only"),
         }
     }
 
@@ -107,10 +108,11 @@ impl Case {
     /// Contiguous runs of monitored memory: merge cannot join regions across a gap.
     fn nr_runs(&self) -> u64 {
         match self.ops {
-            OpsKind::Vaddr => 3 * self.processes.len() as u64,
-            OpsKind::Fvaddr => (0..self.processes.len())
+            OpsId::Vaddr => 3 * self.processes.len() as u64,
+            OpsId::Fvaddr => (0..self.processes.len())
                 .map(|i| self.fixed_ranges(i).len() as u64)
                 .sum(),
+            OpsId::Paddr => unreachable!("the strategy makes vaddr and fvaddr cases only"),
         }
     }
 
@@ -121,7 +123,7 @@ impl Case {
             targets: (0..self.processes.len())
                 .map(|i| TargetSpec {
                     pid: i as i32 + 1,
-                    ranges: if self.ops == OpsKind::Fvaddr {
+                    ranges: if self.ops == OpsId::Fvaddr {
                         self.fixed_ranges(i)
                     } else {
                         Vec::new()
@@ -138,7 +140,7 @@ impl Case {
 /// smaller `max_nr_regions` is accepted by the kernel but not kept by it either.
 fn case() -> impl Strategy<Value = Case> {
     (
-        prop_oneof![Just(OpsKind::Vaddr), Just(OpsKind::Fvaddr)],
+        prop_oneof![Just(OpsId::Vaddr), Just(OpsId::Fvaddr)],
         prop::sample::select(vec![1_000u64, 5_000, 10_000]),
         1u64..=30,
         1u64..=100,

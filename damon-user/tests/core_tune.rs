@@ -3,7 +3,7 @@
 //! back, and the aggregation interval keeps its ratio throughout.
 use damon_user::core::sim::{HotArea, SimMemory};
 use damon_user::core::{
-    AddrRange, Attrs, ContextSpec, CoreError, IntervalsGoal, MonitorContext, OpsKind, Snapshot,
+    AddrRange, Attrs, ContextSpec, CoreError, IntervalsGoal, MonitorContext, OpsId, Snapshot,
     TargetSpec,
 };
 
@@ -27,7 +27,7 @@ fn sim(seed: u64) -> SimMemory {
 
 fn context(sample_us: u64) -> MonitorContext {
     let spec = ContextSpec {
-        ops: OpsKind::Vaddr,
+        ops: OpsId::Vaddr,
         attrs: Attrs {
             sample_us,
             aggr_us: sample_us * 20,
@@ -108,7 +108,7 @@ fn a_busy_process_falls_to_the_minimum_and_a_phase_change_pulls_it_back() {
 #[test]
 fn a_goal_the_sample_interval_is_outside_of_is_refused() {
     let spec = |sample_us, goal| ContextSpec {
-        ops: OpsKind::Vaddr,
+        ops: OpsId::Vaddr,
         attrs: Attrs {
             sample_us,
             aggr_us: sample_us * 20,

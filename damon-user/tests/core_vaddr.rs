@@ -2,7 +2,7 @@
 use damon_user::core::sim::{HotArea, SimMemory};
 use damon_user::core::vaddr::three_regions;
 use damon_user::core::{
-    AddrRange, Attrs, ContextSpec, MonitorContext, OpsKind, PAGE_SIZE, Region, TargetSpec,
+    AddrRange, Attrs, ContextSpec, MonitorContext, OpsId, PAGE_SIZE, Region, TargetSpec,
     read_proc_maps,
 };
 
@@ -81,7 +81,7 @@ fn all_hot_until_the_update(seed: u64, mappings: Vec<AddrRange>) -> (SimMemory, 
     sim.add_process(10, mappings);
     sim.set_hot_areas(10, vec![HotArea::new(0, u64::MAX, 1.0)]);
     let spec = ContextSpec {
-        ops: OpsKind::Vaddr,
+        ops: OpsId::Vaddr,
         attrs: attrs(),
         targets: vec![TargetSpec::vaddr(10)],
     };

@@ -5,15 +5,15 @@ use damon_tests::{
     Workload, anon_huge_kib, field, have_root, monotonic_ns, parse_range, weighted_rate,
 };
 use damon_user::{
-    core::{Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec, start_kdamond},
-    runtime::ebpf_ops,
     access::EbpfOpsOptions,
+    core::{Attrs, ContextSpec, KdamondHandle, OpsId, Snapshot, TargetSpec, start_kdamond},
+    runtime::ebpf_ops,
 };
 
 fn start(pid: i32) -> (KdamondHandle, mpsc::Receiver<Snapshot>) {
     let ops = ebpf_ops(EbpfOpsOptions::default()).expect("eBPF access check");
     let spec = ContextSpec {
-        ops: OpsKind::Vaddr,
+        ops: OpsId::Vaddr,
         attrs: Attrs::damo_defaults(),
         targets: vec![TargetSpec {
             pid,

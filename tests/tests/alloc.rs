@@ -12,11 +12,11 @@ use std::{
 
 use damon_tests::{Workload, field, have_root, parse_range};
 use damon_user::{
+    access::EbpfOpsOptions,
     core::{
-        Attrs, ContextSpec, MonitorContext, OpsKind, OwnedTarget, OwnedTargets, Region, TargetSpec,
+        Attrs, ContextSpec, MonitorContext, OpsId, OwnedTarget, OwnedTargets, Region, TargetSpec,
     },
     runtime::ebpf_ops,
-    access::EbpfOpsOptions,
 };
 
 struct Counting;
@@ -97,7 +97,7 @@ fn a_sample_step_allocates_nothing() {
     // The core driving it: samples within an aggregation interval (an aggregation, every 20
     // samples, builds its snapshot and may allocate).
     let spec = ContextSpec {
-        ops: OpsKind::Vaddr,
+        ops: OpsId::Vaddr,
         attrs: Attrs {
             aggr_us: 1 << 40,
             update_us: 1 << 40,

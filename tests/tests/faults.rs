@@ -5,11 +5,11 @@ use std::os::fd::AsRawFd;
 use aya::programs::loaded_programs;
 use damon_tests::{Workload, have_root, parse_range};
 use damon_user::{
+    access::{EbpfOpsOptions, mkold::Mkold},
     bpf::{MonitorPrograms, PerfSampler, ProgramOptions, sys::pidfd_open},
     bpf::{Step, TargetState},
     core::{Access, AddrRange, OwnedTarget, OwnedTargets, PAGE_SIZE, Region},
     runtime::ebpf_ops,
-    access::{EbpfOpsOptions, mkold::Mkold},
 };
 
 #[test]

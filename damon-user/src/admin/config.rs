@@ -7,8 +7,7 @@ use super::backend::{
     AccessPatternConfig, ContextConfig, IntervalsGoalConfig, QuotaGoalConfig, QuotasConfig, Range,
     SchemeConfig, TargetConfig,
 };
-use super::context::{AVAIL_OPERATIONS, Context, OPERATIONS, UlRange};
-use super::node::keyword;
+use super::context::{Context, UlRange};
 use super::scheme::{STAT_ACTION, Scheme};
 
 /// Why a context cannot be started; becomes [`super::AdminError::InvalidConfig`] (EINVAL).
@@ -18,10 +17,9 @@ pub type Invalid = String;
 /// targets, schemes.
 pub fn build_context(ctx: &Context) -> Result<ContextConfig, Invalid> {
     let ops = ctx.operations;
-    if !AVAIL_OPERATIONS.contains(&ops) {
+    if !ops.is_supported() {
         return Err(format!(
-            "operations {} is not supported by this build (avail_operations: vaddr, fvaddr)",
-            keyword(ops, &OPERATIONS)
+            "operations {ops} is not supported by this build (avail_operations: vaddr, fvaddr)"
         ));
     }
     if ctx.addr_unit != 1 {
@@ -73,7 +71,7 @@ pub fn build_context(ctx: &Context) -> Result<ContextConfig, Invalid> {
         .collect::<Result<Vec<_>, _>>()?;
 
     Ok(ContextConfig {
-        operations: keyword(ops, &OPERATIONS).to_string(),
+        operations: ops.to_string(),
         sample_us: intervals.sample_us,
         aggr_us: intervals.aggr_us,
         update_us: intervals.update_us,

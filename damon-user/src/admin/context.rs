@@ -6,26 +6,7 @@ use super::node::{
     Access, Dir, Numbered, OnError, keyword, line, store_int, store_keyword, store_ul,
 };
 use super::scheme::Scheme;
-
-/// Operation sets the kernel knows (`enum damon_ops_id`, in its order).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Operations {
-    Vaddr,
-    Fvaddr,
-    Paddr,
-}
-
-/// The kernel's words for [`Operations`]: all of them are accepted by the `operations` file;
-/// unsupported ones are refused at `on`/`commit`, like the kernel's `damon_select_ops()`.
-pub const OPERATIONS: [(Operations, &str); 3] = [
-    (Operations::Vaddr, "vaddr"),
-    (Operations::Fvaddr, "fvaddr"),
-    (Operations::Paddr, "paddr"),
-];
-
-/// Operation sets this build can run (`avail_operations`): the eBPF monitor watches virtual
-/// address spaces only.
-pub const AVAIL_OPERATIONS: [Operations; 2] = [Operations::Vaddr, Operations::Fvaddr];
+use crate::core::OpsId;
 
 /// `[min, max]` directory of unsigned longs (`nr_regions/`, the access pattern ranges). Its
 /// stores report every parse failure as EINVAL, as the kernel's `damon_sysfs_ul_range`.
@@ -245,7 +226,7 @@ impl Dir for Target {
 
 /// `contexts/N/`.
 pub struct Context {
-    pub operations: Operations,
+    pub operations: OpsId,
     /// Scale of addresses for paddr (6.18); only 1 is meaningful for virtual addresses.
     pub addr_unit: u64,
     pub attrs: MonitoringAttrs,
@@ -256,7 +237,7 @@ pub struct Context {
 impl Default for Context {
     fn default() -> Self {
         Self {
-            operations: Operations::Vaddr,
+            operations: OpsId::Vaddr,
             addr_unit: 1,
             attrs: MonitoringAttrs::default(),
             targets: Numbered::new("nr_targets", Target::default),
@@ -296,17 +277,17 @@ impl Dir for Context {
     }
     fn show(&self, name: &str) -> String {
         match name {
-            "avail_operations" => AVAIL_OPERATIONS
+            "avail_operations" => OpsId::SUPPORTED
                 .iter()
-                .map(|&ops| line(keyword(ops, &OPERATIONS)))
+                .map(|&ops| line(keyword(ops, &OpsId::NAMES)))
                 .collect(),
-            "operations" => line(keyword(self.operations, &OPERATIONS)),
+            "operations" => line(keyword(self.operations, &OpsId::NAMES)),
             _ => line(self.addr_unit),
         }
     }
     fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
         match name {
-            "operations" => self.operations = store_keyword(name, input, &OPERATIONS)?,
+            "operations" => self.operations = store_keyword(name, input, &OpsId::NAMES)?,
             _ => self.addr_unit = store_ul(name, input, OnError::AsIs)?,
         }
         Ok(())

@@ -15,8 +15,8 @@ use crate::{
     access::{EbpfOpsOptions, FaultScope},
     bpf::{PerfSampler, PmuError, probe},
     core::{
-        AddrRange, Attrs, ContextSpec, IntervalsGoal, KdamondExit, KdamondHandle, OpsKind,
-        Snapshot, TargetSpec,
+        AddrRange, Attrs, ContextSpec, IntervalsGoal, KdamondExit, KdamondHandle, OpsId, Snapshot,
+        TargetSpec,
     },
     report::range::parse_address_range,
     runtime::{check_spec, check_target, start_ebpf_kdamond},
@@ -45,7 +45,7 @@ pub struct MonitorArgs {
     pub max_regions: u64,
     /// Operations: vaddr (regions follow the mappings) or fvaddr (only the --range ranges).
     #[arg(long, value_name = "OPS", default_value = "vaddr", value_parser = parse_ops)]
-    pub ops: OpsKind,
+    pub ops: OpsId,
     /// Address range to monitor with fvaddr, START-END (hex with 0x, or decimal; repeatable).
     #[arg(long = "range", value_name = "START-END", value_parser = parse_range)]
     pub ranges: Vec<AddrRange>,
@@ -103,8 +103,14 @@ pub enum FaultScopeArg {
     Region,
 }
 
-fn parse_ops(s: &str) -> Result<OpsKind, String> {
-    s.parse().map_err(|e: crate::core::CoreError| e.to_string())
+fn parse_ops(s: &str) -> Result<OpsId, String> {
+    let ops: OpsId = s
+        .parse()
+        .map_err(|e: crate::core::CoreError| e.to_string())?;
+    if !ops.is_supported() {
+        return Err(crate::core::CoreError::UnsupportedOps { name: s.to_owned() }.to_string());
+    }
+    Ok(ops)
 }
 
 /// A share in basis points: `400`, `4%` or `4.5%`.
@@ -203,10 +209,10 @@ impl MonitorArgs {
                 damon_common::MAX_REGIONS
             );
         }
-        if self.ops == OpsKind::Vaddr && !self.ranges.is_empty() {
+        if self.ops == OpsId::Vaddr && !self.ranges.is_empty() {
             bail!("--range needs --ops fvaddr");
         }
-        if self.ops == OpsKind::Fvaddr && self.ranges.is_empty() {
+        if self.ops == OpsId::Fvaddr && self.ranges.is_empty() {
             bail!("--ops fvaddr needs at least one --range");
         }
         let mut pids = self.pids.clone();

@@ -8,44 +8,60 @@ use super::region::AddrRange;
 use super::snapshot::Intervals;
 use super::tune::IntervalsGoal;
 
-/// The operation set of a context: which address space is monitored and how regions are made.
-///
-/// `paddr` (physical memory) is DAMON's third set; this build has no physical-address access
-/// check, so parsing it yields [`CoreError::UnsupportedOps`] rather than "unknown".
+/// The operation set of a context (the kernel's `enum damon_ops_id`, in its order): which
+/// address space is monitored and how regions are made. Every id parses, as the kernel's
+/// `operations` file accepts every set it knows; [`ContextSpec::validate`] refuses the ones
+/// this build cannot run ([`OpsId::is_supported`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum OpsKind {
+pub enum OpsId {
     /// A process's virtual address space; regions follow its mappings ("three regions").
     #[default]
     Vaddr,
     /// A process's virtual address space restricted to fixed, user-given ranges.
     Fvaddr,
+    /// Physical memory. This build has no physical-address access check.
+    Paddr,
 }
 
-impl OpsKind {
+impl OpsId {
+    /// Every id with its keyword.
+    pub const NAMES: [(OpsId, &'static str); 3] = [
+        (OpsId::Vaddr, "vaddr"),
+        (OpsId::Fvaddr, "fvaddr"),
+        (OpsId::Paddr, "paddr"),
+    ];
+
+    /// The ids this build can run (`avail_operations`): virtual address spaces only.
+    pub const SUPPORTED: [OpsId; 2] = [OpsId::Vaddr, OpsId::Fvaddr];
+
     pub fn as_str(&self) -> &'static str {
         match self {
-            OpsKind::Vaddr => "vaddr",
-            OpsKind::Fvaddr => "fvaddr",
+            OpsId::Vaddr => "vaddr",
+            OpsId::Fvaddr => "fvaddr",
+            OpsId::Paddr => "paddr",
         }
+    }
+
+    pub fn is_supported(&self) -> bool {
+        Self::SUPPORTED.contains(self)
     }
 }
 
-impl fmt::Display for OpsKind {
+impl fmt::Display for OpsId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl FromStr for OpsKind {
+impl FromStr for OpsId {
     type Err = CoreError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "vaddr" => Ok(OpsKind::Vaddr),
-            "fvaddr" => Ok(OpsKind::Fvaddr),
-            "paddr" => Err(CoreError::UnsupportedOps { name: s.to_owned() }),
-            _ => Err(CoreError::UnknownOps { name: s.to_owned() }),
-        }
+        Self::NAMES
+            .iter()
+            .find(|(_, name)| *name == s)
+            .map(|&(id, _)| id)
+            .ok_or_else(|| CoreError::UnknownOps { name: s.to_owned() })
     }
 }
 
@@ -183,11 +199,11 @@ impl TargetSpec {
             .collect()
     }
 
-    fn validate(&self, ops: OpsKind) -> Result<(), CoreError> {
+    fn validate(&self, ops: OpsId) -> Result<(), CoreError> {
         if self.pid <= 0 {
             return Err(CoreError::InvalidPid { pid: self.pid });
         }
-        if ops != OpsKind::Fvaddr {
+        if ops != OpsId::Fvaddr {
             return Ok(());
         }
         if self.ranges.is_empty() {
@@ -220,7 +236,7 @@ impl TargetSpec {
 /// Everything a kdamond needs to run one context.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContextSpec {
-    pub ops: OpsKind,
+    pub ops: OpsId,
     pub attrs: Attrs,
     pub targets: Vec<TargetSpec>,
 }
@@ -228,6 +244,11 @@ pub struct ContextSpec {
 impl ContextSpec {
     /// Checks the attributes and every target; the first problem found is returned.
     pub fn validate(&self) -> Result<(), CoreError> {
+        if !self.ops.is_supported() {
+            return Err(CoreError::UnsupportedOps {
+                name: self.ops.as_str().to_owned(),
+            });
+        }
         self.attrs.validate()?;
         self.targets.iter().try_for_each(|t| t.validate(self.ops))
     }
@@ -295,22 +316,28 @@ mod tests {
 
     #[test]
     fn ops_names_round_trip() {
-        for kind in [OpsKind::Vaddr, OpsKind::Fvaddr] {
-            assert_eq!(kind.to_string().parse::<OpsKind>().ok(), Some(kind));
+        for kind in [OpsId::Vaddr, OpsId::Fvaddr] {
+            assert_eq!(kind.to_string().parse::<OpsId>().ok(), Some(kind));
         }
+        assert_eq!("paddr".parse::<OpsId>().ok(), Some(OpsId::Paddr));
+        let paddr = ContextSpec {
+            ops: OpsId::Paddr,
+            attrs: Attrs::default(),
+            targets: vec![],
+        };
         assert!(matches!(
-            "paddr".parse::<OpsKind>(),
+            paddr.validate(),
             Err(CoreError::UnsupportedOps { name }) if name == "paddr"
         ));
         let err = "vaddr\n"
-            .parse::<OpsKind>()
+            .parse::<OpsId>()
             .expect_err("newline is not stripped here");
         assert_eq!(err.to_string(), "unknown operations \"vaddr\\n\"");
     }
 
     fn fvaddr_spec(ranges: Vec<AddrRange>) -> ContextSpec {
         ContextSpec {
-            ops: OpsKind::Fvaddr,
+            ops: OpsId::Fvaddr,
             attrs: Attrs::default(),
             targets: vec![TargetSpec::fvaddr(42, ranges)],
         }
@@ -365,7 +392,7 @@ mod tests {
     #[test]
     fn vaddr_ignores_ranges_but_checks_pid() {
         let spec = ContextSpec {
-            ops: OpsKind::Vaddr,
+            ops: OpsId::Vaddr,
             attrs: Attrs::default(),
             targets: vec![TargetSpec::fvaddr(7, vec![AddrRange::new(5, 1)])],
         };

@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use super::aggregate::{
     merge_regions, reset_aggregated, split_pieces, split_regions_of, update_access_rate,
 };
-use super::attrs::{Attrs, ContextSpec, OpsKind, TargetSpec};
+use super::attrs::{Attrs, ContextSpec, OpsId, TargetSpec};
 use super::commit::rescale_region;
 use super::error::CoreError;
 use super::ops::{Access, Operations, OpsError, SampleTargets, TargetRef, TargetStep};
@@ -52,18 +52,18 @@ struct Target {
 }
 
 impl Target {
-    fn new(spec: &TargetSpec, ops: OpsKind) -> Self {
+    fn new(spec: &TargetSpec, ops: OpsId) -> Self {
         let mut target = Target {
             pid: spec.pid,
             regions: Vec::new(),
-            needs_init: ops == OpsKind::Vaddr,
+            needs_init: ops == OpsId::Vaddr,
             layout_changed: true,
             gone: false,
             next: Vec::new(),
             found: Vec::new(),
             seed: 0,
         };
-        if ops == OpsKind::Fvaddr {
+        if ops == OpsId::Fvaddr {
             target.set_fixed_ranges(&spec.aligned_ranges());
         }
         target
@@ -142,7 +142,7 @@ impl AsMut<Vec<Region>> for Target {
 /// One context's monitoring state and algorithm. See the module documentation.
 pub struct MonitorContext {
     kdamond_idx: usize,
-    ops_kind: OpsKind,
+    ops_id: OpsId,
     attrs: Attrs,
     targets: Vec<Target>,
     rng: SmallRng,
@@ -181,7 +181,7 @@ impl MonitorContext {
         spec.validate()?;
         let mut ctx = MonitorContext {
             kdamond_idx,
-            ops_kind: spec.ops,
+            ops_id: spec.ops,
             attrs: spec.attrs,
             targets: spec
                 .targets
@@ -207,8 +207,8 @@ impl MonitorContext {
         &self.attrs
     }
 
-    pub fn ops_kind(&self) -> OpsKind {
-        self.ops_kind
+    pub fn ops_id(&self) -> OpsId {
+        self.ops_id
     }
 
     pub fn kdamond_idx(&self) -> usize {
@@ -398,7 +398,7 @@ impl MonitorContext {
             .map(|ts| match old.next() {
                 Some(mut t) if t.pid == ts.pid => {
                     // vaddr keeps the regions; the next ops update fits them to the mappings.
-                    if spec.ops == OpsKind::Fvaddr {
+                    if spec.ops == OpsId::Fvaddr {
                         t.set_fixed_ranges(&ts.aligned_ranges());
                     }
                     t
@@ -414,7 +414,7 @@ impl MonitorContext {
             self.tune_countdown = spec.attrs.intervals_goal.aggrs;
             self.aggr_start_ns = now_ns;
         }
-        self.ops_kind = spec.ops;
+        self.ops_id = spec.ops;
         // The kernel only recomputes this at the next ops update; doing it now makes a new
         // min_nr_regions effective at once.
         self.update_sz_limit();
@@ -543,7 +543,7 @@ impl MonitorContext {
 
     /// vaddr ops update: follow the mappings. fvaddr ranges never change.
     fn update(&mut self, ops: &mut dyn Operations) -> Result<(), OpsError> {
-        if self.ops_kind != OpsKind::Vaddr {
+        if self.ops_id != OpsId::Vaddr {
             return Ok(());
         }
         for t in self.targets.iter_mut() {

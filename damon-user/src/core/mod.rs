@@ -27,7 +27,7 @@ pub mod snapshot;
 pub mod tune;
 pub mod vaddr;
 
-pub use attrs::{Attrs, ContextSpec, OpsKind, TargetSpec};
+pub use attrs::{Attrs, ContextSpec, OpsId, TargetSpec};
 pub use context::{LiveTarget, MonitorContext};
 pub use error::CoreError;
 pub use kdamond::{KdamondExit, KdamondHandle, start_kdamond};
