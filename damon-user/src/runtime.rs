@@ -8,13 +8,11 @@ use damon_common::{MAX_REGIONS, MAX_TARGETS};
 
 use crate::{
     access::{EbpfOps, EbpfOpsOptions},
-    admin::{
-        BackendError, ContextConfig, KdamondBackend, KdamondConfig, LiveRegion, RunningKdamond,
-    },
+    admin::{BackendError, ContextConfig, KdamondBackend, KdamondConfig, RunningKdamond},
     bpf::{LayoutError, LayoutOrigin, calibrate},
     core::{
-        AddrRange, Attrs, ContextSpec, CoreError, IntervalsGoal, KdamondHandle, OpsError, OpsId,
-        ProcessKind, Snapshot, TargetSpec, process_kind, read_proc_maps, start_kdamond,
+        ContextSpec, CoreError, KdamondHandle, OpsError, OpsId, ProcessKind, Region, Snapshot,
+        process_kind, read_proc_maps, start_kdamond,
     },
 };
 
@@ -29,40 +27,8 @@ fn spec_of(cfg: &KdamondConfig) -> Result<ContextSpec, BackendError> {
         .contexts
         .first()
         .ok_or_else(|| BackendError::new("the kdamond has no context (nr_contexts is 0)"))?;
-    let ops: OpsId = ctx
-        .operations
-        .parse()
-        .map_err(|e: crate::core::CoreError| BackendError::new(e.to_string()))?;
-    let spec = ContextSpec {
-        ops,
-        attrs: Attrs {
-            sample_us: ctx.sample_us,
-            aggr_us: ctx.aggr_us,
-            update_us: ctx.update_us,
-            min_nr_regions: ctx.min_nr_regions,
-            max_nr_regions: ctx.max_nr_regions,
-            intervals_goal: IntervalsGoal {
-                access_bp: ctx.intervals_goal.access_bp,
-                aggrs: ctx.intervals_goal.aggrs,
-                min_sample_us: ctx.intervals_goal.min_sample_us,
-                max_sample_us: ctx.intervals_goal.max_sample_us,
-            },
-        },
-        targets: ctx
-            .targets
-            .iter()
-            .map(|t| TargetSpec {
-                pid: t.pid,
-                ranges: t
-                    .regions
-                    .iter()
-                    .map(|&(start, end)| AddrRange { start, end })
-                    .collect(),
-            })
-            .collect(),
-    };
-    check_spec(&spec).map_err(|e| BackendError::new(e.to_string()))?;
-    Ok(spec)
+    check_spec(&ctx.spec).map_err(|e| BackendError::new(e.to_string()))?;
+    Ok(ctx.spec.clone())
 }
 
 /// The largest `max_nr_regions` the eBPF tables allow: they hold `MAX_REGIONS` regions per
@@ -273,26 +239,12 @@ impl RunningKdamond for Running {
         Ok(())
     }
 
-    fn regions_now(&self) -> Result<Vec<Vec<LiveRegion>>, BackendError> {
+    fn regions_now(&self) -> Result<Vec<Vec<Region>>, BackendError> {
         let live = self
             .handle
             .regions_now()
             .map_err(|e| BackendError::new(e.to_string()))?;
-        Ok(live
-            .into_iter()
-            .map(|t| {
-                t.regions
-                    .into_iter()
-                    .map(|r| LiveRegion {
-                        start: r.start,
-                        end: r.end,
-                        nr_accesses: r.last_nr_accesses,
-                        nr_accesses_bp: r.nr_accesses_bp,
-                        age: r.age,
-                    })
-                    .collect()
-            })
-            .collect())
+        Ok(live.into_iter().map(|t| t.regions).collect())
     }
 
     fn sample_us(&self) -> u64 {
@@ -307,6 +259,7 @@ impl RunningKdamond for Running {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::{AddrRange, Attrs, TargetSpec};
 
     fn spec(max_nr_regions: u64, nr_ranges: u64) -> ContextSpec {
         let ranges = (0..nr_ranges)

@@ -186,7 +186,7 @@ echo on > kdamonds/0/state
     let started = m.fake.started();
     assert_eq!(started.len(), 1);
     assert_eq!(
-        started[0].1.contexts[0].targets[0].pid,
+        started[0].1.contexts[0].spec.targets[0].pid,
         workload.child.id() as i32
     );
     assert_eq!(

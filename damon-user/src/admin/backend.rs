@@ -5,8 +5,9 @@
 //! a [`KdamondBackend`]. The production backend runs the eBPF monitor; [`super::fake`] is a
 //! stand-in for tests.
 //!
-//! Keyword strings (`operations`, `action`, metrics, filter types) are passed as the kernel's
-//! own words so this contract does not depend on the tree's internal enums.
+//! The config speaks the core's vocabulary ([`ContextSpec`], [`Scheme`]), so the backend
+//! runs what the tree validated without translating it again.
+use crate::core::{ContextSpec, Region, Scheme};
 
 /// What `on` starts, built from the staged files of one kdamond directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,105 +17,11 @@ pub struct KdamondConfig {
     pub contexts: Vec<ContextConfig>,
 }
 
-/// One monitoring context: `contexts/N/`.
+/// One monitoring context, `contexts/N/`: what the core runs, and its schemes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContextConfig {
-    /// `"vaddr"` or `"fvaddr"`: the operation sets this build supports.
-    pub operations: String,
-    pub sample_us: u64,
-    pub aggr_us: u64,
-    pub update_us: u64,
-    /// Auto-tuning goal of the intervals (`intervals/intervals_goal/`); `aggrs == 0` disables it.
-    pub intervals_goal: IntervalsGoalConfig,
-    pub min_nr_regions: u64,
-    pub max_nr_regions: u64,
-    pub targets: Vec<TargetConfig>,
-    pub schemes: Vec<SchemeConfig>,
-}
-
-/// `monitoring_attrs/intervals/intervals_goal/`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IntervalsGoalConfig {
-    pub access_bp: u64,
-    pub aggrs: u64,
-    pub min_sample_us: u64,
-    pub max_sample_us: u64,
-}
-
-/// One monitoring target: `targets/N/`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TargetConfig {
-    /// The monitored process; the tree checked it existed when the config was built.
-    pub pid: i32,
-    /// Initial monitoring regions `[start, end)`, sorted and not overlapping; empty means
-    /// "all mapped memory", as the kernel.
-    pub regions: Vec<(u64, u64)>,
-}
-
-/// `[min, max]`, both inclusive, as DAMOS access patterns are.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Range {
-    pub min: u64,
-    pub max: u64,
-}
-
-impl Range {
-    pub fn contains(&self, v: u64) -> bool {
-        self.min <= v && v <= self.max
-    }
-}
-
-/// `schemes/N/access_pattern/`: size in bytes, `nr_accesses` in samples per aggregation,
-/// age in aggregation intervals.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AccessPatternConfig {
-    pub sz: Range,
-    pub nr_accesses: Range,
-    pub age: Range,
-}
-
-/// One DAMON-based operation scheme: `schemes/N/`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SchemeConfig {
-    /// The kernel's action word; this build only applies `"stat"`.
-    pub action: String,
-    pub access_pattern: AccessPatternConfig,
-    pub quotas: QuotasConfig,
-}
-
-/// `schemes/N/quotas/`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct QuotasConfig {
-    pub ms: u64,
-    pub bytes: u64,
-    pub reset_interval_ms: u64,
-    pub weight_sz_permil: u32,
-    pub weight_nr_accesses_permil: u32,
-    pub weight_age_permil: u32,
-    pub goals: Vec<QuotaGoalConfig>,
-}
-
-/// `schemes/N/quotas/goals/M/`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QuotaGoalConfig {
-    pub target_metric: String,
-    pub target_value: u64,
-    pub current_value: u64,
-    pub nid: i32,
-}
-
-/// One region of a running context as it is now (the kdamond's current view).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LiveRegion {
-    pub start: u64,
-    pub end: u64,
-    /// Samples that found the region accessed in the last complete aggregation interval.
-    pub nr_accesses: u32,
-    /// The moving average of `nr_accesses`, times 10 000 (the kernel's `nr_accesses_bp`);
-    /// snapshots report `nr_accesses_bp / 10000`, as the kernel's tried_regions do.
-    pub nr_accesses_bp: u32,
-    /// Aggregation intervals the access rate has stayed about the same.
-    pub age: u32,
+    pub spec: ContextSpec,
+    pub schemes: Vec<Scheme>,
 }
 
 /// Why the monitor refused or failed an operation. Reported to the writer as EINVAL; the
@@ -159,7 +66,7 @@ pub trait RunningKdamond: Send {
     /// running configuration must be unchanged.
     fn commit(&mut self, cfg: &KdamondConfig) -> Result<(), BackendError>;
     /// The current regions of each target of context 0, in target order.
-    fn regions_now(&self) -> Result<Vec<Vec<LiveRegion>>, BackendError>;
+    fn regions_now(&self) -> Result<Vec<Vec<Region>>, BackendError>;
     /// The sampling interval in force now (it changes when intervals auto-tuning is on):
     /// what `update_tuned_intervals` writes back into `sample_us`.
     fn sample_us(&self) -> u64;

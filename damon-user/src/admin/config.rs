@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use super::backend::{
-    AccessPatternConfig, ContextConfig, IntervalsGoalConfig, QuotaGoalConfig, QuotasConfig, Range,
-    SchemeConfig, TargetConfig,
-};
-use super::context::{Context, UlRange};
-use super::scheme::{STAT_ACTION, Scheme};
+use super::backend::ContextConfig;
+use super::context::{Context, Region as RegionDir};
+use super::node::UlRange;
+use super::scheme::Scheme as SchemeDir;
+use crate::core::scheme::{AccessPattern, Action, Bounds, QuotaGoal, Quotas, Scheme};
+use crate::core::{AddrRange, Attrs, ContextSpec, IntervalsGoal, TargetSpec};
 
 /// Why a context cannot be started; becomes [`super::AdminError::InvalidConfig`] (EINVAL).
 pub type Invalid = String;
@@ -70,20 +70,25 @@ pub fn build_context(ctx: &Context) -> Result<ContextConfig, Invalid> {
         .map(|(i, s)| build_scheme(i, s))
         .collect::<Result<Vec<_>, _>>()?;
 
-    Ok(ContextConfig {
-        operations: ops.to_string(),
+    let attrs = Attrs {
         sample_us: intervals.sample_us,
         aggr_us: intervals.aggr_us,
         update_us: intervals.update_us,
-        intervals_goal: IntervalsGoalConfig {
+        min_nr_regions: nr_regions.min,
+        max_nr_regions: nr_regions.max,
+        intervals_goal: IntervalsGoal {
             access_bp: goal.access_bp,
             aggrs: goal.aggrs,
             min_sample_us: goal.min_sample_us,
             max_sample_us: goal.max_sample_us,
         },
-        min_nr_regions: nr_regions.min,
-        max_nr_regions: nr_regions.max,
-        targets,
+    };
+    Ok(ContextConfig {
+        spec: ContextSpec {
+            ops,
+            attrs,
+            targets,
+        },
         schemes,
     })
 }
@@ -93,11 +98,7 @@ fn task_exists(pid: i32) -> bool {
     pid > 0 && Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn build_target(
-    idx: usize,
-    pid: i32,
-    regions: &[super::context::Region],
-) -> Result<TargetConfig, Invalid> {
+fn build_target(idx: usize, pid: i32, regions: &[RegionDir]) -> Result<TargetSpec, Invalid> {
     if !task_exists(pid) {
         return Err(format!("target {idx}: pid_target {pid} names no process"));
     }
@@ -119,21 +120,24 @@ fn build_target(
         }
         prev_end = Some(r.end);
     }
-    Ok(TargetConfig {
+    Ok(TargetSpec {
         pid,
-        regions: regions.iter().map(|r| (r.start, r.end)).collect(),
+        ranges: regions
+            .iter()
+            .map(|r| AddrRange::new(r.start, r.end))
+            .collect(),
     })
 }
 
-fn range(r: UlRange) -> Range {
-    Range {
+fn bounds(r: UlRange) -> Bounds {
+    Bounds {
         min: r.min,
         max: r.max,
     }
 }
 
-fn build_scheme(idx: usize, s: &Scheme) -> Result<SchemeConfig, Invalid> {
-    if s.action != STAT_ACTION {
+fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
+    if s.action != Action::Stat {
         return Err(format!(
             "scheme {idx}: action {} cannot be applied by this build yet (only stat)",
             s.action
@@ -148,14 +152,14 @@ fn build_scheme(idx: usize, s: &Scheme) -> Result<SchemeConfig, Invalid> {
         ));
     }
     let q = &s.quotas;
-    Ok(SchemeConfig {
-        action: s.action.to_string(),
-        access_pattern: AccessPatternConfig {
-            sz: range(s.access_pattern.sz),
-            nr_accesses: range(s.access_pattern.nr_accesses),
-            age: range(s.access_pattern.age),
+    Ok(Scheme {
+        action: s.action,
+        pattern: AccessPattern {
+            sz: bounds(s.access_pattern.sz),
+            nr_accesses: bounds(s.access_pattern.nr_accesses),
+            age: bounds(s.access_pattern.age),
         },
-        quotas: QuotasConfig {
+        quotas: Quotas {
             ms: q.ms,
             bytes: q.bytes,
             reset_interval_ms: q.reset_interval_ms,
@@ -166,8 +170,8 @@ fn build_scheme(idx: usize, s: &Scheme) -> Result<SchemeConfig, Invalid> {
                 .goals
                 .items
                 .iter()
-                .map(|g| QuotaGoalConfig {
-                    target_metric: g.metric.to_string(),
+                .map(|g| QuotaGoal {
+                    metric: g.metric,
                     target_value: g.target_value,
                     current_value: g.current_value,
                     nid: g.nid,

@@ -3,36 +3,10 @@
 
 use super::error::AdminError;
 use super::node::{
-    Access, Dir, Numbered, OnError, keyword, line, store_int, store_keyword, store_ul,
+    Access, Dir, Numbered, OnError, UlRange, keyword, line, store_int, store_keyword, store_ul,
 };
 use super::scheme::Scheme;
 use crate::core::OpsId;
-
-/// `[min, max]` directory of unsigned longs (`nr_regions/`, the access pattern ranges). Its
-/// stores report every parse failure as EINVAL, as the kernel's `damon_sysfs_ul_range`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UlRange {
-    pub min: u64,
-    pub max: u64,
-}
-
-impl Dir for UlRange {
-    fn files(&self) -> Vec<(&'static str, Access)> {
-        vec![("min", Access::ReadWrite), ("max", Access::ReadWrite)]
-    }
-    fn show(&self, name: &str) -> String {
-        line(if name == "min" { self.min } else { self.max })
-    }
-    fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
-        let v = store_ul(name, input, OnError::Einval)?;
-        if name == "min" {
-            self.min = v;
-        } else {
-            self.max = v;
-        }
-        Ok(())
-    }
-}
 
 /// `intervals/intervals_goal/`: the auto-tuning goal, all zero (off) by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use super::backend::{BackendError, KdamondBackend, KdamondConfig, LiveRegion, RunningKdamond};
+use super::backend::{BackendError, KdamondBackend, KdamondConfig, RunningKdamond};
+use crate::core::Region;
 
 #[derive(Default)]
 struct Shared {
-    regions: Vec<Vec<LiveRegion>>,
+    regions: Vec<Vec<Region>>,
     fail_start: Option<String>,
     fail_commit: Option<String>,
     started: Vec<(usize, KdamondConfig)>,
@@ -38,7 +39,7 @@ impl FakeBackend {
     }
 
     /// What `regions_now` returns from now on: one list per target.
-    pub fn set_regions(&self, regions: Vec<Vec<LiveRegion>>) {
+    pub fn set_regions(&self, regions: Vec<Vec<Region>>) {
         self.shared().regions = regions;
     }
 
@@ -91,7 +92,7 @@ impl KdamondBackend for FakeBackend {
             .contexts
             .first()
             .ok_or_else(|| BackendError::new("no context"))?;
-        let pids: Vec<i32> = ctx.targets.iter().map(|t| t.pid).collect();
+        let pids: Vec<i32> = ctx.spec.targets.iter().map(|t| t.pid).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let running = Arc::new(AtomicBool::new(true));
         let (tid_tx, tid_rx) = mpsc::channel();
@@ -120,8 +121,8 @@ impl KdamondBackend for FakeBackend {
             running,
             worker: Some(worker),
             shared: self.shared.clone(),
-            sample_us: ctx.sample_us,
-            aggr_us: ctx.aggr_us,
+            sample_us: ctx.spec.attrs.sample_us,
+            aggr_us: ctx.spec.attrs.aggr_us,
         }))
     }
 }
@@ -148,14 +149,14 @@ impl RunningKdamond for FakeKdamond {
             return Err(BackendError::new(message));
         }
         if let Some(ctx) = cfg.contexts.first() {
-            self.sample_us = ctx.sample_us;
-            self.aggr_us = ctx.aggr_us;
+            self.sample_us = ctx.spec.attrs.sample_us;
+            self.aggr_us = ctx.spec.attrs.aggr_us;
         }
         shared.committed.push(cfg.clone());
         Ok(())
     }
 
-    fn regions_now(&self) -> Result<Vec<Vec<LiveRegion>>, BackendError> {
+    fn regions_now(&self) -> Result<Vec<Vec<Region>>, BackendError> {
         Ok(self
             .shared
             .lock()

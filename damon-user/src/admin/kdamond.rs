@@ -3,12 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use super::backend::{KdamondBackend, KdamondConfig, LiveRegion, RunningKdamond, SchemeConfig};
+use super::backend::{KdamondBackend, KdamondConfig, RunningKdamond};
 use super::config;
 use super::context::Context;
 use super::error::AdminError;
 use super::node::{Access, Dir, MAX_DIRS, Numbered, OnError, line, store_keyword, store_uint};
-use super::snapshot;
+use super::scheme::TriedRegions;
+use crate::core::Region;
+use crate::core::scheme::{self, Scheme};
 
 /// The `state` keywords, in the kernel's order (`damon_sysfs_cmd_strs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,10 +190,7 @@ impl Kdamond {
     }
 
     /// The running schemes and the regions now, for the snapshot keywords.
-    fn snapshot(
-        &mut self,
-        idx: usize,
-    ) -> Result<(Vec<SchemeConfig>, Vec<Vec<LiveRegion>>), AdminError> {
+    fn snapshot(&mut self, idx: usize) -> Result<(Vec<Scheme>, Vec<Vec<Region>>), AdminError> {
         let regions =
             self.running_handle(idx)?
                 .regions_now()
@@ -221,7 +220,8 @@ impl Kdamond {
     fn update_stats(&mut self, idx: usize) -> Result<(), AdminError> {
         let (schemes, regions) = self.snapshot(idx)?;
         for (staged, running) in self.staged_schemes_mut().zip(&schemes) {
-            staged.stats = snapshot::stat_stats(&running.access_pattern, &regions);
+            let tried = scheme::tried_regions(&running.pattern, regions.iter().map(Vec::as_slice));
+            staged.stats = scheme::stat_stats(&tried).into();
         }
         Ok(())
     }
@@ -231,11 +231,8 @@ impl Kdamond {
         // The kernel clears every scheme's regions first, also for tried_bytes.
         self.clear_tried_regions();
         for (staged, running) in self.staged_schemes_mut().zip(&schemes) {
-            let mut tried = snapshot::tried_regions(&running.access_pattern, &regions);
-            if bytes_only {
-                tried.regions.clear();
-            }
-            staged.tried_regions = tried;
+            let tried = scheme::tried_regions(&running.pattern, regions.iter().map(Vec::as_slice));
+            staged.tried_regions = TriedRegions::of(&tried, bytes_only);
         }
         Ok(())
     }

@@ -6,8 +6,9 @@
 //!   parsing ([`parse`]) and errno for every file; values are staged and take effect at `on`
 //!   or `commit`.
 //! - [`kdamond`]: the `state` keywords; [`config`] validates the staged files into a
-//!   [`KdamondConfig`] for the [`KdamondBackend`] seam ([`backend`]); [`snapshot`] computes
-//!   what the `stat` scheme reports.
+//!   [`KdamondConfig`] (the core's `ContextSpec` and `Scheme`s) for the [`KdamondBackend`]
+//!   seam ([`backend`]); the `update_schemes_*` keywords evaluate schemes with
+//!   [`crate::core::scheme`].
 //! - [`fuse`]: the FUSE file system, and [`mount`] its mount/unmount ([`mount_background`]
 //!   returns a [`MountGuard`]).
 //! - [`fake`]: a backend without a monitor, for tests.
@@ -45,13 +46,9 @@ pub mod node;
 pub mod parse;
 pub mod quotas;
 pub mod scheme;
-pub mod snapshot;
 pub mod tree;
 
-pub use backend::{
-    BackendError, ContextConfig, KdamondBackend, KdamondConfig, LiveRegion, RunningKdamond,
-    SchemeConfig, TargetConfig,
-};
+pub use backend::{BackendError, ContextConfig, KdamondBackend, KdamondConfig, RunningKdamond};
 pub use error::AdminError;
 pub use mount::{MountGuard, MountOptions, mount_background, mount_background_with};
 pub use node::{Access, EntryKind};

@@ -323,3 +323,29 @@ mod tests {
         );
     }
 }
+
+/// `[min, max]` directory of unsigned longs (`nr_regions/`, the access pattern ranges). Its
+/// stores report every parse failure as EINVAL, as the kernel's `damon_sysfs_ul_range`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UlRange {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Dir for UlRange {
+    fn files(&self) -> Vec<(&'static str, Access)> {
+        vec![("min", Access::ReadWrite), ("max", Access::ReadWrite)]
+    }
+    fn show(&self, name: &str) -> String {
+        line(if name == "min" { self.min } else { self.max })
+    }
+    fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
+        let v = store_ul(name, input, OnError::Einval)?;
+        if name == "min" {
+            self.min = v;
+        } else {
+            self.max = v;
+        }
+        Ok(())
+    }
+}

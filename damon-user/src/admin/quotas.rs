@@ -8,25 +8,12 @@ use super::error::AdminError;
 use super::node::{
     Access, Dir, Numbered, OnError, keyword, line, store_int, store_keyword, store_uint, store_ul,
 };
-
-/// `enum damos_quota_goal_metric` words known to the kernel up to 6.18.
-pub const GOAL_METRICS: [&str; 6] = [
-    "user_input",
-    "some_mem_psi_us",
-    "node_mem_used_bp",
-    "node_mem_free_bp",
-    "node_memcg_used_bp",
-    "node_memcg_free_bp",
-];
-
-fn goal_metric_table() -> [(&'static str, &'static str); 6] {
-    GOAL_METRICS.map(|m| (m, m))
-}
+use crate::core::scheme::GoalMetric;
 
 /// `quotas/goals/M/`; metric `user_input` by default (the kernel's zeroed allocation).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuotaGoal {
-    pub metric: &'static str,
+    pub metric: GoalMetric,
     pub target_value: u64,
     pub current_value: u64,
     pub nid: i32,
@@ -35,7 +22,7 @@ pub struct QuotaGoal {
 impl Default for QuotaGoal {
     fn default() -> Self {
         Self {
-            metric: GOAL_METRICS[0],
+            metric: GoalMetric::UserInput,
             target_value: 0,
             current_value: 0,
             nid: 0,
@@ -51,7 +38,7 @@ impl Dir for QuotaGoal {
     }
     fn show(&self, name: &str) -> String {
         match name {
-            "target_metric" => line(keyword(self.metric, &goal_metric_table())),
+            "target_metric" => line(self.metric),
             "target_value" => line(self.target_value),
             "current_value" => line(self.current_value),
             _ => line(self.nid),
@@ -59,7 +46,7 @@ impl Dir for QuotaGoal {
     }
     fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
         match name {
-            "target_metric" => self.metric = store_keyword(name, input, &goal_metric_table())?,
+            "target_metric" => self.metric = store_keyword(name, input, GoalMetric::NAMES)?,
             "target_value" => self.target_value = store_ul(name, input, OnError::AsIs)?,
             "current_value" => self.current_value = store_ul(name, input, OnError::AsIs)?,
             _ => self.nid = store_int(name, input, OnError::AsIs)?,

@@ -1,34 +1,13 @@
 //! `schemes/N/`: one DAMON-based operation scheme, its access pattern and its results
 //! (`stats/`, `tried_regions/`).
 
-use super::context::UlRange;
 use super::error::AdminError;
 use super::filters::{Filter, Layer};
 use super::node::{
-    Access, Dir, Numbered, OnError, child_index, keyword, line, store_int, store_keyword, store_ul,
+    Access, Dir, Numbered, OnError, UlRange, child_index, line, store_int, store_keyword, store_ul,
 };
 use super::quotas::{Quotas, Watermarks};
-
-/// `enum damos_action` (6.18) words, in the kernel's order.
-pub const ACTIONS: [&str; 10] = [
-    "willneed",
-    "cold",
-    "pageout",
-    "hugepage",
-    "nohugepage",
-    "lru_prio",
-    "lru_deprio",
-    "migrate_hot",
-    "migrate_cold",
-    "stat",
-];
-
-/// The only action this build applies: it changes nothing in memory, it only reports.
-pub const STAT_ACTION: &str = "stat";
-
-fn action_table() -> [(&'static str, &'static str); 10] {
-    ACTIONS.map(|a| (a, a))
-}
+use crate::core::scheme::{Action, SchemeStats, TriedRegion as Tried};
 
 /// `access_pattern/`: three `[min, max]` ranges, all `0, 0` by default as in the kernel.
 pub struct AccessPattern {
@@ -79,6 +58,19 @@ pub struct Stats {
     pub sz_applied: u64,
     pub sz_ops_filter_passed: u64,
     pub qt_exceeds: u64,
+}
+
+impl From<SchemeStats> for Stats {
+    /// With no operations-layer filter, `sz_ops_filter_passed` is 0, as in the kernel.
+    fn from(s: SchemeStats) -> Self {
+        Stats {
+            nr_tried: s.nr_tried,
+            sz_tried: s.sz_tried,
+            nr_applied: s.nr_applied,
+            sz_applied: s.sz_applied,
+            ..Stats::default()
+        }
+    }
 }
 
 const STATS_FILES: [&str; 6] = [
@@ -141,6 +133,29 @@ pub struct TriedRegions {
     pub regions: Vec<TriedRegion>,
 }
 
+impl TriedRegions {
+    /// The directory of `tried`; `bytes_only` keeps only `total_bytes`
+    /// (`update_schemes_tried_bytes`).
+    pub fn of(tried: &[Tried], bytes_only: bool) -> Self {
+        let regions = if bytes_only { &[][..] } else { tried };
+        TriedRegions {
+            total_bytes: tried.iter().map(|r| r.range.size()).sum(),
+            regions: regions
+                .iter()
+                .map(|r| TriedRegion {
+                    start: r.range.start,
+                    end: r.range.end,
+                    nr_accesses: r.nr_accesses,
+                    age: r.age,
+                    // Bytes that passed operations-layer filters; with none, the kernel's
+                    // stat action counts nothing here.
+                    sz_filter_passed: 0,
+                })
+                .collect(),
+        }
+    }
+}
+
 impl Dir for TriedRegions {
     fn files(&self) -> Vec<(&'static str, Access)> {
         vec![("total_bytes", Access::ReadOnly)]
@@ -166,7 +181,7 @@ impl Dir for TriedRegions {
 /// `schemes/N/`. Defaults as the kernel's `damon_sysfs_scheme_alloc(DAMOS_STAT, 0,
 /// NUMA_NO_NODE)`.
 pub struct Scheme {
-    pub action: &'static str,
+    pub action: Action,
     pub target_nid: i32,
     pub apply_interval_us: u64,
     pub access_pattern: AccessPattern,
@@ -182,7 +197,7 @@ pub struct Scheme {
 impl Default for Scheme {
     fn default() -> Self {
         Self {
-            action: STAT_ACTION,
+            action: Action::Stat,
             target_nid: -1,
             apply_interval_us: 0,
             access_pattern: AccessPattern::default(),
@@ -245,14 +260,14 @@ impl Dir for Scheme {
     }
     fn show(&self, name: &str) -> String {
         match name {
-            "action" => line(keyword(self.action, &action_table())),
+            "action" => line(self.action),
             "target_nid" => line(self.target_nid),
             _ => line(self.apply_interval_us),
         }
     }
     fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
         match name {
-            "action" => self.action = store_keyword(name, input, &action_table())?,
+            "action" => self.action = store_keyword(name, input, Action::NAMES)?,
             "target_nid" => self.target_nid = store_int(name, input, OnError::AsIs)?,
             _ => self.apply_interval_us = store_ul(name, input, OnError::Einval)?,
         }

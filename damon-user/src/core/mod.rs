@@ -13,6 +13,7 @@
 //! - [`sim`]: a simulated memory for tests and benchmarks.
 //! - [`parse_proc_maps`], [`read_proc_maps`]: a process's mappings from `/proc/PID/maps`.
 //! - [`snapshot`]: what each aggregation reports.
+//! - [`scheme`]: DAMOS: schemes, the regions their access patterns select, their stats.
 pub mod aggregate;
 pub mod attrs;
 pub mod commit;
@@ -22,6 +23,7 @@ pub mod kdamond;
 pub mod ops;
 mod procmaps;
 pub mod region;
+pub mod scheme;
 pub mod sim;
 pub mod snapshot;
 pub mod tune;
@@ -37,5 +39,6 @@ pub use ops::{
 };
 pub use procmaps::{ProcessKind, parse_proc_maps, process_alive, process_kind, read_proc_maps};
 pub use region::{AddrRange, PAGE_SIZE, Region};
+pub use scheme::Scheme;
 pub use snapshot::{Intervals, RegionSnapshot, Snapshot, TargetSnapshot};
 pub use tune::IntervalsGoal;

@@ -6,7 +6,8 @@ mod state;
 use std::sync::Arc;
 
 use super::fake::FakeBackend;
-use super::{AdminError, LiveRegion, Tree};
+use super::{AdminError, Tree};
+use crate::core::Region;
 
 /// A tree on a fake backend, and a handle to steer the backend.
 pub fn tree() -> (Tree, FakeBackend) {
@@ -55,12 +56,11 @@ pub const C: &str = "kdamonds/0/contexts/0";
 pub const S: &str = "kdamonds/0/contexts/0/schemes/0";
 
 /// A live region whose moving estimate agrees with its count.
-pub fn region(start: u64, end: u64, nr_accesses: u32, age: u32) -> LiveRegion {
-    LiveRegion {
-        start,
-        end,
-        nr_accesses,
+pub fn region(start: u64, end: u64, nr_accesses: u32, age: u32) -> Region {
+    Region {
+        last_nr_accesses: nr_accesses,
         nr_accesses_bp: nr_accesses * 10_000,
         age,
+        ..Region::new(start, end)
     }
 }

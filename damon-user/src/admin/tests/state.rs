@@ -1,5 +1,6 @@
 //! The `state` keywords, `pid`, snapshots and locking, against the fake backend.
 
+use crate::core::{AddrRange, OpsId, scheme::Action};
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,14 +88,15 @@ fn on_off_state_and_pid() {
     let started = fake.started();
     assert_eq!(started.len(), 1);
     let ctx = &started[0].1.contexts[0];
-    assert_eq!(ctx.operations, "vaddr");
+    let (spec, attrs) = (&ctx.spec, &ctx.spec.attrs);
+    assert_eq!(spec.ops, OpsId::Vaddr);
     assert_eq!(
-        (ctx.sample_us, ctx.aggr_us, ctx.update_us),
+        (attrs.sample_us, attrs.aggr_us, attrs.update_us),
         (5000, 100_000, 60_000_000)
     );
-    assert_eq!((ctx.min_nr_regions, ctx.max_nr_regions), (10, 1000));
-    assert_eq!(ctx.targets[0].pid, w.pid());
-    assert_eq!(ctx.schemes[0].action, "stat");
+    assert_eq!((attrs.min_nr_regions, attrs.max_nr_regions), (10, 1000));
+    assert_eq!(spec.targets[0].pid, w.pid());
+    assert_eq!(ctx.schemes[0].action, Action::Stat);
 
     assert_eq!(state_errno(&mut t, "on"), libc::EBUSY);
     assert_eq!(
@@ -258,10 +260,13 @@ fn on_validates_the_staged_files() {
     }
     state(&mut t, "on").unwrap();
     let ctx = &fake.started()[0].1.contexts[0];
-    assert_eq!(ctx.operations, "fvaddr");
+    assert_eq!(ctx.spec.ops, OpsId::Fvaddr);
     assert_eq!(
-        ctx.targets[0].regions,
-        vec![(0x1000, 0x2000), (0x2000, 0x3000)]
+        ctx.spec.targets[0].ranges,
+        vec![
+            AddrRange::new(0x1000, 0x2000),
+            AddrRange::new(0x2000, 0x3000)
+        ]
     );
 }
 
@@ -288,7 +293,7 @@ fn commit_applies_staged_files_or_nothing() {
     );
     state(&mut t, "commit").unwrap();
     assert_eq!(fake.committed().len(), 1);
-    assert_eq!(fake.committed()[0].contexts[0].aggr_us, 200_000);
+    assert_eq!(fake.committed()[0].contexts[0].spec.attrs.aggr_us, 200_000);
 
     // Invalid staged files: EINVAL, nothing committed, the kdamond keeps running.
     set(&mut t, &format!("{C}/monitoring_attrs/nr_regions/min"), "1");

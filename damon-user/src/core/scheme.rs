@@ -1,0 +1,290 @@
+//! DAMOS, DAMON-based operation schemes: *for regions with this access pattern, do this
+//! action, within this quota*. This module holds a scheme as the kernel's `struct damos` and
+//! the part every user of schemes shares: which regions an access pattern selects, and what a
+//! `stat` scheme reports over them. The admin tree stages schemes in its files and evaluates
+//! them here.
+use std::fmt;
+use std::str::FromStr;
+
+use super::region::{AddrRange, Region};
+
+/// `[min, max]`, both inclusive, as DAMOS access patterns are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Bounds {
+    /// Every value.
+    pub const ANY: Bounds = Bounds {
+        min: 0,
+        max: u64::MAX,
+    };
+
+    pub fn contains(&self, v: u64) -> bool {
+        self.min <= v && v <= self.max
+    }
+}
+
+/// Which regions a scheme applies to: size in bytes, `nr_accesses` in samples per aggregation
+/// interval, age in aggregation intervals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccessPattern {
+    pub sz: Bounds,
+    pub nr_accesses: Bounds,
+    pub age: Bounds,
+}
+
+impl AccessPattern {
+    /// Whether the pattern selects `r` (the kernel's `__damos_valid_target()`): every bound
+    /// inclusive, `nr_accesses` taken from the moving average as `nr_accesses_bp / 10000`.
+    pub fn matches(&self, r: &Region) -> bool {
+        self.sz.contains(r.size())
+            && self.nr_accesses.contains(u64::from(damos_nr_accesses(r)))
+            && self.age.contains(u64::from(r.age))
+    }
+}
+
+/// `nr_accesses` of a region as DAMOS sees it: the moving average, in samples.
+pub fn damos_nr_accesses(r: &Region) -> u32 {
+    r.nr_accesses_bp / 10_000
+}
+
+/// Defines a keyword enum with the kernel's words, in the kernel's order.
+macro_rules! keywords {
+    ($(#[$meta:meta])* $name:ident ($kind:literal) { $($(#[$vmeta:meta])* $variant:ident = $word:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value with its keyword, in the kernel's order.
+            pub const NAMES: &'static [($name, &'static str)] = &[$(($name::$variant, $word),)+];
+
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownKeyword;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::NAMES
+                    .iter()
+                    .find(|(_, word)| *word == s)
+                    .map(|&(v, _)| v)
+                    .ok_or_else(|| UnknownKeyword {
+                        kind: $kind,
+                        word: s.to_owned(),
+                    })
+            }
+        }
+    };
+}
+
+/// A word that names no value of its kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {word:?}")]
+pub struct UnknownKeyword {
+    pub kind: &'static str,
+    pub word: String,
+}
+
+keywords! {
+    /// What a scheme does to the regions it selects (`enum damos_action`, 6.18).
+    Action ("action") {
+        Willneed = "willneed",
+        Cold = "cold",
+        Pageout = "pageout",
+        Hugepage = "hugepage",
+        Nohugepage = "nohugepage",
+        LruPrio = "lru_prio",
+        LruDeprio = "lru_deprio",
+        MigrateHot = "migrate_hot",
+        MigrateCold = "migrate_cold",
+        /// Changes nothing in memory; only counts and reports.
+        Stat = "stat",
+    }
+}
+
+keywords! {
+    /// What a quota goal measures (`enum damos_quota_goal_metric`, up to 6.18).
+    GoalMetric ("quota goal metric") {
+        UserInput = "user_input",
+        SomeMemPsiUs = "some_mem_psi_us",
+        NodeMemUsedBp = "node_mem_used_bp",
+        NodeMemFreeBp = "node_mem_free_bp",
+        NodeMemcgUsedBp = "node_memcg_used_bp",
+        NodeMemcgFreeBp = "node_memcg_free_bp",
+    }
+}
+
+/// One goal a quota is tuned towards (`struct damos_quota_goal`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaGoal {
+    pub metric: GoalMetric,
+    pub target_value: u64,
+    pub current_value: u64,
+    pub nid: i32,
+}
+
+/// How much a scheme may do (`struct damos_quota`): time (ms) and size (bytes) per reset
+/// interval, how regions are prioritized within it, and goals that tune it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Quotas {
+    pub ms: u64,
+    pub bytes: u64,
+    pub reset_interval_ms: u64,
+    pub weight_sz_permil: u32,
+    pub weight_nr_accesses_permil: u32,
+    pub weight_age_permil: u32,
+    pub goals: Vec<QuotaGoal>,
+}
+
+/// One scheme (`struct damos`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scheme {
+    pub action: Action,
+    pub pattern: AccessPattern,
+    pub quotas: Quotas,
+}
+
+/// A region a scheme's access pattern selected, as the kernel reports it in
+/// `tried_regions/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TriedRegion {
+    pub range: AddrRange,
+    /// [`damos_nr_accesses`] of the region.
+    pub nr_accesses: u32,
+    pub age: u32,
+}
+
+/// What a scheme did over some regions (`struct damos_stat`, the part this build counts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchemeStats {
+    pub nr_tried: u64,
+    pub sz_tried: u64,
+    pub nr_applied: u64,
+    pub sz_applied: u64,
+}
+
+/// The regions of all targets, in target then address order, that `pattern` selects.
+pub fn tried_regions<'a>(
+    pattern: &AccessPattern,
+    targets: impl IntoIterator<Item = &'a [Region]>,
+) -> Vec<TriedRegion> {
+    targets
+        .into_iter()
+        .flatten()
+        .filter(|r| pattern.matches(r))
+        .map(|r| TriedRegion {
+            range: r.range(),
+            nr_accesses: damos_nr_accesses(r),
+            age: r.age,
+        })
+        .collect()
+}
+
+/// Stats of a `stat` scheme over `tried`: it applies nothing, so, as in the kernel's vaddr
+/// `damos_va_stat()`, `nr_applied` and `sz_applied` stay 0.
+pub fn stat_stats(tried: &[TriedRegion]) -> SchemeStats {
+    SchemeStats {
+        nr_tried: tried.len() as u64,
+        sz_tried: tried.iter().map(|r| r.range.size()).sum(),
+        ..SchemeStats::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(start: u64, end: u64, nr_accesses: u32, age: u32) -> Region {
+        Region {
+            last_nr_accesses: nr_accesses,
+            nr_accesses_bp: nr_accesses * 10_000,
+            age,
+            ..Region::new(start, end)
+        }
+    }
+
+    fn pattern(sz: (u64, u64), nr: (u64, u64), age: (u64, u64)) -> AccessPattern {
+        let b = |(min, max)| Bounds { min, max };
+        AccessPattern {
+            sz: b(sz),
+            nr_accesses: b(nr),
+            age: b(age),
+        }
+    }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        let p = pattern((4096, 8192), (2, 3), (1, 1));
+        assert!(p.matches(&region(0, 4096, 2, 1)));
+        assert!(p.matches(&region(0, 8192, 3, 1)));
+        assert!(!p.matches(&region(0, 4095, 2, 1)));
+        assert!(!p.matches(&region(0, 8193, 2, 1)));
+        assert!(!p.matches(&region(0, 4096, 1, 1)));
+        assert!(!p.matches(&region(0, 4096, 4, 1)));
+        assert!(!p.matches(&region(0, 4096, 2, 0)));
+        assert!(!p.matches(&region(0, 4096, 2, 2)));
+    }
+
+    #[test]
+    fn nr_accesses_comes_from_the_moving_average() {
+        let p = pattern((0, u64::MAX), (5, 5), (0, u64::MAX));
+        let mut r = region(0, 4096, 0, 0);
+        r.nr_accesses_bp = 59_999;
+        assert!(p.matches(&r));
+        let tried = tried_regions(&p, [&[r][..]]);
+        assert_eq!(tried[0].nr_accesses, 5);
+    }
+
+    #[test]
+    fn stat_over_targets() {
+        let all = pattern((0, u64::MAX), (0, u64::MAX), (0, u64::MAX));
+        let hot = pattern((0, u64::MAX), (10, u64::MAX), (0, u64::MAX));
+        let targets = [
+            vec![region(0x1000, 0x3000, 0, 4), region(0x3000, 0x4000, 20, 1)],
+            vec![region(0x10000, 0x20000, 15, 2)],
+        ];
+        let of = |p| tried_regions(p, targets.iter().map(Vec::as_slice));
+        let tried = of(&all);
+        assert_eq!(tried.len(), 3);
+        assert_eq!(stat_stats(&tried).sz_tried, 0x2000 + 0x1000 + 0x10000);
+        let tried = of(&hot);
+        assert_eq!(
+            tried.iter().map(|r| r.range.start).collect::<Vec<_>>(),
+            vec![0x3000, 0x10000]
+        );
+        let stats = stat_stats(&tried);
+        assert_eq!((stats.nr_tried, stats.sz_tried), (2, 0x11000));
+        assert_eq!((stats.nr_applied, stats.sz_applied), (0, 0));
+    }
+
+    #[test]
+    fn keywords_round_trip() {
+        for &(action, word) in Action::NAMES {
+            assert_eq!(word.parse::<Action>(), Ok(action));
+            assert_eq!(action.to_string(), word);
+        }
+        assert_eq!(Action::NAMES.len(), 10);
+        assert_eq!(
+            "stat\n".parse::<Action>().unwrap_err().to_string(),
+            "unknown action \"stat\\n\""
+        );
+        assert_eq!("user_input".parse(), Ok(GoalMetric::UserInput));
+    }
+}
