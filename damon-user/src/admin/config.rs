@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use super::backend::ContextConfig;
-use super::context::{Context, Region as RegionDir};
-use super::node::UlRange;
-use super::scheme::Scheme as SchemeDir;
+use super::dirs::context::{ContextDir, RegionDir};
+use super::dirs::scheme::SchemeDir;
+use super::node::UlRangeDir;
 use crate::core::scheme::{AccessPattern, Action, Bounds, QuotaGoal, Quotas, Scheme};
 use crate::core::{AddrRange, Attrs, ContextSpec, IntervalsGoal, TargetSpec};
 
@@ -15,7 +15,7 @@ pub type Invalid = String;
 
 /// Build and validate the config of `ctx`, in the kernel's order: operations, attributes,
 /// targets, schemes.
-pub fn build_context(ctx: &Context) -> Result<ContextConfig, Invalid> {
+pub fn build_context(ctx: &ContextDir) -> Result<ContextConfig, Invalid> {
     let ops = ctx.operations;
     if !ops.is_supported() {
         return Err(format!(
@@ -129,7 +129,7 @@ fn build_target(idx: usize, pid: i32, regions: &[RegionDir]) -> Result<TargetSpe
     })
 }
 
-fn bounds(r: UlRange) -> Bounds {
+fn bounds(r: UlRangeDir) -> Bounds {
     Bounds {
         min: r.min,
         max: r.max,

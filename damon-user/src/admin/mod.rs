@@ -5,7 +5,8 @@
 //! - [`tree`]: the whole tree behind one lock ([`Admin`]), with the kernel's defaults, modes,
 //!   parsing ([`parse`]) and errno for every file; values are staged and take effect at `on`
 //!   or `commit`.
-//! - [`kdamond`]: the `state` keywords; [`config`] validates the staged files into a
+//! - [`dirs`]: one type per directory (`KdamondDir`, `ContextDir`, `SchemeDir`, ...) with the
+//!   `state` keywords in [`dirs::kdamond`]; [`config`] validates the staged files into a
 //!   [`KdamondConfig`] (the core's `ContextSpec` and `Scheme`s) for the [`KdamondBackend`]
 //!   seam ([`backend`]); the `update_schemes_*` keywords evaluate schemes with
 //!   [`crate::core::scheme`].
@@ -35,17 +36,13 @@
 //! `umount DIR` when nothing uses it) removes it; then `damon fs DIR` can mount again.
 pub mod backend;
 pub mod config;
-pub mod context;
+pub mod dirs;
 pub mod error;
 pub mod fake;
-pub mod filters;
 pub mod fuse;
-pub mod kdamond;
 pub mod mount;
 pub mod node;
 pub mod parse;
-pub mod quotas;
-pub mod scheme;
 pub mod tree;
 
 pub use backend::{BackendError, ContextConfig, KdamondBackend, KdamondConfig, RunningKdamond};

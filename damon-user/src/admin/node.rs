@@ -327,12 +327,12 @@ mod tests {
 /// `[min, max]` directory of unsigned longs (`nr_regions/`, the access pattern ranges). Its
 /// stores report every parse failure as EINVAL, as the kernel's `damon_sysfs_ul_range`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UlRange {
+pub struct UlRangeDir {
     pub min: u64,
     pub max: u64,
 }
 
-impl Dir for UlRange {
+impl Dir for UlRangeDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         vec![("min", Access::ReadWrite), ("max", Access::ReadWrite)]
     }

@@ -5,13 +5,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Instant;
 
 use super::backend::KdamondBackend;
+use super::dirs::kdamond::KdamondsDir;
 use super::error::AdminError;
-use super::kdamond::Kdamonds;
 use super::node::{Access, Dir, EntryKind, MAX_DIRS, child_index};
 
 /// The tree's root, `admin/`: the directory a mount shows.
 pub struct Tree {
-    kdamonds: Kdamonds,
+    kdamonds: KdamondsDir,
     backend: Arc<dyn KdamondBackend>,
 }
 
@@ -25,7 +25,7 @@ impl Tree {
     /// An empty tree (`nr_kdamonds` 0) whose kdamonds will run on `backend`.
     pub fn new(backend: Arc<dyn KdamondBackend>) -> Self {
         Self {
-            kdamonds: Kdamonds::default(),
+            kdamonds: KdamondsDir::default(),
             backend,
         }
     }

@@ -35,7 +35,7 @@ fn non_null(what: &'static str, v: u64) -> Result<u64, ChaseError> {
     }
 }
 
-/// The `struct file *` of our fd `fd`: current → files → fdt → fd[fd].
+/// The `struct file *` of our fd `fd`: current → files → fdt → `fd[fd]`.
 pub fn our_file(peek: &Peek, l: &KernelLayout, fd: RawFd) -> Result<u64, ChaseError> {
     let task = peek.current_task()?;
     let files = non_null("task.files", read(peek, "task.files", task + l.task_files)?)?;

@@ -35,7 +35,7 @@ impl HotArea {
 pub struct SimStats {
     pub prepares: u64,
     pub checks: u64,
-    /// `prepare_access_checks` and `check_accesses` calls with [`TargetRef::layout_changed`] set.
+    /// `prepare_access_checks` and `check_accesses` calls with [`TargetRef::layout_changed`](super::ops::TargetRef::layout_changed) set.
     pub layout_changes: u64,
     /// `mappings` calls.
     pub mapping_reads: u64,

@@ -4,22 +4,22 @@
 //! `effective_bytes` a refresh reports), but the `stat` action it applies is never limited by
 //! them.
 
-use super::error::AdminError;
-use super::node::{
+use crate::admin::error::AdminError;
+use crate::admin::node::{
     Access, Dir, Numbered, OnError, keyword, line, store_int, store_keyword, store_uint, store_ul,
 };
 use crate::core::scheme::GoalMetric;
 
 /// `quotas/goals/M/`; metric `user_input` by default (the kernel's zeroed allocation).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QuotaGoal {
+pub struct QuotaGoalDir {
     pub metric: GoalMetric,
     pub target_value: u64,
     pub current_value: u64,
     pub nid: i32,
 }
 
-impl Default for QuotaGoal {
+impl Default for QuotaGoalDir {
     fn default() -> Self {
         Self {
             metric: GoalMetric::UserInput,
@@ -30,7 +30,7 @@ impl Default for QuotaGoal {
     }
 }
 
-impl Dir for QuotaGoal {
+impl Dir for QuotaGoalDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         ["target_metric", "target_value", "current_value", "nid"]
             .map(|f| (f, Access::ReadWrite))
@@ -57,13 +57,13 @@ impl Dir for QuotaGoal {
 
 /// `quotas/weights/`, in permil.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Weights {
+pub struct WeightsDir {
     pub sz_permil: u32,
     pub nr_accesses_permil: u32,
     pub age_permil: u32,
 }
 
-impl Dir for Weights {
+impl Dir for WeightsDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         ["sz_permil", "nr_accesses_permil", "age_permil"]
             .map(|f| (f, Access::ReadWrite))
@@ -88,30 +88,30 @@ impl Dir for Weights {
 }
 
 /// `schemes/N/quotas/`.
-pub struct Quotas {
+pub struct QuotasDir {
     pub ms: u64,
     pub bytes: u64,
     pub reset_interval_ms: u64,
     /// Read-only; filled by `update_schemes_effective_quotas`.
     pub effective_bytes: u64,
-    pub weights: Weights,
-    pub goals: Numbered<QuotaGoal>,
+    pub weights: WeightsDir,
+    pub goals: Numbered<QuotaGoalDir>,
 }
 
-impl Default for Quotas {
+impl Default for QuotasDir {
     fn default() -> Self {
         Self {
             ms: 0,
             bytes: 0,
             reset_interval_ms: 0,
             effective_bytes: 0,
-            weights: Weights::default(),
-            goals: Numbered::new("nr_goals", QuotaGoal::default),
+            weights: WeightsDir::default(),
+            goals: Numbered::new("nr_goals", QuotaGoalDir::default),
         }
     }
 }
 
-impl Dir for Quotas {
+impl Dir for QuotasDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         vec![
             ("ms", Access::ReadWrite),
@@ -169,7 +169,7 @@ pub const WMARK_METRICS: [(WmarkMetric, &str); 2] = [
 ];
 
 /// `schemes/N/watermarks/`; metric `none` (always active) by default.
-pub struct Watermarks {
+pub struct WatermarksDir {
     pub metric: WmarkMetric,
     pub interval_us: u64,
     pub high: u64,
@@ -177,7 +177,7 @@ pub struct Watermarks {
     pub low: u64,
 }
 
-impl Default for Watermarks {
+impl Default for WatermarksDir {
     fn default() -> Self {
         Self {
             metric: WmarkMetric::None,
@@ -189,7 +189,7 @@ impl Default for Watermarks {
     }
 }
 
-impl Dir for Watermarks {
+impl Dir for WatermarksDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         ["metric", "interval_us", "high", "mid", "low"]
             .map(|f| (f, Access::ReadWrite))

@@ -3,8 +3,8 @@
 //! Stored and passed on; this build refuses `on`/`commit` of a scheme that has filters (see
 //! [`super::kdamond`]), since it cannot apply them yet.
 
-use super::error::AdminError;
-use super::node::{
+use crate::admin::error::AdminError;
+use crate::admin::node::{
     Access, Dir, OnError, keyword, line, store_bool, store_int, store_keyword, store_ul, yes_no,
 };
 
@@ -56,7 +56,7 @@ pub enum Layer {
 /// One DAMOS filter directory. Defaults are the kernel's `kzalloc()`: type `anon`, not
 /// matching, not allowing.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Filter {
+pub struct FilterDir {
     pub layer: Layer,
     pub filter_type: FilterType,
     pub matching: bool,
@@ -70,7 +70,7 @@ pub struct Filter {
     pub max: u64,
 }
 
-impl Filter {
+impl FilterDir {
     pub fn new(layer: Layer) -> Self {
         Self {
             layer,
@@ -95,7 +95,7 @@ impl Filter {
     }
 }
 
-impl Dir for Filter {
+impl Dir for FilterDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         [
             "type",
@@ -142,7 +142,8 @@ impl Dir for Filter {
             "matching" => self.matching = store_bool(name, input)?,
             "allow" => self.allow = store_bool(name, input)?,
             "memcg_path" => {
-                self.memcg_path = String::from_utf8_lossy(super::parse::c_str(input)).into_owned()
+                self.memcg_path =
+                    String::from_utf8_lossy(crate::admin::parse::c_str(input)).into_owned()
             }
             "addr_start" => self.addr_start = store_ul(name, input, OnError::AsIs)?,
             "addr_end" => self.addr_end = store_ul(name, input, OnError::AsIs)?,

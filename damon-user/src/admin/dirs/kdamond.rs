@@ -3,12 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use super::backend::{KdamondBackend, KdamondConfig, RunningKdamond};
-use super::config;
-use super::context::Context;
-use super::error::AdminError;
-use super::node::{Access, Dir, MAX_DIRS, Numbered, OnError, line, store_keyword, store_uint};
-use super::scheme::TriedRegions;
+use super::context::ContextDir;
+use super::scheme::TriedRegionsDir;
+use crate::admin::backend::{KdamondBackend, KdamondConfig, RunningKdamond};
+use crate::admin::config;
+use crate::admin::error::AdminError;
+use crate::admin::node::{
+    Access, Dir, MAX_DIRS, Numbered, OnError, line, store_keyword, store_uint,
+};
 use crate::core::Region;
 use crate::core::scheme::{self, Scheme};
 
@@ -56,10 +58,10 @@ pub const COMMANDS: [(Command, &str); 10] = [
 ];
 
 /// `kdamonds/N/`.
-pub struct Kdamond {
+pub struct KdamondDir {
     /// Non-zero: refresh stats, tuned intervals and effective quotas every this many ms.
     pub refresh_ms: u32,
-    pub contexts: Numbered<Context>,
+    pub contexts: Numbered<ContextDir>,
     /// The last started kdamond, kept after it stops so its results stay readable and `off`
     /// can tell "stopped" from "never started" (the kernel keeps `damon_ctx` likewise).
     running: Option<Box<dyn RunningKdamond>>,
@@ -69,11 +71,11 @@ pub struct Kdamond {
     last_refresh: Option<Instant>,
 }
 
-impl Default for Kdamond {
+impl Default for KdamondDir {
     fn default() -> Self {
         Self {
             refresh_ms: 0,
-            contexts: Numbered::new("nr_contexts", Context::default).with_max(1),
+            contexts: Numbered::new("nr_contexts", ContextDir::default).with_max(1),
             running: None,
             committed: None,
             last_refresh: None,
@@ -81,7 +83,7 @@ impl Default for Kdamond {
     }
 }
 
-impl Kdamond {
+impl KdamondDir {
     /// Whether the kdamond's worker is running now (false once it stopped by itself).
     pub fn is_running(&self) -> bool {
         self.running.as_ref().is_some_and(|r| r.is_running())
@@ -118,7 +120,7 @@ impl Kdamond {
 
     /// The staged context, for commands that need exactly one (the kernel's
     /// `contexts->nr != 1` checks).
-    fn only_context(&self, idx: usize) -> Result<&Context, AdminError> {
+    fn only_context(&self, idx: usize) -> Result<&ContextDir, AdminError> {
         match self.contexts.items.as_slice() {
             [ctx] => Ok(ctx),
             other => Err(AdminError::InvalidConfig {
@@ -209,7 +211,7 @@ impl Kdamond {
 
     /// Staged scheme directories paired with the running schemes of the same index; running
     /// schemes past the staged count are skipped, as in the kernel.
-    fn staged_schemes_mut(&mut self) -> impl Iterator<Item = &mut super::scheme::Scheme> {
+    fn staged_schemes_mut(&mut self) -> impl Iterator<Item = &mut super::scheme::SchemeDir> {
         self.contexts
             .items
             .first_mut()
@@ -232,7 +234,7 @@ impl Kdamond {
         self.clear_tried_regions();
         for (staged, running) in self.staged_schemes_mut().zip(&schemes) {
             let tried = scheme::tried_regions(&running.pattern, regions.iter().map(Vec::as_slice));
-            staged.tried_regions = TriedRegions::of(&tried, bytes_only);
+            staged.tried_regions = TriedRegionsDir::of(&tried, bytes_only);
         }
         Ok(())
     }
@@ -300,7 +302,7 @@ impl Kdamond {
     }
 }
 
-impl Dir for Kdamond {
+impl Dir for KdamondDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         vec![
             ("state", Access::ReadWrite),
@@ -336,19 +338,19 @@ impl Dir for Kdamond {
 }
 
 /// `kdamonds/`.
-pub struct Kdamonds {
-    pub kdamonds: Numbered<Kdamond>,
+pub struct KdamondsDir {
+    pub kdamonds: Numbered<KdamondDir>,
 }
 
-impl Default for Kdamonds {
+impl Default for KdamondsDir {
     fn default() -> Self {
         Self {
-            kdamonds: Numbered::new("nr_kdamonds", Kdamond::default),
+            kdamonds: Numbered::new("nr_kdamonds", KdamondDir::default),
         }
     }
 }
 
-impl Dir for Kdamonds {
+impl Dir for KdamondsDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         self.kdamonds.files()
     }
@@ -372,7 +374,7 @@ impl Dir for Kdamonds {
     /// directories are allocated (ENOMEM past the tree's limit).
     fn store_nr(&mut self, name: &str, input: &[u8], room: usize) -> Result<(), AdminError> {
         let nr = self.kdamonds.parse_count(input)?;
-        if let Some(i) = self.kdamonds.items.iter().position(Kdamond::is_running) {
+        if let Some(i) = self.kdamonds.items.iter().position(KdamondDir::is_running) {
             return Err(AdminError::Busy {
                 reason: format!("{name}: kdamond {i} is running"),
             });

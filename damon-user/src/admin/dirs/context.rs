@@ -1,23 +1,23 @@
 //! `contexts/N/`: operations, monitoring attributes and targets of one monitoring context
 //! (its schemes are in [`super::scheme`]).
 
-use super::error::AdminError;
-use super::node::{
-    Access, Dir, Numbered, OnError, UlRange, keyword, line, store_int, store_keyword, store_ul,
+use super::scheme::SchemeDir;
+use crate::admin::error::AdminError;
+use crate::admin::node::{
+    Access, Dir, Numbered, OnError, UlRangeDir, keyword, line, store_int, store_keyword, store_ul,
 };
-use super::scheme::Scheme;
 use crate::core::OpsId;
 
 /// `intervals/intervals_goal/`: the auto-tuning goal, all zero (off) by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IntervalsGoal {
+pub struct IntervalsGoalDir {
     pub access_bp: u64,
     pub aggrs: u64,
     pub min_sample_us: u64,
     pub max_sample_us: u64,
 }
 
-impl Dir for IntervalsGoal {
+impl Dir for IntervalsGoalDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         ["access_bp", "aggrs", "min_sample_us", "max_sample_us"]
             .map(|f| (f, Access::ReadWrite))
@@ -45,26 +45,26 @@ impl Dir for IntervalsGoal {
 
 /// `monitoring_attrs/intervals/`, in microseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Intervals {
+pub struct IntervalsDir {
     pub sample_us: u64,
     pub aggr_us: u64,
     pub update_us: u64,
-    pub goal: IntervalsGoal,
+    pub goal: IntervalsGoalDir,
 }
 
-impl Default for Intervals {
+impl Default for IntervalsDir {
     /// The kernel's defaults: 5 ms sampling, 100 ms aggregation, 60 s operations update.
     fn default() -> Self {
         Self {
             sample_us: 5_000,
             aggr_us: 100_000,
             update_us: 60_000_000,
-            goal: IntervalsGoal::default(),
+            goal: IntervalsGoalDir::default(),
         }
     }
 }
 
-impl Dir for Intervals {
+impl Dir for IntervalsDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         ["sample_us", "aggr_us", "update_us"]
             .map(|f| (f, Access::ReadWrite))
@@ -98,21 +98,21 @@ impl Dir for Intervals {
 }
 
 /// `monitoring_attrs/`.
-pub struct MonitoringAttrs {
-    pub intervals: Intervals,
-    pub nr_regions: UlRange,
+pub struct MonitoringAttrsDir {
+    pub intervals: IntervalsDir,
+    pub nr_regions: UlRangeDir,
 }
 
-impl Default for MonitoringAttrs {
+impl Default for MonitoringAttrsDir {
     fn default() -> Self {
         Self {
-            intervals: Intervals::default(),
-            nr_regions: UlRange { min: 10, max: 1000 },
+            intervals: IntervalsDir::default(),
+            nr_regions: UlRangeDir { min: 10, max: 1000 },
         }
     }
 }
 
-impl Dir for MonitoringAttrs {
+impl Dir for MonitoringAttrsDir {
     fn dirs(&self) -> Vec<String> {
         vec!["intervals".into(), "nr_regions".into()]
     }
@@ -134,12 +134,12 @@ impl Dir for MonitoringAttrs {
 
 /// `targets/N/regions/M/`: an initial monitoring region.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Region {
+pub struct RegionDir {
     pub start: u64,
     pub end: u64,
 }
 
-impl Dir for Region {
+impl Dir for RegionDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         vec![("start", Access::ReadWrite), ("end", Access::ReadWrite)]
     }
@@ -162,21 +162,21 @@ impl Dir for Region {
 }
 
 /// `targets/N/`: a monitored process and its optional initial regions.
-pub struct Target {
+pub struct TargetDir {
     pub pid: i32,
-    pub regions: Numbered<Region>,
+    pub regions: Numbered<RegionDir>,
 }
 
-impl Default for Target {
+impl Default for TargetDir {
     fn default() -> Self {
         Self {
             pid: 0,
-            regions: Numbered::new("nr_regions", Region::default),
+            regions: Numbered::new("nr_regions", RegionDir::default),
         }
     }
 }
 
-impl Dir for Target {
+impl Dir for TargetDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         vec![("pid_target", Access::ReadWrite)]
     }
@@ -199,28 +199,28 @@ impl Dir for Target {
 }
 
 /// `contexts/N/`.
-pub struct Context {
+pub struct ContextDir {
     pub operations: OpsId,
     /// Scale of addresses for paddr (6.18); only 1 is meaningful for virtual addresses.
     pub addr_unit: u64,
-    pub attrs: MonitoringAttrs,
-    pub targets: Numbered<Target>,
-    pub schemes: Numbered<Scheme>,
+    pub attrs: MonitoringAttrsDir,
+    pub targets: Numbered<TargetDir>,
+    pub schemes: Numbered<SchemeDir>,
 }
 
-impl Default for Context {
+impl Default for ContextDir {
     fn default() -> Self {
         Self {
             operations: OpsId::Vaddr,
             addr_unit: 1,
-            attrs: MonitoringAttrs::default(),
-            targets: Numbered::new("nr_targets", Target::default),
-            schemes: Numbered::new("nr_schemes", Scheme::default),
+            attrs: MonitoringAttrsDir::default(),
+            targets: Numbered::new("nr_targets", TargetDir::default),
+            schemes: Numbered::new("nr_schemes", SchemeDir::default),
         }
     }
 }
 
-impl Dir for Context {
+impl Dir for ContextDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         vec![
             ("avail_operations", Access::ReadOnly),

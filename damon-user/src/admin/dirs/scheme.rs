@@ -1,24 +1,25 @@
 //! `schemes/N/`: one DAMON-based operation scheme, its access pattern and its results
 //! (`stats/`, `tried_regions/`).
 
-use super::error::AdminError;
-use super::filters::{Filter, Layer};
-use super::node::{
-    Access, Dir, Numbered, OnError, UlRange, child_index, line, store_int, store_keyword, store_ul,
+use super::filters::{FilterDir, Layer};
+use super::quotas::{QuotasDir, WatermarksDir};
+use crate::admin::error::AdminError;
+use crate::admin::node::{
+    Access, Dir, Numbered, OnError, UlRangeDir, child_index, line, store_int, store_keyword,
+    store_ul,
 };
-use super::quotas::{Quotas, Watermarks};
 use crate::core::scheme::{Action, SchemeStats, TriedRegion as Tried};
 
 /// `access_pattern/`: three `[min, max]` ranges, all `0, 0` by default as in the kernel.
-pub struct AccessPattern {
-    pub sz: UlRange,
-    pub nr_accesses: UlRange,
-    pub age: UlRange,
+pub struct AccessPatternDir {
+    pub sz: UlRangeDir,
+    pub nr_accesses: UlRangeDir,
+    pub age: UlRangeDir,
 }
 
-impl Default for AccessPattern {
+impl Default for AccessPatternDir {
     fn default() -> Self {
-        let zero = UlRange { min: 0, max: 0 };
+        let zero = UlRangeDir { min: 0, max: 0 };
         Self {
             sz: zero,
             nr_accesses: zero,
@@ -27,7 +28,7 @@ impl Default for AccessPattern {
     }
 }
 
-impl Dir for AccessPattern {
+impl Dir for AccessPatternDir {
     fn dirs(&self) -> Vec<String> {
         ["sz", "nr_accesses", "age"].map(String::from).to_vec()
     }
@@ -51,7 +52,7 @@ impl Dir for AccessPattern {
 
 /// `stats/`: read-only, filled by `update_schemes_stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
+pub struct StatsDir {
     pub nr_tried: u64,
     pub sz_tried: u64,
     pub nr_applied: u64,
@@ -60,15 +61,15 @@ pub struct Stats {
     pub qt_exceeds: u64,
 }
 
-impl From<SchemeStats> for Stats {
+impl From<SchemeStats> for StatsDir {
     /// With no operations-layer filter, `sz_ops_filter_passed` is 0, as in the kernel.
     fn from(s: SchemeStats) -> Self {
-        Stats {
+        StatsDir {
             nr_tried: s.nr_tried,
             sz_tried: s.sz_tried,
             nr_applied: s.nr_applied,
             sz_applied: s.sz_applied,
-            ..Stats::default()
+            ..StatsDir::default()
         }
     }
 }
@@ -82,7 +83,7 @@ const STATS_FILES: [&str; 6] = [
     "qt_exceeds",
 ];
 
-impl Dir for Stats {
+impl Dir for StatsDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         STATS_FILES.map(|f| (f, Access::ReadOnly)).to_vec()
     }
@@ -100,7 +101,7 @@ impl Dir for Stats {
 
 /// `tried_regions/N/`: one region the scheme's access pattern matched in the last snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TriedRegion {
+pub struct TriedRegionDir {
     pub start: u64,
     pub end: u64,
     pub nr_accesses: u32,
@@ -108,7 +109,7 @@ pub struct TriedRegion {
     pub sz_filter_passed: u64,
 }
 
-impl Dir for TriedRegion {
+impl Dir for TriedRegionDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         ["start", "end", "nr_accesses", "age", "sz_filter_passed"]
             .map(|f| (f, Access::ReadOnly))
@@ -128,21 +129,21 @@ impl Dir for TriedRegion {
 /// `tried_regions/`: read-only, filled by `update_schemes_tried_regions` (regions and
 /// `total_bytes`) or `update_schemes_tried_bytes` (only `total_bytes`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TriedRegions {
+pub struct TriedRegionsDir {
     pub total_bytes: u64,
-    pub regions: Vec<TriedRegion>,
+    pub regions: Vec<TriedRegionDir>,
 }
 
-impl TriedRegions {
+impl TriedRegionsDir {
     /// The directory of `tried`; `bytes_only` keeps only `total_bytes`
     /// (`update_schemes_tried_bytes`).
     pub fn of(tried: &[Tried], bytes_only: bool) -> Self {
         let regions = if bytes_only { &[][..] } else { tried };
-        TriedRegions {
+        TriedRegionsDir {
             total_bytes: tried.iter().map(|r| r.range.size()).sum(),
             regions: regions
                 .iter()
-                .map(|r| TriedRegion {
+                .map(|r| TriedRegionDir {
                     start: r.range.start,
                     end: r.range.end,
                     nr_accesses: r.nr_accesses,
@@ -156,7 +157,7 @@ impl TriedRegions {
     }
 }
 
-impl Dir for TriedRegions {
+impl Dir for TriedRegionsDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         vec![("total_bytes", Access::ReadOnly)]
     }
@@ -180,34 +181,34 @@ impl Dir for TriedRegions {
 
 /// `schemes/N/`. Defaults as the kernel's `damon_sysfs_scheme_alloc(DAMOS_STAT, 0,
 /// NUMA_NO_NODE)`.
-pub struct Scheme {
+pub struct SchemeDir {
     pub action: Action,
     pub target_nid: i32,
     pub apply_interval_us: u64,
-    pub access_pattern: AccessPattern,
-    pub quotas: Quotas,
-    pub watermarks: Watermarks,
-    pub filters: Numbered<Filter>,
-    pub core_filters: Numbered<Filter>,
-    pub ops_filters: Numbered<Filter>,
-    pub stats: Stats,
-    pub tried_regions: TriedRegions,
+    pub access_pattern: AccessPatternDir,
+    pub quotas: QuotasDir,
+    pub watermarks: WatermarksDir,
+    pub filters: Numbered<FilterDir>,
+    pub core_filters: Numbered<FilterDir>,
+    pub ops_filters: Numbered<FilterDir>,
+    pub stats: StatsDir,
+    pub tried_regions: TriedRegionsDir,
 }
 
-impl Default for Scheme {
+impl Default for SchemeDir {
     fn default() -> Self {
         Self {
             action: Action::Stat,
             target_nid: -1,
             apply_interval_us: 0,
-            access_pattern: AccessPattern::default(),
-            quotas: Quotas::default(),
-            watermarks: Watermarks::default(),
-            filters: Numbered::new("nr_filters", || Filter::new(Layer::Both)),
-            core_filters: Numbered::new("nr_filters", || Filter::new(Layer::Core)),
-            ops_filters: Numbered::new("nr_filters", || Filter::new(Layer::Ops)),
-            stats: Stats::default(),
-            tried_regions: TriedRegions::default(),
+            access_pattern: AccessPatternDir::default(),
+            quotas: QuotasDir::default(),
+            watermarks: WatermarksDir::default(),
+            filters: Numbered::new("nr_filters", || FilterDir::new(Layer::Both)),
+            core_filters: Numbered::new("nr_filters", || FilterDir::new(Layer::Core)),
+            ops_filters: Numbered::new("nr_filters", || FilterDir::new(Layer::Ops)),
+            stats: StatsDir::default(),
+            tried_regions: TriedRegionsDir::default(),
         }
     }
 }
@@ -223,7 +224,7 @@ const SCHEME_DIRS: [&str; 8] = [
     "tried_regions",
 ];
 
-impl Dir for Scheme {
+impl Dir for SchemeDir {
     fn files(&self) -> Vec<(&'static str, Access)> {
         ["action", "target_nid", "apply_interval_us"]
             .map(|f| (f, Access::ReadWrite))
