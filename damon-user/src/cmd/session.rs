@@ -22,26 +22,41 @@ use crate::{
     runtime::{check_spec, check_target, start_ebpf_kdamond},
 };
 
-/// Monitoring options common to the live commands. Defaults are damo's.
+/// Monitoring options common to the live commands. Defaults are damo's, and so are the short
+/// options and the long spellings given as aliases (`-s/--sample`, `-a/--aggr`, `-u/--updr`,
+/// `-n/--minr`, `-m/--maxr`), so a damo user's `damo record -s 5000 -a 100000` works here.
 #[derive(Debug, Clone, ClapArgs)]
 pub struct MonitorArgs {
     /// Process to monitor (repeatable).
     #[arg(short, long = "pid", value_name = "PID")]
     pub pids: Vec<i32>,
-    /// Sampling interval in microseconds.
-    #[arg(long, value_name = "US", default_value_t = 5_000)]
+    /// Sampling interval: microseconds, or with a unit (`5ms`, `1s`).
+    #[arg(short = 's', long, visible_alias = "sample", value_name = "US", default_value = "5000", value_parser = interval_us)]
     pub sample_us: u64,
-    /// Aggregation interval in microseconds.
-    #[arg(long, value_name = "US", default_value_t = 100_000)]
+    /// Aggregation interval: microseconds, or with a unit (`100ms`).
+    #[arg(short = 'a', long, visible_alias = "aggr", value_name = "US", default_value = "100000", value_parser = interval_us)]
     pub aggr_us: u64,
-    /// Operations update interval in microseconds (how often regions follow the mappings).
-    #[arg(long, value_name = "US", default_value_t = 1_000_000)]
+    /// Operations update interval (how often regions follow the mappings): microseconds, or
+    /// with a unit (`1s`).
+    #[arg(short = 'u', long, visible_alias = "updr", value_name = "US", default_value = "1000000", value_parser = interval_us)]
     pub update_us: u64,
     /// Minimum number of regions.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(
+        short = 'n',
+        long,
+        visible_alias = "minr",
+        value_name = "N",
+        default_value_t = 10
+    )]
     pub min_regions: u64,
     /// Maximum number of regions.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(
+        short = 'm',
+        long,
+        visible_alias = "maxr",
+        value_name = "N",
+        default_value_t = 1000
+    )]
     pub max_regions: u64,
     /// Operations: vaddr (regions follow the mappings) or fvaddr (only the --range ranges).
     #[arg(long, value_name = "OPS", default_value = "vaddr", value_parser = parse_ops)]
@@ -132,8 +147,20 @@ fn parse_bp(s: &str) -> Result<u64> {
 
 /// A duration in microseconds: `5000`, `5000us`, `5ms`, `10s`.
 fn parse_us(s: &str, what: &str) -> Result<u64> {
-    let bad =
-        || anyhow::anyhow!("--intervals-goal {what} {s:?} is not a duration (5000, 5ms, 10s)");
+    duration_us(s).ok_or_else(|| {
+        anyhow::anyhow!("--intervals-goal {what} {s:?} is not a duration (5000, 5ms, 10s)")
+    })
+}
+
+/// An interval option's value: `5000`, `5000us`, `5ms`, `10s`.
+fn interval_us(s: &str) -> Result<u64, String> {
+    duration_us(s).ok_or_else(|| {
+        format!("{s:?} is not a duration in microseconds or with a unit (5000, 5ms, 1s)")
+    })
+}
+
+/// `s` in microseconds, or `None` when it is not a non-negative duration.
+fn duration_us(s: &str) -> Option<u64> {
     let t = s.trim();
     let (num, scale) = if let Some(n) = t.strip_suffix("us") {
         (n, 1.0)
@@ -144,11 +171,8 @@ fn parse_us(s: &str, what: &str) -> Result<u64> {
     } else {
         (t, 1.0)
     };
-    let v = num.trim().parse::<f64>().map_err(|_| bad())? * scale;
-    if !(v.is_finite() && v >= 0.0 && v <= u64::MAX as f64) {
-        return Err(bad());
-    }
-    Ok(v.round() as u64)
+    let v = num.trim().parse::<f64>().ok()? * scale;
+    (v.is_finite() && v >= 0.0 && v <= u64::MAX as f64).then(|| v.round() as u64)
 }
 
 /// `START-END`, parsed like `damon report --address-range`.

@@ -175,6 +175,46 @@ mod tests {
     }
 
     #[test]
+    fn takes_damo_short_options_and_spellings() {
+        let cli = Cli::try_parse_from([
+            "top", "-p", "12", "-s", "1000", "-a", "50ms", "-u", "2s", "-n", "20", "-m", "300",
+        ])
+        .unwrap();
+        let m = &cli.args.monitor;
+        assert_eq!(
+            (
+                m.sample_us,
+                m.aggr_us,
+                m.update_us,
+                m.min_regions,
+                m.max_regions
+            ),
+            (1000, 50_000, 2_000_000, 20, 300)
+        );
+        let cli = Cli::try_parse_from([
+            "top", "--sample", "2000", "--aggr", "40000", "--updr", "1000000", "--minr", "5",
+            "--maxr", "50",
+        ])
+        .unwrap();
+        let m = &cli.args.monitor;
+        assert_eq!(
+            (
+                m.sample_us,
+                m.aggr_us,
+                m.update_us,
+                m.min_regions,
+                m.max_regions
+            ),
+            (2000, 40_000, 1_000_000, 5, 50)
+        );
+        let err = Cli::try_parse_from(["top", "-s", "5 parsecs"])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"5 parsecs\" is not a duration"), "{err}");
+    }
+
+    #[test]
     fn rejects_a_bad_delay_naming_it() {
         let err = Cli::try_parse_from(["top", "-d", "0"])
             .map(|_| ())
