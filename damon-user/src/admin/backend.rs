@@ -2,7 +2,7 @@
 //!
 //! The tree only stages values; `on` and `commit` turn the staged files of a kdamond into a
 //! [`KdamondConfig`] (validated as the kernel's `damon_sysfs_build_ctx()` does) and hand it to
-//! a [`KdamondBackend`]. The production backend runs the eBPF monitor; [`super::fake`] is a
+//! a [`KdamondBackend`]. The production backend runs the eBPF monitor; `admin::fake` is a
 //! stand-in for tests.
 //!
 //! The config speaks the core's vocabulary ([`ContextSpec`], [`Scheme`]), so the backend
@@ -40,7 +40,7 @@ impl BackendError {
     }
 }
 
-/// Starts kdamonds. Implemented by the production monitor and by [`super::fake::FakeBackend`].
+/// Starts kdamonds. Implemented by the production monitor and, for tests, by `admin::fake::FakeBackend`.
 pub trait KdamondBackend: Send + Sync {
     /// Start kdamond `kdamond_idx` with `cfg` (already validated by the tree). Called with the
     /// tree lock held, like the kernel's `damon_start()` under `damon_sysfs_lock`.

@@ -12,7 +12,7 @@
 //!   [`crate::core::scheme`].
 //! - [`fuse`]: the FUSE file system, and [`mount`] its mount/unmount ([`mount_background`]
 //!   returns a [`MountGuard`]).
-//! - [`fake`]: a backend without a monitor, for tests.
+//! - `fake`: a backend without a monitor, for tests (feature `testing`).
 //!
 //! # Differences from the kernel tree
 //! - `avail_operations` lists `vaddr` and `fvaddr` only; `paddr` is accepted by `operations`
@@ -38,6 +38,7 @@ pub mod backend;
 pub mod config;
 pub mod dirs;
 pub mod error;
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod fuse;
 pub mod mount;

@@ -1,10 +1,14 @@
 //! `damon workload`: the bundled synthetic workload for demos and tests.
 //!
+//! It ships in the product on purpose: `damon demo` runs it as its target, and a user can
+//! check a setup against a workload whose hot and cold memory are known. The tests and the
+//! benchmarks use the same one.
+//!
 //! `hotcold` maps a hot and a cold buffer, touches both once, then keeps touching one byte of
 //! every page of the hot buffer; with `--swap-after` the roles swap once. `touch` maps a range
 //! and touches exactly N fresh pages of it when told to (stdin), for exact fault counts.
-//! `sleeper` only sleeps at a given rate. All print their addresses on stdout and die with their parent (`PR_SET_PDEATHSIG`), so a
-//! test that fails never leaves one behind.
+//! `sleeper` only sleeps at a given rate. All print their addresses on stdout and die with
+//! their parent (`PR_SET_PDEATHSIG`), so a test that fails never leaves one behind.
 use std::{
     io::{BufRead, Write},
     time::{Duration, Instant},

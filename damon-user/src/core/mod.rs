@@ -10,7 +10,7 @@
 //! - [`context`]: the steppable engine, [`MonitorContext`].
 //! - [`kdamond`]: the thread running an engine, [`start_kdamond`] and [`KdamondHandle`].
 //! - [`tune`]: intervals auto-tuning towards an access goal.
-//! - [`sim`]: a simulated memory for tests and benchmarks.
+//! - `sim`: a simulated memory for tests and benchmarks (feature `testing`).
 //! - [`parse_proc_maps`], [`read_proc_maps`]: a process's mappings from `/proc/PID/maps`.
 //! - [`snapshot`]: what each aggregation reports.
 //! - [`scheme`]: DAMOS: schemes, the regions their access patterns select, their stats.
@@ -24,6 +24,7 @@ pub mod ops;
 mod procmaps;
 pub mod region;
 pub mod scheme;
+#[cfg(any(test, feature = "testing"))]
 pub mod sim;
 pub mod snapshot;
 pub mod tune;
