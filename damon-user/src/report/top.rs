@@ -5,7 +5,9 @@ use super::{
     Numbers,
     header::intervals_text,
     heatmap::{
-        grid::{Grid, allocate_columns, covered_areas, levels, limit_areas},
+        HeatmapOptions, TEXT_RESOLUTION,
+        grid::{Grid, levels},
+        grid_of,
         text::{PALETTE, RowWriter},
     },
     metrics::{access_hz, access_percent, age_us},
@@ -254,24 +256,21 @@ fn strip(
         .iter()
         .filter(|r| r.target_id == Some(target.target_idx as u64) && r.pid == Some(target.pid))
         .max_by_key(|r| r.snapshots.last().map(|s| s.end_ns))?;
-    let (first, last) = (record.snapshots.first()?, record.snapshots.last()?);
     const LABEL: usize = 10;
     let cols = width.saturating_sub(LABEL + 2).max(8);
-    let areas = limit_areas(covered_areas(record), (cols / 8).max(1));
-    let columns = allocate_columns(
-        &areas,
-        cols.saturating_sub(areas.len().saturating_sub(1))
-            .max(areas.len()),
-    );
-    let rows = record.snapshots.len();
-    let mut grid = Grid::new(first.start_ns, last.end_ns, rows, areas, columns);
-    grid.add_record(record);
+    // The heatmap's own grid, one row per aggregation over the areas the regions covered.
+    let opts = HeatmapOptions {
+        resolution: Some((record.snapshots.len(), cols)),
+        ..HeatmapOptions::default()
+    };
+    let grid = grid_of(0, record, &opts, TEXT_RESOLUTION).ok()??;
+    let last_end_ns = record.snapshots.last()?.end_ns;
     let nums = Numbers::default();
     let title = format!(
         "pid {} heat, newest at the bottom (0 cold .. 9 hot, '|' skips a gap):",
         target.pid
     );
-    Some((title, strip_rows(&grid, last.end_ns, nums, colour, LABEL)))
+    Some((title, strip_rows(&grid, last_end_ns, nums, colour, LABEL)))
 }
 
 fn strip_rows(grid: &Grid, now_ns: u64, nums: Numbers, colour: bool, label: usize) -> Vec<String> {
