@@ -4,8 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::error::CoreError;
-use super::region::AddrRange;
 use super::snapshot::Intervals;
+use super::target::TargetSpec;
 use super::tune::IntervalsGoal;
 
 /// The operation set of a context (the kernel's `enum damon_ops_id`, in its order): which
@@ -169,70 +169,6 @@ impl Attrs {
     }
 }
 
-/// One monitoring target: a process, and for `fvaddr` the ranges to monitor in it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TargetSpec {
-    pub pid: i32,
-    /// Used only by `fvaddr`: non-empty, sorted and non-overlapping once rounded outward to pages.
-    pub ranges: Vec<AddrRange>,
-}
-
-impl TargetSpec {
-    /// A `vaddr` target: regions follow the process's mappings.
-    pub fn vaddr(pid: i32) -> Self {
-        Self {
-            pid,
-            ranges: Vec::new(),
-        }
-    }
-
-    /// An `fvaddr` target monitoring exactly `ranges` of the process.
-    pub fn fvaddr(pid: i32, ranges: Vec<AddrRange>) -> Self {
-        Self { pid, ranges }
-    }
-
-    /// The ranges rounded outward to pages, as the regions of an `fvaddr` target start out.
-    pub fn aligned_ranges(&self) -> Vec<AddrRange> {
-        self.ranges
-            .iter()
-            .map(AddrRange::page_aligned_outward)
-            .collect()
-    }
-
-    fn validate(&self, ops: OpsId) -> Result<(), CoreError> {
-        if self.pid <= 0 {
-            return Err(CoreError::InvalidPid { pid: self.pid });
-        }
-        if ops != OpsId::Fvaddr {
-            return Ok(());
-        }
-        if self.ranges.is_empty() {
-            return Err(CoreError::NoRanges { pid: self.pid });
-        }
-        // Empty as given, or once rounded (a range in the last page of the address space).
-        if let Some(range) = self
-            .ranges
-            .iter()
-            .find(|r| r.is_empty() || r.page_aligned_outward().is_empty())
-        {
-            return Err(CoreError::EmptyRange {
-                pid: self.pid,
-                range: *range,
-            });
-        }
-        // Rounding can make ranges that were apart in bytes share a page: check after it.
-        let aligned = self.aligned_ranges();
-        if let Some(pair) = aligned.windows(2).find(|w| w[0].end > w[1].start) {
-            return Err(CoreError::OverlappingRanges {
-                pid: self.pid,
-                prev: pair[0],
-                next: pair[1],
-            });
-        }
-        Ok(())
-    }
-}
-
 /// Everything a kdamond needs to run one context.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContextSpec {
@@ -257,6 +193,7 @@ impl ContextSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::AddrRange;
 
     #[test]
     fn defaults_match_kernel_and_damo() {

@@ -17,88 +17,15 @@ use rand::{Rng, SeedableRng};
 use super::aggregate::{
     merge_regions, reset_aggregated, split_pieces, split_regions_of, update_access_rate,
 };
-use super::attrs::{Attrs, ContextSpec, OpsId, TargetSpec};
+use super::attrs::{Attrs, ContextSpec, OpsId};
 use super::commit::rescale_region;
 use super::error::CoreError;
-use super::ops::{Access, Operations, OpsError, SampleTargets, TargetRef, TargetStep};
-use super::region::{AddrRange, PAGE_SIZE, Region};
+use super::ops::{Access, Operations, OpsError, SampleTargets, TargetStep};
+use super::region::{PAGE_SIZE, Region};
 use super::snapshot::{Snapshot, TargetSnapshot};
+use super::target::{LiveTarget, Target};
 use super::tune;
-use super::vaddr::{apply_ranges, initial_regions, region_size_limit, three_regions};
-
-/// The current regions of one target, as served by `regions_now`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LiveTarget {
-    pub target_idx: usize,
-    pub pid: i32,
-    pub regions: Vec<Region>,
-}
-
-struct Target {
-    pid: i32,
-    regions: Vec<Region>,
-    /// vaddr: the initial regions are still to be built, at the next prepare.
-    needs_init: bool,
-    /// Region bounds changed since the last completed check (see [`TargetRef::layout_changed`]).
-    layout_changed: bool,
-    /// The last step found the process gone: its regions read not accessed.
-    gone: bool,
-    /// Per region: the page of its next sample, while a step prepares it.
-    next: Vec<u64>,
-    /// Per region: what the last check found.
-    found: Vec<Access>,
-    /// Seed of the alternative pages the operations may sample instead of `next`.
-    seed: u64,
-}
-
-impl Target {
-    fn new(spec: &TargetSpec, ops: OpsId) -> Self {
-        let mut target = Target {
-            pid: spec.pid,
-            regions: Vec::new(),
-            needs_init: ops == OpsId::Vaddr,
-            layout_changed: true,
-            gone: false,
-            next: Vec::new(),
-            found: Vec::new(),
-            seed: 0,
-        };
-        if ops == OpsId::Fvaddr {
-            target.set_fixed_ranges(&spec.aligned_ranges());
-        }
-        target
-    }
-
-    /// fvaddr: the user's ranges are the regions, keeping the counters of regions that survive.
-    fn set_fixed_ranges(&mut self, ranges: &[AddrRange]) {
-        self.layout_changed |= apply_ranges(&mut self.regions, ranges);
-        self.needs_init = false;
-    }
-
-    /// vaddr: builds the initial regions from the mappings, or, once regions exist, applies the
-    /// new three regions to them. With fewer than two gaps nothing changes (retried at the next
-    /// update).
-    fn follow_mappings(&mut self, mut mappings: Vec<AddrRange>, min_nr_regions: u64) {
-        mappings.sort_unstable_by_key(|m| m.start);
-        let Some(three) = three_regions(&mappings) else {
-            return;
-        };
-        if self.regions.is_empty() {
-            self.regions = initial_regions(&three, min_nr_regions);
-            self.layout_changed = true;
-        } else {
-            self.layout_changed |= apply_ranges(&mut self.regions, &three);
-        }
-    }
-
-    fn target_ref(&self, idx: usize) -> TargetRef {
-        TargetRef {
-            idx,
-            pid: self.pid,
-            layout_changed: self.layout_changed,
-        }
-    }
-}
+use super::vaddr::region_size_limit;
 
 /// The targets of a context as one sampling step, for [`Operations::sample`].
 struct Step<'a> {
@@ -130,12 +57,6 @@ impl SampleTargets for Step<'_> {
             gone: &mut t.gone,
             seed: t.seed,
         }
-    }
-}
-
-impl AsMut<Vec<Region>> for Target {
-    fn as_mut(&mut self) -> &mut Vec<Region> {
-        &mut self.regions
     }
 }
 

@@ -12,10 +12,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::attrs::ContextSpec;
-use super::context::{LiveTarget, MonitorContext};
+use super::context::MonitorContext;
 use super::error::CoreError;
 use super::ops::{Operations, error_chain};
 use super::snapshot::Snapshot;
+use super::target::LiveTarget;
 
 /// Nanoseconds of `CLOCK_MONOTONIC`, the clock of snapshot timestamps.
 pub fn monotonic_ns() -> u64 {

@@ -2,6 +2,7 @@
 //! kernel's algorithm (see `damon-algorithm.md` of the project reference).
 //!
 //! - [`attrs`]: what a context is asked to do ([`ContextSpec`]) and its validation.
+//! - [`target`]: a monitored process, as asked and as the engine keeps it.
 //! - [`region`]: address ranges and regions.
 //! - [`ops`]: the [`Operations`] trait an access check implements.
 //! - [`aggregate`]: per-sample counting, merge, split and ageing.
@@ -27,11 +28,12 @@ pub mod scheme;
 #[cfg(any(test, feature = "testing"))]
 pub mod sim;
 pub mod snapshot;
+pub mod target;
 pub mod tune;
 pub mod vaddr;
 
-pub use attrs::{Attrs, ContextSpec, OpsId, TargetSpec};
-pub use context::{LiveTarget, MonitorContext};
+pub use attrs::{Attrs, ContextSpec, OpsId};
+pub use context::MonitorContext;
 pub use error::CoreError;
 pub use kdamond::{KdamondExit, KdamondHandle, start_kdamond};
 pub use ops::{
@@ -42,4 +44,5 @@ pub use procmaps::{ProcessKind, parse_proc_maps, process_alive, process_kind, re
 pub use region::{AddrRange, PAGE_SIZE, Region};
 pub use scheme::Scheme;
 pub use snapshot::{Intervals, RegionSnapshot, Snapshot, TargetSnapshot};
+pub use target::{LiveTarget, TargetSpec};
 pub use tune::IntervalsGoal;
