@@ -11,8 +11,8 @@
 //! an access check can do both in a single pass over the page tables. Only when the regions
 //! are about to change (an aggregation, an ops update, a commit) does the step check alone;
 //! the next one is then prepared on the new regions, as the kernel does.
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 use super::aggregate::{
     merge_regions, reset_aggregated, split_pieces, split_regions_of, update_access_rate,
@@ -20,45 +20,13 @@ use super::aggregate::{
 use super::attrs::{Attrs, ContextSpec, OpsId};
 use super::commit::rescale_region;
 use super::error::CoreError;
-use super::ops::{Access, Operations, OpsError, SampleTargets, TargetStep};
+use super::ops::{Access, Operations, OpsError};
 use super::region::{PAGE_SIZE, Region};
+use super::sample;
 use super::snapshot::{Snapshot, TargetSnapshot};
 use super::target::{LiveTarget, Target};
 use super::tune;
 use super::vaddr::region_size_limit;
-
-/// The targets of a context as one sampling step, for [`Operations::sample`].
-struct Step<'a> {
-    check: bool,
-    prepare: bool,
-    targets: &'a mut [Target],
-}
-
-impl SampleTargets for Step<'_> {
-    fn check(&self) -> bool {
-        self.check
-    }
-
-    fn prepare(&self) -> bool {
-        self.prepare
-    }
-
-    fn len(&self) -> usize {
-        self.targets.len()
-    }
-
-    fn target(&mut self, i: usize) -> TargetStep<'_> {
-        let t = &mut self.targets[i];
-        TargetStep {
-            target: t.target_ref(i),
-            regions: &t.regions,
-            next: &mut t.next,
-            found: &mut t.found,
-            gone: &mut t.gone,
-            seed: t.seed,
-        }
-    }
-}
 
 /// One context's monitoring state and algorithm. See the module documentation.
 pub struct MonitorContext {
@@ -81,12 +49,6 @@ pub struct MonitorContext {
     tune_countdown: u64,
     /// Reused buffer for splitting.
     scratch: Vec<Region>,
-}
-
-/// A random page of `r`, the page its next sample checks.
-fn random_page(rng: &mut SmallRng, r: &Region) -> u64 {
-    let pages = (r.size() / PAGE_SIZE).max(1);
-    r.start + rng.random_range(0..pages) * PAGE_SIZE
 }
 
 impl MonitorContext {
@@ -265,41 +227,14 @@ impl MonitorContext {
         Ok(snapshot)
     }
 
-    /// One call of [`Operations::sample`] over every target; a prepare picks the pages first
-    /// and makes them the sampling pages after.
+    /// One call of [`Operations::sample`] over every target (see [`super::sample`]).
     fn step(
         &mut self,
         ops: &mut dyn Operations,
         check: bool,
         prepare: bool,
     ) -> Result<(), OpsError> {
-        for t in self.targets.iter_mut() {
-            t.gone = false;
-            t.found.clear();
-            t.found.resize(t.regions.len(), Access::None);
-            t.next.clear();
-            if prepare {
-                t.next
-                    .extend(t.regions.iter().map(|r| random_page(&mut self.rng, r)));
-                t.seed = self.rng.random();
-            } else {
-                t.next.resize(t.regions.len(), 0);
-            }
-        }
-        ops.sample(&mut Step {
-            check,
-            prepare,
-            targets: &mut self.targets,
-        })?;
-        if prepare {
-            for t in self.targets.iter_mut() {
-                for (r, &page) in t.regions.iter_mut().zip(t.next.iter()) {
-                    r.sampling_addr = page;
-                }
-                t.layout_changed = false;
-            }
-        }
-        Ok(())
+        sample::step(&mut self.targets, &mut self.rng, ops, check, prepare)
     }
 
     /// Applies a new spec to the running context (`damon_commit_ctx()`): targets are matched by

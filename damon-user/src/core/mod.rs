@@ -4,6 +4,7 @@
 //! - [`attrs`]: what a context is asked to do ([`ContextSpec`]) and its validation.
 //! - [`target`]: a monitored process, as asked and as the engine keeps it.
 //! - [`region`]: address ranges and regions.
+//! - `sample`: sampling addresses, and one sample step over all targets.
 //! - [`ops`]: the [`Operations`] trait an access check implements.
 //! - [`aggregate`]: per-sample counting, merge, split and ageing.
 //! - [`vaddr`]: the three regions of an address space and following mapping changes.
@@ -24,6 +25,7 @@ pub mod kdamond;
 pub mod ops;
 mod procmaps;
 pub mod region;
+mod sample;
 pub mod scheme;
 #[cfg(any(test, feature = "testing"))]
 pub mod sim;
