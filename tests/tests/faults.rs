@@ -198,7 +198,11 @@ fn a_fault_counts_for_its_own_target_when_several_are_sampled() {
     let pidfd = pidfd_open(a.pid()).expect("pidfd");
     let mut refused = Vec::new();
     Mkold::default()
-        .advise(&pidfd, &[(a_range.0, PAGE_SIZE)], &mut refused)
+        .advise(
+            &pidfd,
+            &[AddrRange::new(a_range.0, a_range.0 + PAGE_SIZE)],
+            &mut refused,
+        )
         .expect("MADV_COLD");
     assert!(refused.is_empty());
 

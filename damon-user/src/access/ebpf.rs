@@ -82,7 +82,7 @@ struct Target {
     /// Its address space at the last run.
     state: TargetState,
     /// Ranges the last mkold could not advise: samples there read unmeasured at the check.
-    refused: Vec<(u64, u64)>,
+    refused: Vec<AddrRange>,
     /// The step that last saw this target, to forget targets a commit removed.
     seen: u64,
 }
@@ -92,19 +92,20 @@ struct Target {
 /// in a cold region was last cleared long ago (or never: memory touched once at start-up), and
 /// so are its neighbours; clearing them together costs one TLB flush instead of one per later
 /// sample, and pages that are cold anyway are what MADV_COLD's deactivation is meant for.
-fn clear_range(page: u64, flags: u8, cold: bool, vmas: &[AddrRange]) -> (u64, u64) {
+fn clear_range(page: u64, flags: u8, cold: bool, vmas: &[AddrRange]) -> AddrRange {
     if flags & SAMPLE_PMD_LEAF != 0 {
-        return (page & !(HPAGE_PMD_SIZE - 1), HPAGE_PMD_SIZE);
+        let start = page & !(HPAGE_PMD_SIZE - 1);
+        return AddrRange::new(start, start + HPAGE_PMD_SIZE);
     }
     if cold {
         let i = vmas.partition_point(|v| v.end <= page);
         if let Some(v) = vmas.get(i).filter(|v| v.contains(page)) {
             let start = (page & !(HPAGE_PMD_SIZE - 1)).max(v.start);
             let end = (page | (HPAGE_PMD_SIZE - 1)).saturating_add(1).min(v.end);
-            return (start, end - start);
+            return AddrRange::new(start, end);
         }
     }
-    (page, PAGE_SIZE)
+    AddrRange::new(page, page + PAGE_SIZE)
 }
 
 /// `Operations` backed by the eBPF programs. One per kdamond.
@@ -117,7 +118,7 @@ pub struct EbpfOps {
     steps: u64,
     /// Reused buffers: the sampling loop allocates nothing per sample.
     checked: Vec<u8>,
-    ranges: Vec<(u64, u64)>,
+    ranges: Vec<AddrRange>,
     mkold: Mkold,
 }
 
@@ -259,7 +260,7 @@ impl EbpfOps {
                 let refused = target
                     .refused
                     .iter()
-                    .any(|&(s, l)| (s..s + l).contains(&r.sampling_addr));
+                    .any(|range| range.contains(r.sampling_addr));
                 *found = if flags & CHECK_UNMEASURED != 0 || refused {
                     Access::Unmeasured
                 } else if flags & (CHECK_YOUNG | CHECK_FAULTED) != 0 {

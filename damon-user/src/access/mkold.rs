@@ -11,6 +11,7 @@
 use std::os::fd::OwnedFd;
 
 use crate::bpf::sys::{self, MAX_IOVECS, SyscallError};
+use crate::core::AddrRange;
 
 /// `process_madvise(MADV_COLD)` over many ranges, with a reused iovec buffer.
 pub struct Mkold {
@@ -30,26 +31,25 @@ impl Default for Mkold {
 unsafe impl Send for Mkold {}
 
 impl Mkold {
-    /// Applies MADV_COLD to `ranges` (sorted, `(start, len)`), up to 1024 per call, resuming
+    /// Applies MADV_COLD to `ranges` (sorted, see [`coalesce`]), up to 1024 per call, resuming
     /// after a short count (a range that was unmapped meanwhile ends a call early without an
     /// error) or after a range the kernel refused (EINVAL / ENOMEM: mlocked, hugetlb,
     /// unmapped). Refused ranges are appended to `refused`. Returns the calls made.
     pub fn advise(
         &mut self,
         pidfd: &OwnedFd,
-        ranges: &[(u64, u64)],
-        refused: &mut Vec<(u64, u64)>,
+        ranges: &[AddrRange],
+        refused: &mut Vec<AddrRange>,
     ) -> Result<u64, SyscallError> {
         let mut calls = 0;
         let mut rest = ranges;
         while !rest.is_empty() {
             let batch = &rest[..rest.len().min(MAX_IOVECS)];
             self.iov.clear();
-            self.iov
-                .extend(batch.iter().map(|&(start, len)| libc::iovec {
-                    iov_base: start as *mut _,
-                    iov_len: len as usize,
-                }));
+            self.iov.extend(batch.iter().map(|r| libc::iovec {
+                iov_base: r.start as *mut _,
+                iov_len: r.size() as usize,
+            }));
             calls += 1;
             let done = match sys::process_madvise(pidfd, &self.iov, libc::MADV_COLD) {
                 Ok(done) => done as u64,
@@ -68,11 +68,11 @@ impl Mkold {
             // Whole ranges advised in this call.
             let mut consumed = 0;
             let mut bytes = 0;
-            for &(_, len) in batch {
-                if bytes + len > done {
+            for r in batch {
+                if bytes + r.size() > done {
                     break;
                 }
-                bytes += len;
+                bytes += r.size();
                 consumed += 1;
             }
             if consumed < batch.len() {
@@ -86,21 +86,19 @@ impl Mkold {
     }
 }
 
-/// Sorts and merges `(start, len)` ranges so each page is advised once (several samples can
-/// share one huge page).
-pub fn coalesce(ranges: &mut Vec<(u64, u64)>) {
-    ranges.sort_unstable();
+/// Sorts and merges ranges that overlap or touch, so each page is advised once (several
+/// samples can share one huge page).
+pub fn coalesce(ranges: &mut Vec<AddrRange>) {
+    ranges.sort_unstable_by_key(|r| (r.start, r.end));
     let mut kept = 0;
     for i in 0..ranges.len() {
-        let (s, l) = ranges[i];
-        if kept > 0 {
-            let (ps, pl) = ranges[kept - 1];
-            if ps + pl >= s {
-                ranges[kept - 1].1 = pl.max(s + l - ps);
-                continue;
-            }
+        let r = ranges[i];
+        if kept > 0 && ranges[kept - 1].end >= r.start {
+            let prev = &mut ranges[kept - 1];
+            prev.end = prev.end.max(r.end);
+            continue;
         }
-        ranges[kept] = (s, l);
+        ranges[kept] = r;
         kept += 1;
     }
     ranges.truncate(kept);
@@ -112,17 +110,18 @@ mod tests {
 
     #[test]
     fn coalesce_merges_overlaps_and_duplicates() {
-        let mut r = vec![
-            (0x5000, 0x1000),
-            (0x2000, 0x1000),
-            (0x200000, 0x200000),
-            (0x200000, 0x200000),
-            (0x3000, 0x1000),
+        let r = |start, len| AddrRange::new(start, start + len);
+        let mut ranges = vec![
+            r(0x5000, 0x1000),
+            r(0x2000, 0x1000),
+            r(0x200000, 0x200000),
+            r(0x200000, 0x200000),
+            r(0x3000, 0x1000),
         ];
-        coalesce(&mut r);
+        coalesce(&mut ranges);
         assert_eq!(
-            r,
-            vec![(0x2000, 0x2000), (0x5000, 0x1000), (0x200000, 0x200000)]
+            ranges,
+            vec![r(0x2000, 0x2000), r(0x5000, 0x1000), r(0x200000, 0x200000)]
         );
     }
 }
