@@ -109,31 +109,6 @@ pub fn field<'a>(line: &'a str, key: &str) -> Result<&'a str> {
         .with_context(|| format!("no {key}= in {line:?}"))
 }
 
-/// Size-weighted access rate (0..=1) of the part of `range` that regions cover.
-pub fn weighted_rate(
-    regions: &[damon_user::core::RegionSnapshot],
-    range: (u64, u64),
-    max_nr_accesses: u32,
-) -> f64 {
-    let (mut sum, mut bytes) = (0.0, 0u64);
-    for r in regions {
-        let (s, e) = (r.start.max(range.0), r.end.min(range.1));
-        if s < e {
-            sum += (e - s) as f64 * r.nr_accesses as f64 / max_nr_accesses.max(1) as f64;
-            bytes += e - s;
-        }
-    }
-    if bytes == 0 { 0.0 } else { sum / bytes as f64 }
-}
-
-/// Bytes of `range` that regions cover.
-pub fn covered(regions: &[damon_user::core::RegionSnapshot], range: (u64, u64)) -> u64 {
-    regions
-        .iter()
-        .map(|r| r.end.min(range.1).saturating_sub(r.start.max(range.0)))
-        .sum()
-}
-
 /// `CLOCK_MONOTONIC` in nanoseconds, the clock of snapshot timestamps.
 pub use damon_user::core::kdamond::monotonic_ns;
 

@@ -1,11 +1,13 @@
 //! The eBPF access check driving the DAMON core against real processes.
 use std::{sync::mpsc, time::Duration};
 
-use damon_tests::{
-    Workload, anon_huge_kib, field, have_root, monotonic_ns, parse_range, weighted_rate,
-};
+use damon_tests::{Workload, anon_huge_kib, field, have_root, monotonic_ns, parse_range};
 use damon_user::{
-    core::{Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec, start_kdamond},
+    core::{
+        AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec,
+        snapshot::{weighted_rate, working_set_bytes},
+        start_kdamond,
+    },
     monitor::ebpf_ops,
     ops::EbpfOpsOptions,
 };
@@ -41,10 +43,12 @@ fn collect_until(rx: &mpsc::Receiver<Snapshot>, deadline_ns: u64) -> Vec<Snapsho
 fn rates(s: &Snapshot, hot: (u64, u64), cold: (u64, u64)) -> (f64, f64) {
     let max = s.intervals.max_nr_accesses();
     let regions = &s.targets[0].regions;
-    (
-        weighted_rate(regions, hot, max),
-        weighted_rate(regions, cold, max),
-    )
+    let rate = |(start, end)| {
+        let range = AddrRange::new(start, end);
+        weighted_rate(regions, range, max)
+            .unwrap_or_else(|| panic!("no region covers the buffer {range}"))
+    };
+    (rate(hot), rate(cold))
 }
 
 /// Mean rates over the last three aggregations (300 ms at the defaults): one aggregation in
@@ -225,14 +229,7 @@ fn an_idle_process_whose_libraries_are_shared_reads_idle() {
     let mut wss: Vec<u64> = snaps
         .iter()
         .filter(|s| s.start_ns >= t0 + 3_000_000_000)
-        .map(|s| {
-            s.targets[0]
-                .regions
-                .iter()
-                .filter(|r| r.nr_accesses > 0)
-                .map(|r| r.size())
-                .sum()
-        })
+        .map(|s| working_set_bytes(&s.targets[0].regions))
         .collect();
     assert!(wss.len() >= 30, "{} snapshots after 3 s", wss.len());
     wss.sort_unstable();
