@@ -1,20 +1,9 @@
 //! The admin tree served over FUSE, driving real kdamonds with the eBPF access check.
 use std::{process::Command, time::Duration};
 
-use damon_tests::{FsServer, Workload, field, have_root, parse_range};
+use damon_tests::{FsServer, Workload, field, have_root, parse_range, wait_until};
 
 const CTX: &str = "kdamonds/0/contexts/0";
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn seed_example_starts_a_kdamond_and_a_stat_scheme_sees_the_hot_buffer() {
@@ -167,44 +156,16 @@ fn a_kdamond_whose_target_exits_reads_off() {
         fs.write(&f, &v).unwrap();
     }
     w.kill();
-    wait_for("state off after the target exited", || {
-        fs.read("kdamonds/0/state")
-            .map(|s| s.trim() == "off")
-            .unwrap_or(false)
-    });
-}
-
-#[test]
-fn server_exit_and_sigkill_recovery_leave_nothing_mounted() {
-    if !have_root("server_exit_and_sigkill_recovery_leave_nothing_mounted") {
-        return;
-    }
-    let mut fs = FsServer::start().expect("damon fs");
-    assert!(
-        fs.terminate().expect("wait").success(),
-        "damon fs exits 0 on SIGTERM"
-    );
-    assert!(!fs.mounted(), "mount left after SIGTERM");
-
-    let mut fs = FsServer::start().expect("damon fs");
-    fs.kill();
-    assert!(
-        fs.mounted(),
-        "after SIGKILL the kernel keeps the dead mount"
-    );
-    assert!(
-        std::fs::read_dir(fs.path()).is_err(),
-        "a dead FUSE mount cannot be read"
-    );
-    let st = Command::new("umount")
-        .arg("-l")
-        .arg(fs.path())
-        .status()
-        .expect("umount");
-    assert!(
-        st.success() && !fs.mounted(),
-        "umount -l recovers the mount point"
-    );
+    wait_until(
+        "state off after the target exited",
+        Duration::from_secs(10),
+        || {
+            fs.read("kdamonds/0/state")
+                .map(|s| s.trim() == "off")
+                .unwrap_or(false)
+        },
+    )
+    .unwrap();
 }
 
 #[test]
@@ -437,11 +398,16 @@ fn intervals_goal_tunes_and_update_tuned_intervals_publishes() {
             .parse()
             .unwrap()
     };
-    wait_for("the tuned intervals to grow", || {
-        fs.write("kdamonds/0/state", "update_tuned_intervals")
-            .expect("update_tuned_intervals");
-        read("sample_us") >= 20_000
-    });
+    wait_until(
+        "the tuned intervals to grow",
+        Duration::from_secs(10),
+        || {
+            fs.write("kdamonds/0/state", "update_tuned_intervals")
+                .expect("update_tuned_intervals");
+            read("sample_us") >= 20_000
+        },
+    )
+    .unwrap();
     assert_eq!(
         read("aggr_us"),
         read("sample_us") * 20,

@@ -109,8 +109,7 @@ fn fs_unmounts_on_sighup() {
         return;
     }
     let mut fs = FsServer::start().expect("damon fs");
-    // SAFETY: kill(2) on the server we started.
-    unsafe { libc::kill(fs.pid(), libc::SIGHUP) };
+    fs.signal(libc::SIGHUP);
     let status = fs.wait(Duration::from_secs(10)).expect("exit");
     assert!(status.success(), "damon fs after SIGHUP: {status}");
     assert!(!fs.mounted(), "mount left after SIGHUP");

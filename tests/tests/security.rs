@@ -11,7 +11,9 @@ use std::{
     time::Duration,
 };
 
-use damon_tests::{ChildGuard, TestUser, Workload, damon_bin, have_root, sticky_dir};
+use damon_tests::{
+    ChildGuard, TestUser, UnmountGuard, Workload, damon_bin, have_root, mounted, sticky_dir,
+};
 use damon_user::record::read_records;
 
 /// A root-owned file in a private directory: what the attacker wants overwritten.
@@ -181,25 +183,6 @@ fn heatmap_images_never_write_through_a_planted_link() {
     assert_eq!(names(tmp.path()), ["heat.png", "heat.svg"]);
 }
 
-/// Lazily unmounts `dir` on drop if something is mounted there (the old code mounted over the
-/// link's target).
-struct UnmountGuard(PathBuf);
-
-fn mounted(dir: &Path) -> bool {
-    let dir = dir.to_string_lossy().into_owned();
-    fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(dir.as_str())))
-        .unwrap_or(false)
-}
-
-impl Drop for UnmountGuard {
-    fn drop(&mut self) {
-        if mounted(&self.0) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
 #[test]
 fn fs_refuses_a_mount_point_that_is_a_planted_link() {
     if !have_root("fs_refuses_a_mount_point_that_is_a_planted_link") {
@@ -211,6 +194,7 @@ fn fs_refuses_a_mount_point_that_is_a_planted_link() {
     let hidden = private.path().join("config");
     fs::create_dir(&hidden).unwrap();
     fs::write(hidden.join("settings"), b"x").unwrap();
+    // The old code mounted over the link's target.
     let _unmount = UnmountGuard(hidden.clone());
     let link = tmp.path().join("damon");
     attacker.must("ln", &["-s", s(&hidden), s(&link)]).unwrap();
