@@ -1,5 +1,9 @@
-//! Helpers for the integration tests: privilege checks and workload processes that clean up
-//! after themselves.
+//! Helpers for the integration tests: workload and server processes, mounts, users and
+//! files that clean up after themselves, and waits with a deadline.
+//!
+//! Tests that need root (BPF, mounts, other users) are `#[ignore = "needs root"]`: run as
+//! root with `--include-ignored` (`cargo xtask test` does) they run and fail on any error;
+//! without root they are listed as ignored, never as passed.
 use std::{
     io::{BufRead, BufReader, Write},
     os::unix::fs::OpenOptionsExt,
@@ -9,21 +13,6 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-
-/// True when the test may use BPF. When not root it prints why the test is skipped; as root
-/// (CI) it always returns true, so a failure to load or attach fails the test.
-pub fn have_root(test: &str) -> bool {
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        // Straight to the stderr handle: the test harness captures eprintln!, which would hide
-        // the skip in a passing run.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test}: needs root for BPF (run `cargo xtask test` as root)"
-        );
-    }
-    root
-}
 
 /// The `damon` binary built alongside the tests (`DAMON_BIN` overrides).
 pub fn damon_bin() -> PathBuf {

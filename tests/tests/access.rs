@@ -1,7 +1,7 @@
 //! The eBPF access check driving the DAMON core against real processes.
 use std::{sync::mpsc, time::Duration};
 
-use damon_tests::{Workload, anon_huge_kib, field, have_root, monotonic_ns, parse_range};
+use damon_tests::{Workload, anon_huge_kib, field, monotonic_ns, parse_range};
 use damon_user::{
     core::{
         AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec,
@@ -69,10 +69,8 @@ fn recent_rates(snaps: &[Snapshot], hot: (u64, u64), cold: (u64, u64)) -> (f64, 
 }
 
 #[test]
+#[ignore = "needs root"]
 fn hot_and_cold_buffers_are_told_apart_and_a_swap_is_followed() {
-    if !have_root("hot_and_cold_buffers_are_told_apart_and_a_swap_is_followed") {
-        return;
-    }
     let (mut w, ready) = Workload::start(&[
         "hotcold",
         "--hot-mib",
@@ -139,10 +137,8 @@ fn hot_and_cold_buffers_are_told_apart_and_a_swap_is_followed() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn thp_backed_buffer_keeps_its_huge_pages() {
-    if !have_root("thp_backed_buffer_keeps_its_huge_pages") {
-        return;
-    }
     let (w, ready) = Workload::start(&["hotcold", "--hot-mib", "16", "--cold-mib", "32", "--thp"])
         .expect("workload");
     let hot = parse_range(field(&ready, "hot").unwrap()).unwrap();
@@ -169,10 +165,8 @@ fn thp_backed_buffer_keeps_its_huge_pages() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kdamond_stops_when_its_target_exits() {
-    if !have_root("kdamond_stops_when_its_target_exits") {
-        return;
-    }
     let (w, _) = Workload::start(&[
         "hotcold",
         "--hot-mib",
@@ -207,10 +201,8 @@ fn kdamond_stops_when_its_target_exits() {
 /// processes too); sampled there, it would read hot forever. Those samples move to pages that
 /// can be measured, or are reported unmeasured, never accessed.
 #[test]
+#[ignore = "needs root"]
 fn an_idle_process_whose_libraries_are_shared_reads_idle() {
-    if !have_root("an_idle_process_whose_libraries_are_shared_reads_idle") {
-        return;
-    }
     let sleeper = || {
         Sleeper(
             std::process::Command::new("python3")

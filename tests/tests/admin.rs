@@ -1,15 +1,13 @@
 //! The admin tree served over FUSE, driving real kdamonds with the eBPF access check.
 use std::{process::Command, time::Duration};
 
-use damon_tests::{FsServer, Workload, field, have_root, parse_range, wait_until};
+use damon_tests::{FsServer, Workload, field, parse_range, wait_until};
 
 const CTX: &str = "kdamonds/0/contexts/0";
 
 #[test]
+#[ignore = "needs root"]
 fn seed_example_starts_a_kdamond_and_a_stat_scheme_sees_the_hot_buffer() {
-    if !have_root("seed_example_starts_a_kdamond_and_a_stat_scheme_sees_the_hot_buffer") {
-        return;
-    }
     let (w, ready) =
         Workload::start(&["hotcold", "--hot-mib", "32", "--cold-mib", "64"]).expect("workload");
     let hot = parse_range(field(&ready, "hot").unwrap()).unwrap();
@@ -113,10 +111,8 @@ fn seed_example_starts_a_kdamond_and_a_stat_scheme_sees_the_hot_buffer() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn errno_rules_hold_through_the_mount() {
-    if !have_root("errno_rules_hold_through_the_mount") {
-        return;
-    }
     let (w, _) =
         Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4"]).expect("workload");
     let fs = FsServer::start().expect("damon fs");
@@ -139,10 +135,8 @@ fn errno_rules_hold_through_the_mount() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_kdamond_whose_target_exits_reads_off() {
-    if !have_root("a_kdamond_whose_target_exits_reads_off") {
-        return;
-    }
     let (mut w, _) =
         Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4"]).expect("workload");
     let fs = FsServer::start().expect("damon fs");
@@ -169,10 +163,8 @@ fn a_kdamond_whose_target_exits_reads_off() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn damo_drives_the_tree_in_a_private_mount_namespace() {
-    if !have_root("damo_drives_the_tree_in_a_private_mount_namespace") {
-        return;
-    }
     // `cargo xtask test` (and so CI) always installs damo and sets this.
     let Some(damo) = std::env::var_os("DAMON_TEST_DAMO") else {
         use std::io::Write;
@@ -223,10 +215,8 @@ fn damo_drives_the_tree_in_a_private_mount_namespace() {
 /// off, instead of succeeding and then stopping silently: more than 32 targets, one process
 /// named by two targets, a kernel thread.
 #[test]
+#[ignore = "needs root"]
 fn on_refuses_targets_it_cannot_monitor() {
-    if !have_root("on_refuses_targets_it_cannot_monitor") {
-        return;
-    }
     let (w, _) =
         Workload::start(&["hotcold", "--hot-mib", "1", "--cold-mib", "1"]).expect("workload");
     let fs = FsServer::start().expect("damon fs");
@@ -276,10 +266,8 @@ fn on_refuses_targets_it_cannot_monitor() {
 /// `open()` in Python asks every file whether it is a terminal (ioctl TCGETS): the tree
 /// answers ENOTTY, as sysfs does, and logs nothing (it used to log three lines per open).
 #[test]
+#[ignore = "needs root"]
 fn ioctls_get_enotty_and_are_not_logged() {
-    if !have_root("ioctls_get_enotty_and_are_not_logged") {
-        return;
-    }
     use std::os::fd::AsRawFd;
     let mut fs = FsServer::start_logged().expect("damon fs");
     let file = std::fs::File::open(fs.path().join("kdamonds/nr_kdamonds")).expect("open");
@@ -320,10 +308,8 @@ fn ioctls_get_enotty_and_are_not_logged() {
 /// A count no memory can hold: the write fails with ENOMEM, as in the kernel, and the server
 /// (which used to abort, leaving a broken mount) keeps serving.
 #[test]
+#[ignore = "needs root"]
 fn a_huge_nr_write_fails_and_the_server_stays_up() {
-    if !have_root("a_huge_nr_write_fails_and_the_server_stays_up") {
-        return;
-    }
     let mut fs = FsServer::start_logged().expect("damon fs");
     assert_eq!(
         fs.write("kdamonds/nr_kdamonds", "2147483647"),
@@ -359,10 +345,8 @@ fn a_huge_nr_write_fails_and_the_server_stays_up() {
 /// `update_tuned_intervals` publishes them into sample_us / aggr_us; a goal the sample
 /// interval is outside of is refused with EINVAL.
 #[test]
+#[ignore = "needs root"]
 fn intervals_goal_tunes_and_update_tuned_intervals_publishes() {
-    if !have_root("intervals_goal_tunes_and_update_tuned_intervals_publishes") {
-        return;
-    }
     let (w, _) = Workload::start(&["sleeper", "--interval-us", "1000000"]).expect("sleeper");
     let fs = FsServer::start().expect("damon fs");
     let intervals = format!("{CTX}/monitoring_attrs/intervals");

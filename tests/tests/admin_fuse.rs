@@ -4,8 +4,7 @@
 //! SIGINT, SIGKILL then `umount -l`). The tree is the library's, in this process on a fake
 //! kdamond backend, except for the lifecycle of `damon fs` itself.
 //!
-//! Needs root (mount(2) of FUSE). Without root each test prints why it did nothing; as root
-//! they run and fail on any error. Every mount is undone by a guard, also on failure.
+//! Needs root (mount(2) of FUSE). Every mount is undone by a guard, also on failure.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -18,7 +17,7 @@ use std::thread;
 use std::time::Duration;
 
 use damon_tests::{
-    ChildGuard, FsServer, UnmountGuard, have_root, mounted, wait_until, write_once as damo_write,
+    ChildGuard, FsServer, UnmountGuard, mounted, wait_until, write_once as damo_write,
 };
 use damon_user::admin::fake::FakeBackend;
 use damon_user::admin::{MountGuard, mount_background};
@@ -91,10 +90,8 @@ impl NamedSleep {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn seed_example_verbatim() {
-    if !have_root("seed_example_verbatim") {
-        return;
-    }
     let m = Mounted::new();
     let workload = NamedSleep::start();
     let script = format!(
@@ -147,10 +144,8 @@ echo on > kdamonds/0/state
 }
 
 #[test]
+#[ignore = "needs root"]
 fn errno_through_the_mount() {
-    if !have_root("errno_through_the_mount") {
-        return;
-    }
     let m = Mounted::new();
     let nr_kdamonds = m.path("kdamonds/nr_kdamonds");
     assert_eq!(damo_write(&nr_kdamonds, "abc"), Err(libc::EINVAL));
@@ -231,10 +226,8 @@ fn errno_through_the_mount() {
 
 /// Like damo's `read_files()`: list every directory and read every file; check modes.
 #[test]
+#[ignore = "needs root"]
 fn whole_tree_reads_and_modes() {
-    if !have_root("whole_tree_reads_and_modes") {
-        return;
-    }
     let m = Mounted::new();
     for (file, value) in [
         ("kdamonds/nr_kdamonds", "1"),
@@ -293,10 +286,8 @@ fn whole_tree_reads_and_modes() {
 /// Two processes' worth of writers on `nr_*` files: each write succeeds or fails with EBUSY
 /// (the tree's try-lock), nothing else, and the tree stays consistent.
 #[test]
+#[ignore = "needs root"]
 fn concurrent_writers() {
-    if !have_root("concurrent_writers") {
-        return;
-    }
     let m = Mounted::new();
     damo_write(&m.path("kdamonds/nr_kdamonds"), "1").unwrap();
     damo_write(&m.path("kdamonds/0/contexts/nr_contexts"), "1").unwrap();
@@ -336,10 +327,8 @@ fn concurrent_writers() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn unmounted_when_the_guard_drops() {
-    if !have_root("unmounted_when_the_guard_drops") {
-        return;
-    }
     let mut m = Mounted::new();
     // A reader holding a file open does not keep the mount behind.
     let _open = fs::File::open(m.path("kdamonds/nr_kdamonds")).expect("open");
@@ -349,10 +338,8 @@ fn unmounted_when_the_guard_drops() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn external_umount_stops_the_server() {
-    if !have_root("external_umount_stops_the_server") {
-        return;
-    }
     let m = Mounted::new();
     assert!(m.guard.as_ref().unwrap().is_serving());
     let status = Command::new("umount").arg(&m.dir).status().expect("umount");
@@ -367,10 +354,8 @@ fn external_umount_stops_the_server() {
 /// A SIGKILLed server leaves a mount that fails every access with ENOTCONN; `umount -l`
 /// removes it and the directory is a plain empty directory again.
 #[test]
+#[ignore = "needs root"]
 fn sigkill_leaves_a_broken_mount_that_umount_l_recovers() {
-    if !have_root("sigkill_leaves_a_broken_mount_that_umount_l_recovers") {
-        return;
-    }
     let mut server = FsServer::start().expect("damon fs");
     assert_eq!(server.read("kdamonds/nr_kdamonds").expect("read"), "0\n");
     server.kill();
@@ -393,10 +378,8 @@ fn sigkill_leaves_a_broken_mount_that_umount_l_recovers() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn damon_fs_exits_cleanly_on_sigterm_and_sigint() {
-    if !have_root("damon_fs_exits_cleanly_on_sigterm_and_sigint") {
-        return;
-    }
     for sig in [libc::SIGTERM, libc::SIGINT] {
         let mut server = FsServer::start().expect("damon fs");
         // In use by a reader: still unmounted (lazily) and the server exits.
@@ -409,10 +392,8 @@ fn damon_fs_exits_cleanly_on_sigterm_and_sigint() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn damon_fs_exits_cleanly_on_external_umount() {
-    if !have_root("damon_fs_exits_cleanly_on_external_umount") {
-        return;
-    }
     let mut server = FsServer::start().expect("damon fs");
     let status = Command::new("umount")
         .arg(server.path())

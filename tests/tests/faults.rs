@@ -3,7 +3,7 @@
 use std::os::fd::AsRawFd;
 
 use aya::programs::loaded_programs;
-use damon_tests::{Workload, have_root, parse_range};
+use damon_tests::{Workload, parse_range};
 use damon_user::{
     bpf::{MonitorPrograms, PerfSampler, ProgramOptions, sys::pidfd_open},
     bpf::{Step, TargetState},
@@ -13,10 +13,8 @@ use damon_user::{
 };
 
 #[test]
+#[ignore = "needs root"]
 fn faults_are_counted_per_region_and_programs_unload() {
-    if !have_root("faults_are_counted_per_region_and_programs_unload") {
-        return;
-    }
     const N: u64 = 64;
     let (mut w, line) = Workload::start(&["touch", "--pages", &N.to_string()]).expect("workload");
     let (start, end) =
@@ -77,10 +75,8 @@ fn faults_are_counted_per_region_and_programs_unload() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn perf_sampler_attributes_fault_addresses_to_regions() {
-    if !have_root("perf_sampler_attributes_fault_addresses_to_regions") {
-        return;
-    }
     const N: u64 = 32;
     let (mut w, line) = Workload::start(&["touch", "--pages", &N.to_string()]).expect("workload");
     let (start, end) =
@@ -114,10 +110,8 @@ fn perf_sampler_attributes_fault_addresses_to_regions() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_process_without_address_space_reads_gone_not_stale_results() {
-    if !have_root("a_process_without_address_space_reads_gone_not_stale_results") {
-        return;
-    }
     let layout = damon_user::bpf::KernelLayout::find(false)
         .expect("kernel layout")
         .layout;
@@ -169,10 +163,8 @@ fn a_process_without_address_space_reads_gone_not_stale_results() {
 /// With several targets, a fault on one target's sampled page counts for that target: the
 /// fault stamp is compared with that target's sample, not with the last target prepared.
 #[test]
+#[ignore = "needs root"]
 fn a_fault_counts_for_its_own_target_when_several_are_sampled() {
-    if !have_root("a_fault_counts_for_its_own_target_when_several_are_sampled") {
-        return;
-    }
     let mapped = |line: &str| {
         parse_range(line.strip_prefix("MAPPED ").expect("MAPPED line")).expect("range")
     };

@@ -5,14 +5,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use damon_tests::{ChildGuard, Workload, damon_bin, have_root, monotonic_ns};
+use damon_tests::{ChildGuard, Workload, damon_bin, monotonic_ns};
 use damon_user::record::{FileKind, RecordFormat, read_record_file, read_records};
 
 #[test]
+#[ignore = "needs root"]
 fn record_ends_with_a_valid_file_when_the_target_exits() {
-    if !have_root("record_ends_with_a_valid_file_when_the_target_exits") {
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("run.data");
     let (w, _) = Workload::start(&[
@@ -42,10 +40,8 @@ fn record_ends_with_a_valid_file_when_the_target_exits() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn record_with_a_command_monitors_it_until_it_exits() {
-    if !have_root("record_with_a_command_monitors_it_until_it_exits") {
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("cmd.data");
     let bin = damon_bin();
@@ -111,10 +107,8 @@ fn bad_arguments_are_rejected_with_the_value_named() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kernel_side_logs_reach_env_logger() {
-    if !have_root("kernel_side_logs_reach_env_logger") {
-        return;
-    }
     let (w, _) =
         Workload::start(&["hotcold", "--hot-mib", "1", "--cold-mib", "1"]).expect("workload");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -162,10 +156,8 @@ fn every_subcommand_has_a_summary_and_examples() {
 /// private mount namespace whose tracefs and debugfs mounts are removed first; the machine's
 /// own mounts are untouched.
 #[test]
+#[ignore = "needs root"]
 fn check_mounts_tracefs_when_none_is_mounted() {
-    if !have_root("check_mounts_tracefs_when_none_is_mounted") {
-        return;
-    }
     let script = r#"
         for fs in tracefs debugfs; do
             awk -v fs=$fs '$3 == fs { print $2 }' /proc/mounts | sort -r | while read -r m; do
@@ -193,10 +185,8 @@ fn check_mounts_tracefs_when_none_is_mounted() {
 /// Targets that cannot be monitored are refused before anything starts, with a message that
 /// names the process, and a non-zero exit.
 #[test]
+#[ignore = "needs root"]
 fn unmonitorable_targets_are_refused_up_front() {
-    if !have_root("unmonitorable_targets_are_refused_up_front") {
-        return;
-    }
     let (w, _) =
         Workload::start(&["hotcold", "--hot-mib", "1", "--cold-mib", "1"]).expect("workload");
     let pid = w.pid().to_string();
@@ -279,10 +269,8 @@ fn nr_snapshots(path: &std::path::Path) -> usize {
 /// renamed it every few seconds); a SIGKILL loses less than a second and leaves no temporary
 /// file; `--finish` turns what it left into a damo record file.
 #[test]
+#[ignore = "needs root"]
 fn record_appends_while_it_runs_and_a_sigkill_loses_under_a_second() {
-    if !have_root("record_appends_while_it_runs_and_a_sigkill_loses_under_a_second") {
-        return;
-    }
     let (w, _) = Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4"]).expect("w");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("run.data");
@@ -379,10 +367,8 @@ impl Drop for Reap {
 /// Run without privilege, the monitor says it needs root, not that a tracepoint is missing
 /// (tracefs is readable by root only, so what it holds cannot be judged).
 #[test]
+#[ignore = "needs root"]
 fn an_unprivileged_run_says_it_needs_root() {
-    if !have_root("an_unprivileged_run_says_it_needs_root") {
-        return;
-    }
     let out = Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -413,10 +399,8 @@ fn an_unprivileged_run_says_it_needs_root() {
 /// `--autotune` lengthens the intervals of a process that does nothing; the record keeps one
 /// record with each snapshot's own sample interval.
 #[test]
+#[ignore = "needs root"]
 fn record_with_autotune_lengthens_an_idle_process_intervals() {
-    if !have_root("record_with_autotune_lengthens_an_idle_process_intervals") {
-        return;
-    }
     let (w, _) = Workload::start(&["sleeper", "--interval-us", "1000000"]).expect("sleeper");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("tuned.data");

@@ -11,9 +11,7 @@ use std::{
     time::Duration,
 };
 
-use damon_tests::{
-    ChildGuard, TestUser, UnmountGuard, Workload, damon_bin, have_root, mounted, sticky_dir,
-};
+use damon_tests::{ChildGuard, TestUser, UnmountGuard, Workload, damon_bin, mounted, sticky_dir};
 use damon_user::record::read_records;
 
 /// A root-owned file in a private directory: what the attacker wants overwritten.
@@ -73,10 +71,8 @@ fn start_record(pid: i32, out: &Path) -> ChildGuard {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn record_never_writes_through_names_another_user_planted() {
-    if !have_root("record_never_writes_through_names_another_user_planted") {
-        return;
-    }
     let attacker = TestUser::create().expect("useradd");
     let tmp = sticky_dir().expect("sticky dir");
     let private = tempfile::tempdir().expect("private dir");
@@ -151,10 +147,8 @@ fn record_never_writes_through_names_another_user_planted() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn heatmap_images_never_write_through_a_planted_link() {
-    if !have_root("heatmap_images_never_write_through_a_planted_link") {
-        return;
-    }
     let attacker = TestUser::create().expect("useradd");
     let tmp = sticky_dir().expect("sticky dir");
     let private = tempfile::tempdir().expect("private dir");
@@ -184,10 +178,8 @@ fn heatmap_images_never_write_through_a_planted_link() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn fs_refuses_a_mount_point_that_is_a_planted_link() {
-    if !have_root("fs_refuses_a_mount_point_that_is_a_planted_link") {
-        return;
-    }
     let attacker = TestUser::create().expect("useradd");
     let tmp = sticky_dir().expect("sticky dir");
     let private = tempfile::tempdir().expect("private dir");
