@@ -27,6 +27,15 @@ pub fn damon_bin() -> PathBuf {
         .expect("target dir")
 }
 
+/// The damo executable `DAMON_TEST_DAMO` names (`cargo xtask test` installs damo and sets
+/// it). The tests that use it are ignored with that reason; run without it, they fail.
+pub fn damo() -> PathBuf {
+    std::env::var_os("DAMON_TEST_DAMO")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .expect("DAMON_TEST_DAMO must name a damo executable (`cargo xtask test` sets it)")
+}
+
 /// A running `damon workload`, killed and reaped on drop.
 pub struct Workload {
     child: Child,

@@ -1,7 +1,7 @@
 //! The admin tree served over FUSE, driving real kdamonds with the eBPF access check.
 use std::{process::Command, time::Duration};
 
-use damon_tests::{FsServer, Workload, field, parse_range, wait_until};
+use damon_tests::{FsServer, Workload, damo, field, parse_range, wait_until};
 
 const CTX: &str = "kdamonds/0/contexts/0";
 
@@ -163,17 +163,9 @@ fn a_kdamond_whose_target_exits_reads_off() {
 }
 
 #[test]
-#[ignore = "needs root"]
+#[ignore = "needs root and damo (DAMON_TEST_DAMO)"]
 fn damo_drives_the_tree_in_a_private_mount_namespace() {
-    // `cargo xtask test` (and so CI) always installs damo and sets this.
-    let Some(damo) = std::env::var_os("DAMON_TEST_DAMO") else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED damo_drives_the_tree_in_a_private_mount_namespace: DAMON_TEST_DAMO is not set (`cargo xtask test` installs damo and sets it)"
-        );
-        return;
-    };
+    let damo = damo();
     let (w, _) =
         Workload::start(&["hotcold", "--hot-mib", "16", "--cold-mib", "32"]).expect("workload");
     let fs = FsServer::start().expect("damon fs");

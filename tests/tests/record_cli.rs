@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use damon_tests::{ChildGuard, Workload, damon_bin, monotonic_ns};
+use damon_tests::{ChildGuard, Workload, damo, damon_bin, monotonic_ns};
 use damon_user::record::{FileKind, RecordFormat, read_record_file, read_records};
 
 #[test]
@@ -269,7 +269,7 @@ fn nr_snapshots(path: &std::path::Path) -> usize {
 /// renamed it every few seconds); a SIGKILL loses less than a second and leaves no temporary
 /// file; `--finish` turns what it left into a damo record file.
 #[test]
-#[ignore = "needs root"]
+#[ignore = "needs root and damo (DAMON_TEST_DAMO)"]
 fn record_appends_while_it_runs_and_a_sigkill_loses_under_a_second() {
     let (w, _) = Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4"]).expect("w");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -340,19 +340,17 @@ fn record_appends_while_it_runs_and_a_sigkill_loses_under_a_second() {
     let (kind, finished) = read_record_file(&out).expect("finished file");
     assert_eq!(kind, FileKind::Damo(RecordFormat::JsonCompressed));
     assert_eq!(finished, records, "--finish keeps every snapshot");
-    if let Some(damo) = std::env::var_os("DAMON_TEST_DAMO").filter(|d| !d.is_empty()) {
-        let out = Command::new(damo)
-            .args(["report", "access", "--input_file"])
-            .arg(&out)
-            .output()
-            .expect("damo");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && !text.contains("failed"),
-            "damo cannot read the finished file: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let out = Command::new(damo())
+        .args(["report", "access", "--input_file"])
+        .arg(&out)
+        .output()
+        .expect("damo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !text.contains("failed"),
+        "damo cannot read the finished file: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A child of ours, reaped on drop.
