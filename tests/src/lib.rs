@@ -121,10 +121,12 @@ pub fn anon_huge_kib(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Calls `f` every 10 ms until it returns a value, for at most `limit`: that value, `f`'s
-/// error, or an error naming `what` when the time ran out.
+/// Calls `f` until it returns a value, for at most `limit`: that value, `f`'s error, or an
+/// error naming `what` when the time ran out. It asks again after 10 ms, then less and less
+/// often, down to every 100 ms.
 pub fn poll<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
     let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(10);
     loop {
         if let Some(value) = f()? {
             return Ok(value);
@@ -132,13 +134,22 @@ pub fn poll<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Result<Option
         if Instant::now() >= deadline {
             bail!("timed out after {limit:?} waiting for {what}");
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
-/// Waits until `cond` holds, checking every 10 ms, for at most `limit`.
+/// Waits until `cond` holds, for at most `limit` (see [`poll`]).
 pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Result<()> {
     poll(what, limit, || Ok(cond().then_some(())))
+}
+
+/// The state of process `pid` (`R`, `S`, `Z`, ...) as `/proc/PID/stat` shows it; `None` when
+/// there is no such process.
+pub fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold anything: the state follows its last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 fn is_mount_point(dir: &Path) -> std::io::Result<bool> {

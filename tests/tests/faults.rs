@@ -1,9 +1,9 @@
 //! The page-fault tracepoint against a real process: exact per-region counts, and nothing of
 //! ours left loaded afterwards.
-use std::os::fd::AsRawFd;
+use std::{os::fd::AsRawFd, time::Duration};
 
 use aya::programs::loaded_programs;
-use damon_tests::{Workload, parse_range};
+use damon_tests::{Workload, parse_range, process_state, wait_until};
 use damon_user::{
     bpf::{MonitorPrograms, PerfSampler, ProgramOptions, sys::pidfd_open},
     bpf::{Step, TargetState},
@@ -62,16 +62,13 @@ fn faults_are_counted_per_region_and_programs_unload() {
             .filter(|id| ids.contains(id))
             .collect()
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut still = still_loaded();
-    while !still.is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        still = still_loaded();
+    if wait_until("our programs to unload", Duration::from_secs(5), || {
+        still_loaded().is_empty()
+    })
+    .is_err()
+    {
+        panic!("programs {:?} still loaded after drop", still_loaded());
     }
-    assert!(
-        still.is_empty(),
-        "programs {still:?} still loaded after drop"
-    );
 }
 
 #[test]
@@ -120,17 +117,10 @@ fn a_process_without_address_space_reads_gone_not_stale_results() {
     let mut child = std::process::Command::new("true").spawn().expect("spawn");
     let pid = child.id() as i32;
     let pidfd = pidfd_open(pid).expect("pidfd");
-    // The pidfd turns readable once the process has exited.
-    let mut pfd = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    assert_eq!(
-        unsafe { libc::poll(&mut pfd, 1, 5_000) },
-        1,
-        "child did not exit"
-    );
+    wait_until("the child to be a zombie", Duration::from_secs(5), || {
+        process_state(pid) == Some('Z')
+    })
+    .unwrap();
     let slot = progs.add_target(pid, pidfd.as_raw_fd()).expect("slot");
     progs
         .set_regions(slot, [AddrRange::new(0x1000, 0x2000)].into_iter())
