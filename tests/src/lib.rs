@@ -421,6 +421,33 @@ pub fn sticky_dir() -> Result<tempfile::TempDir> {
 pub struct ChildGuard(pub Child);
 
 impl ChildGuard {
+    /// Starts `cmd` with its stdout piped and waits at most `limit` for its first line, which
+    /// must be `ready`: how the command says that it is ready. What it writes later is read
+    /// and dropped.
+    pub fn start_ready(mut cmd: Command, ready: &str, limit: Duration) -> Result<Self> {
+        let name = cmd.get_program().to_string_lossy().into_owned();
+        let mut child = ChildGuard(
+            cmd.stdout(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("starting {name}"))?,
+        );
+        let mut stdout = BufReader::new(child.0.stdout.take().context("stdout")?);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = tx.send(stdout.read_line(&mut line).map(|_| line));
+            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        });
+        let line = rx
+            .recv_timeout(limit)
+            .with_context(|| format!("{name} said nothing within {limit:?}"))?
+            .with_context(|| format!("reading the output of {name}"))?;
+        if line.trim_end() != ready {
+            bail!("{name} said {line:?}, not {ready:?}");
+        }
+        Ok(child)
+    }
+
     pub fn pid(&self) -> i32 {
         self.0.id() as i32
     }

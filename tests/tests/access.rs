@@ -1,7 +1,9 @@
 //! The eBPF access check driving the DAMON core against real processes.
 use std::{sync::mpsc, time::Duration};
 
-use damon_tests::{Workload, anon_huge_kib, field, monotonic_ns, parse_range};
+use damon_tests::{
+    ChildGuard, Workload, anon_huge_kib, field, monotonic_ns, parse_range, wait_until,
+};
 use damon_user::{
     core::{
         AddrRange, Attrs, ContextSpec, KdamondHandle, OpsKind, Snapshot, TargetSpec,
@@ -143,12 +145,21 @@ fn thp_backed_buffer_keeps_its_huge_pages() {
         .expect("workload");
     let hot = parse_range(field(&ready, "hot").unwrap()).unwrap();
     let cold = parse_range(field(&ready, "cold").unwrap()).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // The buffers are faulted in before READY; what was not huge at the fault khugepaged may
+    // still collapse: wait for that a while.
+    if wait_until(
+        "the hot buffer's huge pages",
+        Duration::from_secs(5),
+        || anon_huge_kib(w.pid()) >= 16 * 1024,
+    )
+    .is_err()
+    {
+        panic!(
+            "workload has only {} KiB of huge pages; THP must be available (madvise mode)",
+            anon_huge_kib(w.pid())
+        );
+    }
     let before = anon_huge_kib(w.pid());
-    assert!(
-        before >= 16 * 1024,
-        "workload has only {before} KiB of huge pages; THP must be available (madvise mode)"
-    );
     let (mut kd, rx) = start(w.pid());
     let snaps = collect_until(&rx, monotonic_ns() + 2_000_000_000);
     kd.stop();
@@ -178,14 +189,12 @@ fn kdamond_stops_when_its_target_exits() {
     ])
     .expect("workload");
     let (kd, rx) = start(w.pid());
-    let deadline = std::time::Instant::now() + Duration::from_secs(8);
-    while kd.is_running() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        !kd.is_running(),
-        "kdamond still running 8 s after starting on a target that exits after 2.5 s: its only target exited"
-    );
+    wait_until(
+        "the kdamond to stop: its only target exits after 2.5 s",
+        Duration::from_secs(8),
+        || !kd.is_running(),
+    )
+    .unwrap();
     assert!(
         kd.exit_reason().is_some(),
         "a kdamond that stopped by itself says why"
@@ -203,19 +212,19 @@ fn kdamond_stops_when_its_target_exits() {
 #[test]
 #[ignore = "needs root"]
 fn an_idle_process_whose_libraries_are_shared_reads_idle() {
+    // Started, its libraries loaded, when it says so.
     let sleeper = || {
-        Sleeper(
-            std::process::Command::new("python3")
-                .args(["-c", "import time; time.sleep(60)"])
-                .spawn()
-                .expect("python3"),
-        )
+        let mut python = std::process::Command::new("python3");
+        python.args([
+            "-c",
+            "import time; print('READY', flush=True); time.sleep(60)",
+        ]);
+        ChildGuard::start_ready(python, "READY", Duration::from_secs(20)).expect("python3")
     };
     // Two of them, so that even python's own libraries are shared.
     let (idle, _other) = (sleeper(), sleeper());
-    std::thread::sleep(Duration::from_millis(300));
     let t0 = monotonic_ns();
-    let (mut kd, rx) = start(idle.0.id() as i32);
+    let (mut kd, rx) = start(idle.pid());
     let snaps = collect_until(&rx, t0 + 8_000_000_000);
     kd.stop();
     let mut wss: Vec<u64> = snaps
@@ -235,14 +244,4 @@ fn an_idle_process_whose_libraries_are_shared_reads_idle() {
         "an idle process reads busy: working set p50 {} KiB (expected <= 16 KiB)",
         p50 >> 10
     );
-}
-
-/// A process we started, killed and reaped on drop.
-struct Sleeper(std::process::Child);
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
