@@ -164,7 +164,12 @@ fn damo_reads_our_regions_as_we_do() {
             &["report", "access", "--raw_form", "--raw_number", "-i", p],
         ));
         let ours = parse_our_raw(&our_report(&["raw", "-i", p]));
-        assert!(!ours.is_empty());
+        assert!(
+            !ours.is_empty()
+                && ours.iter().all(|(_, snapshots)| !snapshots.is_empty()
+                    && snapshots.iter().all(|s| !s.2.is_empty())),
+            "{p}: a record, a snapshot or a region list is empty: {ours:?}"
+        );
         assert_eq!(theirs, ours, "{p}: damo's raw form differs from ours");
     }
 }
@@ -315,6 +320,11 @@ fn damo_wss_percentiles_equal_ours() {
                 )
             })
             .collect();
+        // Something to compare: percentiles, and a working set that is not all empty.
+        assert!(
+            theirs.iter().any(|&(_, wss)| wss > 0),
+            "{p}: damo reports no working set: {theirs:?}"
+        );
         assert_eq!(theirs, ours, "{p}");
     }
 }
@@ -337,6 +347,11 @@ fn we_read_what_damo_writes() {
     let dir = tempfile::tempdir().unwrap();
     let ours = data("stairs.data");
     let expected = as_damo_keeps(read_records(&ours).unwrap());
+    assert!(
+        !expected.is_empty() && expected.iter().all(|r| !r.snapshots.is_empty()),
+        "nothing to compare in {}",
+        ours.display()
+    );
     let convert = |from: &Path, format: &str, to: &Path| {
         run_damo(
             &damo,
