@@ -5,6 +5,7 @@
 //! takes integer means, as in the kernel, which reads a 50 % area about half a count low per
 //! merge; at 20 samples that bias alone approaches the 10 % tolerance.
 use damon_user::core::sim::{HotArea, SimMemory};
+use damon_user::core::snapshot::weighted_rate;
 use damon_user::core::{
     AddrRange, Attrs, ContextSpec, MonitorContext, OpsId, PAGE_SIZE, Snapshot, TargetSpec,
 };
@@ -62,15 +63,15 @@ fn boundary_error(snap: &Snapshot, addr: u64) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// Size-weighted access rate (nr_accesses / max_nr_accesses) over `area`.
+/// Size-weighted access rate (nr_accesses / max_nr_accesses) over `area`, which the regions
+/// must cover.
 fn access_rate(snap: &Snapshot, area: AddrRange) -> f64 {
-    let max = f64::from(snap.intervals.max_nr_accesses());
-    let mut weighted = 0.0;
-    for r in &snap.targets[0].regions {
-        let overlap = r.end.min(area.end).saturating_sub(r.start.max(area.start));
-        weighted += overlap as f64 * f64::from(r.nr_accesses) / max;
-    }
-    weighted / area.size() as f64
+    weighted_rate(
+        &snap.targets[0].regions,
+        area,
+        snap.intervals.max_nr_accesses(),
+    )
+    .unwrap_or_else(|| panic!("no region covers {area}"))
 }
 
 fn mean_rate(snapshots: &[Snapshot], area: AddrRange) -> f64 {

@@ -72,6 +72,12 @@ fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// The state of thread `tid` of this process (`R`, `S`, ...), as its `stat` file shows it.
+fn task_state(tid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
 #[test]
 fn thread_is_a_named_real_task() {
     let sim = sim(100);
@@ -98,8 +104,10 @@ fn thread_is_a_named_real_task() {
 fn stop_is_prompt() {
     let sim = sim(101);
     // Kernel default intervals: 5 ms samples.
-    let (mut handle, _rx) = start(0, Attrs::default(), &sim, 101);
-    std::thread::sleep(Duration::from_millis(30));
+    let (mut handle, rx) = start(0, Attrs::default(), &sim, 101);
+    // Stopped in its sampling loop, past its first aggregation.
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("a first snapshot");
     let begin = Instant::now();
     handle.stop();
     let took = begin.elapsed();
@@ -114,7 +122,12 @@ fn stop_is_prompt() {
         ..Attrs::default()
     };
     let (mut handle, _rx) = start(1, slow, &sim, 101);
-    std::thread::sleep(Duration::from_millis(20));
+    let tid = handle.tid();
+    assert!(
+        wait_until(Duration::from_secs(5), || task_state(tid) == Some('S')),
+        "the kdamond never went to sleep: {:?}",
+        task_state(tid)
+    );
     let begin = Instant::now();
     handle.stop();
     assert!(

@@ -2,12 +2,11 @@
 //! regions, heatmap cells and working set sizes as `damon report`; and we read the files damo
 //! writes.
 //!
-//! Runs when `DAMON_TEST_DAMO` names a damo executable (`cargo xtask test` installs one in a
-//! virtualenv and sets it); otherwise each test prints why it did not check anything.
+//! Needs damo: `DAMON_TEST_DAMO` names the executable (`cargo xtask test` installs one in a
+//! virtualenv, sets it and runs these tests). Without it they are ignored, and fail when run.
 //! With `UPDATE_GOLDEN=1` it also rewrites the damo-written files under tests/data/.
 use std::{
     fs,
-    io::Write,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -18,19 +17,13 @@ use damon_user::{
     record::{Record, RecordFormat, read_records},
 };
 
-fn damo() -> Option<PathBuf> {
-    match std::env::var_os("DAMON_TEST_DAMO") {
-        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
-        _ => {
-            // Straight to the file descriptor: the test harness captures eprintln!.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED damo cross-check: DAMON_TEST_DAMO is not set to a damo executable \
-                 (`cargo xtask test` sets it)"
-            );
-            None
-        }
-    }
+/// The damo executable `DAMON_TEST_DAMO` names; the tests are ignored for want of it, and
+/// fail without it when run.
+fn damo() -> PathBuf {
+    std::env::var_os("DAMON_TEST_DAMO")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .expect("DAMON_TEST_DAMO must name a damo executable (`cargo xtask test` sets it)")
 }
 
 fn data(name: &str) -> PathBuf {
@@ -160,8 +153,9 @@ fn parse_our_raw(text: &str) -> Parsed {
 }
 
 #[test]
+#[ignore = "needs damo (DAMON_TEST_DAMO)"]
 fn damo_reads_our_regions_as_we_do() {
-    let Some(damo) = damo() else { return };
+    let damo = damo();
     let dir = tempfile::tempdir().unwrap();
     for path in damo_readable_copies(dir.path()) {
         let p = path.to_str().unwrap();
@@ -170,14 +164,20 @@ fn damo_reads_our_regions_as_we_do() {
             &["report", "access", "--raw_form", "--raw_number", "-i", p],
         ));
         let ours = parse_our_raw(&our_report(&["raw", "-i", p]));
-        assert!(!ours.is_empty());
+        assert!(
+            !ours.is_empty()
+                && ours.iter().all(|(_, snapshots)| !snapshots.is_empty()
+                    && snapshots.iter().all(|s| !s.2.is_empty())),
+            "{p}: a record, a snapshot or a region list is empty: {ours:?}"
+        );
         assert_eq!(theirs, ours, "{p}: damo's raw form differs from ours");
     }
 }
 
 #[test]
+#[ignore = "needs damo (DAMON_TEST_DAMO)"]
 fn damo_heatmap_cells_equal_ours() {
-    let Some(damo) = damo() else { return };
+    let damo = damo();
     let dir = tempfile::tempdir().unwrap();
     let areas = [
         (0x55d4_a000_0000u64, 0x55d4_a400_0000u64),
@@ -279,8 +279,9 @@ fn compare_heatmaps(damo_raw: &str, ours: &serde_json::Value, area_start: u64) {
 }
 
 #[test]
+#[ignore = "needs damo (DAMON_TEST_DAMO)"]
 fn damo_wss_percentiles_equal_ours() {
-    let Some(damo) = damo() else { return };
+    let damo = damo();
     let dir = tempfile::tempdir().unwrap();
     for path in damo_readable_copies(dir.path()) {
         let p = path.to_str().unwrap();
@@ -319,6 +320,11 @@ fn damo_wss_percentiles_equal_ours() {
                 )
             })
             .collect();
+        // Something to compare: percentiles, and a working set that is not all empty.
+        assert!(
+            theirs.iter().any(|&(_, wss)| wss > 0),
+            "{p}: damo reports no working set: {theirs:?}"
+        );
         assert_eq!(theirs, ours, "{p}");
     }
 }
@@ -335,11 +341,17 @@ fn as_damo_keeps(mut records: Vec<Record>) -> Vec<Record> {
 /// damo's writer, through `damo convert_record_format`, in both formats and through its
 /// perf-script form (which loses the intervals, as trace-based recordings do).
 #[test]
+#[ignore = "needs damo (DAMON_TEST_DAMO)"]
 fn we_read_what_damo_writes() {
-    let Some(damo) = damo() else { return };
+    let damo = damo();
     let dir = tempfile::tempdir().unwrap();
     let ours = data("stairs.data");
     let expected = as_damo_keeps(read_records(&ours).unwrap());
+    assert!(
+        !expected.is_empty() && expected.iter().all(|r| !r.snapshots.is_empty()),
+        "nothing to compare in {}",
+        ours.display()
+    );
     let convert = |from: &Path, format: &str, to: &Path| {
         run_damo(
             &damo,
@@ -395,12 +407,13 @@ fn we_read_what_damo_writes() {
 /// damo reads a record whose intervals were tuned with each snapshot's own intervals
 /// (its `sample_interval_us`), as ours do.
 #[test]
+#[ignore = "needs damo (DAMON_TEST_DAMO)"]
 fn damo_reads_the_tuned_intervals_of_each_snapshot() {
     use damon_user::core::{
         Intervals, IntervalsGoal, RegionSnapshot, Snapshot as CoreSnapshot, TargetSnapshot,
     };
     use damon_user::record::{RecordFormat, RecordWriter};
-    let Some(damo) = damo() else { return };
+    let damo = damo();
     let samples = [5_000u64, 5_000, 10_000, 20_000];
     let mut writer = RecordWriter::new(RecordFormat::JsonCompressed);
     let mut t = 1_000_000_000u64;

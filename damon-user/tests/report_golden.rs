@@ -283,7 +283,15 @@ fn top_screens_fit_the_terminal() {
             }
         }
     }
-    assert!(damon_user::cmd::top::render_top(&[], 80, 24, false).contains("waiting"));
+    assert_eq!(
+        damon_user::cmd::top::render_top(&[], 80, 24, false)
+            .lines()
+            .collect::<Vec<_>>(),
+        [
+            "damon top: 0 aggregations, Ctrl-C to end",
+            "waiting for the first aggregation..."
+        ]
+    );
 }
 
 fn strip_ansi(s: &str) -> String {

@@ -1,28 +1,18 @@
-//! Helpers for the integration tests: privilege checks and workload processes that clean up
-//! after themselves.
+//! Helpers for the integration tests: workload and server processes, mounts, users and
+//! files that clean up after themselves, and waits with a deadline.
+//!
+//! Tests that need root (BPF, mounts, other users) are `#[ignore = "needs root"]`: run as
+//! root with `--include-ignored` (`cargo xtask test` does) they run and fail on any error;
+//! without root they are listed as ignored, never as passed.
 use std::{
     io::{BufRead, BufReader, Write},
     os::unix::fs::OpenOptionsExt,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
-
-/// True when the test may use BPF. When not root it prints why the test is skipped; as root
-/// (CI) it always returns true, so a failure to load or attach fails the test.
-pub fn have_root(test: &str) -> bool {
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        // Straight to the stderr handle: the test harness captures eprintln!, which would hide
-        // the skip in a passing run.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test}: needs root for BPF (run `cargo xtask test` as root)"
-        );
-    }
-    root
-}
 
 /// The `damon` binary built alongside the tests (`DAMON_BIN` overrides).
 pub fn damon_bin() -> PathBuf {
@@ -35,6 +25,15 @@ pub fn damon_bin() -> PathBuf {
         .and_then(|d| d.parent())
         .map(|d| d.join("damon"))
         .expect("target dir")
+}
+
+/// The damo executable `DAMON_TEST_DAMO` names (`cargo xtask test` installs damo and sets
+/// it). The tests that use it are ignored with that reason; run without it, they fail.
+pub fn damo() -> PathBuf {
+    std::env::var_os("DAMON_TEST_DAMO")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .expect("DAMON_TEST_DAMO must name a damo executable (`cargo xtask test` sets it)")
 }
 
 /// A running `damon workload`, killed and reaped on drop.
@@ -109,31 +108,6 @@ pub fn field<'a>(line: &'a str, key: &str) -> Result<&'a str> {
         .with_context(|| format!("no {key}= in {line:?}"))
 }
 
-/// Size-weighted access rate (0..=1) of the part of `range` that regions cover.
-pub fn weighted_rate(
-    regions: &[damon_user::core::RegionSnapshot],
-    range: (u64, u64),
-    max_nr_accesses: u32,
-) -> f64 {
-    let (mut sum, mut bytes) = (0.0, 0u64);
-    for r in regions {
-        let (s, e) = (r.start.max(range.0), r.end.min(range.1));
-        if s < e {
-            sum += (e - s) as f64 * r.nr_accesses as f64 / max_nr_accesses.max(1) as f64;
-            bytes += e - s;
-        }
-    }
-    if bytes == 0 { 0.0 } else { sum / bytes as f64 }
-}
-
-/// Bytes of `range` that regions cover.
-pub fn covered(regions: &[damon_user::core::RegionSnapshot], range: (u64, u64)) -> u64 {
-    regions
-        .iter()
-        .map(|r| r.end.min(range.1).saturating_sub(r.start.max(range.0)))
-        .sum()
-}
-
 /// `CLOCK_MONOTONIC` in nanoseconds, the clock of snapshot timestamps.
 pub use damon_user::core::kdamond::monotonic_ns;
 
@@ -147,10 +121,83 @@ pub fn anon_huge_kib(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Calls `f` until it returns a value, for at most `limit`: that value, `f`'s error, or an
+/// error naming `what` when the time ran out. It asks again after 10 ms, then less and less
+/// often, down to every 100 ms.
+pub fn poll<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(value) = f()? {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// Waits until `cond` holds, for at most `limit` (see [`poll`]).
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Result<()> {
+    poll(what, limit, || Ok(cond().then_some(())))
+}
+
+/// The state of process `pid` (`R`, `S`, `Z`, ...) as `/proc/PID/stat` shows it; `None` when
+/// there is no such process.
+pub fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold anything: the state follows its last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+fn is_mount_point(dir: &Path) -> std::io::Result<bool> {
+    let dir = dir.to_string_lossy();
+    Ok(std::fs::read_to_string("/proc/self/mountinfo")?
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(dir.as_ref())))
+}
+
+/// Whether something is mounted on `dir` (exactly there, by `/proc/self/mountinfo`).
+pub fn mounted(dir: &Path) -> bool {
+    is_mount_point(dir).expect("reading /proc/self/mountinfo")
+}
+
+/// Lazily unmounts its directory on drop if something is still mounted there: what a failed
+/// test, or a server that was killed, left behind.
+pub struct UnmountGuard(pub PathBuf);
+
+impl Drop for UnmountGuard {
+    fn drop(&mut self) {
+        // Not `mounted`: no panic in a drop that may run while a failed test unwinds.
+        if is_mount_point(&self.0).unwrap_or(true) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// Writes `value` to `path` as damo does: `open(O_WRONLY|O_CREAT|O_TRUNC)`, then a single
+/// `write()` that must take all of it. The errno of whichever failed.
+pub fn write_once(path: &Path, value: &str) -> std::result::Result<(), i32> {
+    let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(-1);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(errno)?;
+    let n = f.write(value.as_bytes()).map_err(errno)?;
+    assert_eq!(n, value.len(), "short write to {}", path.display());
+    Ok(())
+}
+
 /// A `damon fs DIR` server process on a temporary directory. On drop: SIGTERM, wait, and a
 /// lazy unmount if the mount outlived the server (a test that killed it, or a bug).
 pub struct FsServer {
-    child: Child,
+    child: ChildGuard,
+    // Dropped in this order: the mount, then its directory.
+    _unmount: UnmountGuard,
     dir: tempfile::TempDir,
     /// Where its stderr goes, for [`start_logged`](Self::start_logged) servers.
     log: Option<tempfile::NamedTempFile>,
@@ -187,68 +234,61 @@ impl FsServer {
             .stderr(stderr)
             .spawn()
             .context("starting damon fs")?;
-        let server = FsServer { child, dir, log };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !server.mounted() {
-            if std::time::Instant::now() > deadline {
-                bail!(
-                    "damon fs did not mount {} within 10 s",
-                    server.path().display()
-                );
+        let mut server = FsServer {
+            child: ChildGuard(child),
+            _unmount: UnmountGuard(dir.path().to_path_buf()),
+            dir,
+            log,
+        };
+        let what = format!("damon fs to mount {}", server.path().display());
+        poll(&what, Duration::from_secs(10), || {
+            if let Some(status) = server.child.0.try_wait()? {
+                bail!("damon fs exited with {status} before mounting");
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+            Ok(server.mounted().then_some(()))
+        })?;
         Ok(server)
     }
 
-    pub fn path(&self) -> &std::path::Path {
+    pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.child.pid()
     }
 
     /// Whether our directory is a mount point now.
     pub fn mounted(&self) -> bool {
-        let p = self.dir.path().to_string_lossy().into_owned();
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .map(|m| {
-                m.lines()
-                    .any(|l| l.split_whitespace().nth(4) == Some(p.as_str()))
-            })
-            .unwrap_or(false)
+        mounted(self.path())
+    }
+
+    /// Sends `sig` to the server.
+    pub fn signal(&self, sig: i32) {
+        self.child.signal(sig);
     }
 
     /// SIGTERM and wait; returns the exit status.
-    pub fn terminate(&mut self) -> std::io::Result<std::process::ExitStatus> {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait()
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        self.signal(libc::SIGTERM);
+        self.wait(Duration::from_secs(20))
     }
 
     /// Waits at most `limit` for the server to exit; its status.
-    pub fn wait(&mut self, limit: std::time::Duration) -> Result<std::process::ExitStatus> {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Some(s) = self.child.try_wait()? {
-                return Ok(s);
-            }
-            if std::time::Instant::now() > deadline {
-                bail!("damon fs still runs after {limit:?}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+    pub fn wait(&mut self, limit: Duration) -> Result<std::process::ExitStatus> {
+        self.child.wait_for(limit)
     }
 
     /// SIGKILL and wait, leaving the mount behind.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
     }
 
-    /// Writes `value` to `rel` in the tree, returning the errno on failure.
+    /// Writes `value` to `rel` in the tree as damo does ([`write_once`]), returning the errno
+    /// on failure.
     pub fn write(&self, rel: &str, value: &str) -> std::result::Result<(), i32> {
-        std::fs::write(self.path().join(rel), value).map_err(|e| e.raw_os_error().unwrap_or(-1))
+        write_once(&self.path().join(rel), value)
     }
 
     pub fn read(&self, rel: &str) -> Result<String> {
@@ -258,14 +298,10 @@ impl FsServer {
 
 impl Drop for FsServer {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
+        // SIGTERM first, so that a running server unmounts as it does for a user; then the
+        // fields: the child is reaped, a mount left behind is removed, then its directory.
+        if matches!(self.child.0.try_wait(), Ok(None)) {
             let _ = self.terminate();
-        }
-        if self.mounted() {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(self.dir.path())
-                .status();
         }
     }
 }
@@ -385,6 +421,33 @@ pub fn sticky_dir() -> Result<tempfile::TempDir> {
 pub struct ChildGuard(pub Child);
 
 impl ChildGuard {
+    /// Starts `cmd` with its stdout piped and waits at most `limit` for its first line, which
+    /// must be `ready`: how the command says that it is ready. What it writes later is read
+    /// and dropped.
+    pub fn start_ready(mut cmd: Command, ready: &str, limit: Duration) -> Result<Self> {
+        let name = cmd.get_program().to_string_lossy().into_owned();
+        let mut child = ChildGuard(
+            cmd.stdout(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("starting {name}"))?,
+        );
+        let mut stdout = BufReader::new(child.0.stdout.take().context("stdout")?);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = tx.send(stdout.read_line(&mut line).map(|_| line));
+            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        });
+        let line = rx
+            .recv_timeout(limit)
+            .with_context(|| format!("{name} said nothing within {limit:?}"))?
+            .with_context(|| format!("reading the output of {name}"))?;
+        if line.trim_end() != ready {
+            bail!("{name} said {line:?}, not {ready:?}");
+        }
+        Ok(child)
+    }
+
     pub fn pid(&self) -> i32 {
         self.0.id() as i32
     }
@@ -396,17 +459,9 @@ impl ChildGuard {
     }
 
     /// Waits at most `limit` for it to exit.
-    pub fn wait_for(&mut self, limit: std::time::Duration) -> Result<std::process::ExitStatus> {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Some(s) = self.0.try_wait()? {
-                return Ok(s);
-            }
-            if std::time::Instant::now() > deadline {
-                bail!("pid {} still runs after {limit:?}", self.pid());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+    pub fn wait_for(&mut self, limit: Duration) -> Result<std::process::ExitStatus> {
+        let what = format!("pid {} to exit", self.pid());
+        poll(&what, limit, || Ok(self.0.try_wait()?))
     }
 }
 

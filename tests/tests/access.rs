@@ -2,11 +2,15 @@
 use std::{sync::mpsc, time::Duration};
 
 use damon_tests::{
-    Workload, anon_huge_kib, field, have_root, monotonic_ns, parse_range, weighted_rate,
+    ChildGuard, Workload, anon_huge_kib, field, monotonic_ns, parse_range, wait_until,
 };
 use damon_user::{
     access::EbpfOpsOptions,
-    core::{Attrs, ContextSpec, KdamondHandle, OpsId, Snapshot, TargetSpec, start_kdamond},
+    core::{
+        AddrRange, Attrs, ContextSpec, KdamondHandle, OpsId, Snapshot, TargetSpec,
+        snapshot::{weighted_rate, working_set_bytes},
+        start_kdamond,
+    },
     runtime::ebpf_ops,
 };
 
@@ -41,10 +45,12 @@ fn collect_until(rx: &mpsc::Receiver<Snapshot>, deadline_ns: u64) -> Vec<Snapsho
 fn rates(s: &Snapshot, hot: (u64, u64), cold: (u64, u64)) -> (f64, f64) {
     let max = s.intervals.max_nr_accesses();
     let regions = &s.targets[0].regions;
-    (
-        weighted_rate(regions, hot, max),
-        weighted_rate(regions, cold, max),
-    )
+    let rate = |(start, end)| {
+        let range = AddrRange::new(start, end);
+        weighted_rate(regions, range, max)
+            .unwrap_or_else(|| panic!("no region covers the buffer {range}"))
+    };
+    (rate(hot), rate(cold))
 }
 
 /// Mean rates over the last three aggregations (300 ms at the defaults): one aggregation in
@@ -65,10 +71,8 @@ fn recent_rates(snaps: &[Snapshot], hot: (u64, u64), cold: (u64, u64)) -> (f64, 
 }
 
 #[test]
+#[ignore = "needs root"]
 fn hot_and_cold_buffers_are_told_apart_and_a_swap_is_followed() {
-    if !have_root("hot_and_cold_buffers_are_told_apart_and_a_swap_is_followed") {
-        return;
-    }
     let (mut w, ready) = Workload::start(&[
         "hotcold",
         "--hot-mib",
@@ -135,20 +139,27 @@ fn hot_and_cold_buffers_are_told_apart_and_a_swap_is_followed() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn thp_backed_buffer_keeps_its_huge_pages() {
-    if !have_root("thp_backed_buffer_keeps_its_huge_pages") {
-        return;
-    }
     let (w, ready) = Workload::start(&["hotcold", "--hot-mib", "16", "--cold-mib", "32", "--thp"])
         .expect("workload");
     let hot = parse_range(field(&ready, "hot").unwrap()).unwrap();
     let cold = parse_range(field(&ready, "cold").unwrap()).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // The buffers are faulted in before READY; what was not huge at the fault khugepaged may
+    // still collapse: wait for that a while.
+    if wait_until(
+        "the hot buffer's huge pages",
+        Duration::from_secs(5),
+        || anon_huge_kib(w.pid()) >= 16 * 1024,
+    )
+    .is_err()
+    {
+        panic!(
+            "workload has only {} KiB of huge pages; THP must be available (madvise mode)",
+            anon_huge_kib(w.pid())
+        );
+    }
     let before = anon_huge_kib(w.pid());
-    assert!(
-        before >= 16 * 1024,
-        "workload has only {before} KiB of huge pages; THP must be available (madvise mode)"
-    );
     let (mut kd, rx) = start(w.pid());
     let snaps = collect_until(&rx, monotonic_ns() + 2_000_000_000);
     kd.stop();
@@ -165,10 +176,8 @@ fn thp_backed_buffer_keeps_its_huge_pages() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn kdamond_stops_when_its_target_exits() {
-    if !have_root("kdamond_stops_when_its_target_exits") {
-        return;
-    }
     let (w, _) = Workload::start(&[
         "hotcold",
         "--hot-mib",
@@ -180,14 +189,12 @@ fn kdamond_stops_when_its_target_exits() {
     ])
     .expect("workload");
     let (kd, rx) = start(w.pid());
-    let deadline = std::time::Instant::now() + Duration::from_secs(8);
-    while kd.is_running() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        !kd.is_running(),
-        "kdamond still running 8 s after starting on a target that exits after 2.5 s: its only target exited"
-    );
+    wait_until(
+        "the kdamond to stop: its only target exits after 2.5 s",
+        Duration::from_secs(8),
+        || !kd.is_running(),
+    )
+    .unwrap();
     assert!(
         kd.exit_reason().is_some(),
         "a kdamond that stopped by itself says why"
@@ -203,36 +210,27 @@ fn kdamond_stops_when_its_target_exits() {
 /// processes too); sampled there, it would read hot forever. Those samples move to pages that
 /// can be measured, or are reported unmeasured, never accessed.
 #[test]
+#[ignore = "needs root"]
 fn an_idle_process_whose_libraries_are_shared_reads_idle() {
-    if !have_root("an_idle_process_whose_libraries_are_shared_reads_idle") {
-        return;
-    }
+    // Started, its libraries loaded, when it says so.
     let sleeper = || {
-        Sleeper(
-            std::process::Command::new("python3")
-                .args(["-c", "import time; time.sleep(60)"])
-                .spawn()
-                .expect("python3"),
-        )
+        let mut python = std::process::Command::new("python3");
+        python.args([
+            "-c",
+            "import time; print('READY', flush=True); time.sleep(60)",
+        ]);
+        ChildGuard::start_ready(python, "READY", Duration::from_secs(20)).expect("python3")
     };
     // Two of them, so that even python's own libraries are shared.
     let (idle, _other) = (sleeper(), sleeper());
-    std::thread::sleep(Duration::from_millis(300));
     let t0 = monotonic_ns();
-    let (mut kd, rx) = start(idle.0.id() as i32);
+    let (mut kd, rx) = start(idle.pid());
     let snaps = collect_until(&rx, t0 + 8_000_000_000);
     kd.stop();
     let mut wss: Vec<u64> = snaps
         .iter()
         .filter(|s| s.start_ns >= t0 + 3_000_000_000)
-        .map(|s| {
-            s.targets[0]
-                .regions
-                .iter()
-                .filter(|r| r.nr_accesses > 0)
-                .map(|r| r.size())
-                .sum()
-        })
+        .map(|s| working_set_bytes(&s.targets[0].regions))
         .collect();
     assert!(wss.len() >= 30, "{} snapshots after 3 s", wss.len());
     wss.sort_unstable();
@@ -246,14 +244,4 @@ fn an_idle_process_whose_libraries_are_shared_reads_idle() {
         "an idle process reads busy: working set p50 {} KiB (expected <= 16 KiB)",
         p50 >> 10
     );
-}
-
-/// A process we started, killed and reaped on drop.
-struct Sleeper(std::process::Child);
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

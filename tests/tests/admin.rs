@@ -1,26 +1,14 @@
 //! The admin tree served over FUSE, driving real kdamonds with the eBPF access check.
-use std::{process::Command, time::Duration};
+use std::{path::Path, process::Command, time::Duration};
 
-use damon_tests::{FsServer, Workload, field, have_root, parse_range};
+use damon_tests::{ChildGuard, FsServer, Workload, damo, field, parse_range, wait_until};
+use damon_user::core::{AddrRange, RegionSnapshot, snapshot::weighted_rate};
 
 const CTX: &str = "kdamonds/0/contexts/0";
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
+#[ignore = "needs root"]
 fn seed_example_starts_a_kdamond_and_a_stat_scheme_sees_the_hot_buffer() {
-    if !have_root("seed_example_starts_a_kdamond_and_a_stat_scheme_sees_the_hot_buffer") {
-        return;
-    }
     let (w, ready) =
         Workload::start(&["hotcold", "--hot-mib", "32", "--cold-mib", "64"]).expect("workload");
     let hot = parse_range(field(&ready, "hot").unwrap()).unwrap();
@@ -76,47 +64,64 @@ fn seed_example_starts_a_kdamond_and_a_stat_scheme_sees_the_hot_buffer() {
         fs.write(&f, v)
             .unwrap_or_else(|e| panic!("write {v} to {f}: errno {e}"));
     }
-    std::thread::sleep(Duration::from_millis(2500));
-    fs.write("kdamonds/0/state", "update_schemes_tried_regions")
-        .expect("update_schemes_tried_regions");
     let tried = format!("{CTX}/schemes/0/tried_regions");
-    let n = std::fs::read_dir(fs.path().join(&tried))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .map(|e| e.file_type().unwrap().is_dir())
-                .unwrap_or(false)
-        })
-        .count();
-    assert!(n > 0, "no tried regions");
-    let (mut hot_bytes, mut hot_hot_bytes) = (0u64, 0u64);
-    for i in 0..n {
-        let get = |f: &str| -> u64 {
-            fs.read(&format!("{tried}/{i}/{f}"))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        };
-        let (s, e, acc) = (get("start"), get("end"), get("nr_accesses"));
-        let overlap = e.min(hot.1).saturating_sub(s.max(hot.0));
-        hot_bytes += overlap;
-        if acc * 10 >= 20 * 8 {
-            hot_hot_bytes += overlap; // >= 80% of max_nr_accesses (20 at the default intervals)
+    let number = |f: &str| -> u64 {
+        fs.read(f)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{f}: {e}"))
+    };
+    // (start, end, nr_accesses) of each region the scheme tried, updated first.
+    let tried_regions = || -> Vec<(u64, u64, u64)> {
+        fs.write("kdamonds/0/state", "update_schemes_tried_regions")
+            .expect("update_schemes_tried_regions");
+        let n = std::fs::read_dir(fs.path().join(&tried))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_dir())
+            .count();
+        (0..n)
+            .map(|i| {
+                let get = |f: &str| number(&format!("{tried}/{i}/{f}"));
+                (get("start"), get("end"), get("nr_accesses"))
+            })
+            .collect()
+    };
+    // Bytes of the hot buffer that regions cover, and those of them that read hot: at >= 80%
+    // of max_nr_accesses (20 at the default intervals).
+    let hot_bytes = |regions: &[(u64, u64, u64)]| -> (u64, u64) {
+        let (mut covered, mut hot_covered) = (0, 0);
+        for &(s, e, acc) in regions {
+            let overlap = e.min(hot.1).saturating_sub(s.max(hot.0));
+            covered += overlap;
+            if acc * 10 >= 20 * 8 {
+                hot_covered += overlap;
+            }
         }
-    }
-    assert!(hot_bytes > 0, "tried regions do not cover the hot buffer");
-    assert!(
-        hot_hot_bytes * 10 >= hot_bytes * 8,
-        "only {hot_hot_bytes} of {hot_bytes} hot-buffer bytes read hot"
+        (covered, hot_covered)
+    };
+    let mut regions = Vec::new();
+    let waited = wait_until(
+        "the hot buffer to read hot in the tried regions",
+        Duration::from_secs(15),
+        || {
+            regions = tried_regions();
+            let (covered, hot_covered) = hot_bytes(&regions);
+            covered > 0 && hot_covered * 10 >= covered * 8
+        },
     );
-    let total: u64 = fs
-        .read(&format!("{tried}/total_bytes"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(total >= hot_bytes);
+    let (covered, hot_covered) = hot_bytes(&regions);
+    assert!(!regions.is_empty(), "no tried regions");
+    assert!(covered > 0, "tried regions do not cover the hot buffer");
+    assert!(
+        hot_covered * 10 >= covered * 8,
+        "only {hot_covered} of {covered} hot-buffer bytes read hot ({waited:?})"
+    );
+    assert_eq!(
+        number(&format!("{tried}/total_bytes")),
+        regions.iter().map(|&(s, e, _)| e - s).sum::<u64>(),
+        "total_bytes is the size of the tried regions"
+    );
 
     fs.write("kdamonds/0/state", "off").expect("off");
     assert_eq!(fs.read("kdamonds/0/state").unwrap().trim(), "off");
@@ -124,10 +129,8 @@ fn seed_example_starts_a_kdamond_and_a_stat_scheme_sees_the_hot_buffer() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn errno_rules_hold_through_the_mount() {
-    if !have_root("errno_rules_hold_through_the_mount") {
-        return;
-    }
     let (w, _) =
         Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4"]).expect("workload");
     let fs = FsServer::start().expect("damon fs");
@@ -150,10 +153,8 @@ fn errno_rules_hold_through_the_mount() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_kdamond_whose_target_exits_reads_off() {
-    if !have_root("a_kdamond_whose_target_exits_reads_off") {
-        return;
-    }
     let (mut w, _) =
         Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4"]).expect("workload");
     let fs = FsServer::start().expect("damon fs");
@@ -167,90 +168,78 @@ fn a_kdamond_whose_target_exits_reads_off() {
         fs.write(&f, &v).unwrap();
     }
     w.kill();
-    wait_for("state off after the target exited", || {
-        fs.read("kdamonds/0/state")
-            .map(|s| s.trim() == "off")
-            .unwrap_or(false)
-    });
+    wait_until(
+        "state off after the target exited",
+        Duration::from_secs(10),
+        || {
+            fs.read("kdamonds/0/state")
+                .map(|s| s.trim() == "off")
+                .unwrap_or(false)
+        },
+    )
+    .unwrap();
 }
 
 #[test]
-fn server_exit_and_sigkill_recovery_leave_nothing_mounted() {
-    if !have_root("server_exit_and_sigkill_recovery_leave_nothing_mounted") {
-        return;
-    }
-    let mut fs = FsServer::start().expect("damon fs");
-    assert!(
-        fs.terminate().expect("wait").success(),
-        "damon fs exits 0 on SIGTERM"
-    );
-    assert!(!fs.mounted(), "mount left after SIGTERM");
-
-    let mut fs = FsServer::start().expect("damon fs");
-    fs.kill();
-    assert!(
-        fs.mounted(),
-        "after SIGKILL the kernel keeps the dead mount"
-    );
-    assert!(
-        std::fs::read_dir(fs.path()).is_err(),
-        "a dead FUSE mount cannot be read"
-    );
-    let st = Command::new("umount")
-        .arg("-l")
-        .arg(fs.path())
-        .status()
-        .expect("umount");
-    assert!(
-        st.success() && !fs.mounted(),
-        "umount -l recovers the mount point"
-    );
-}
-
-#[test]
+#[ignore = "needs root and damo (DAMON_TEST_DAMO)"]
 fn damo_drives_the_tree_in_a_private_mount_namespace() {
-    if !have_root("damo_drives_the_tree_in_a_private_mount_namespace") {
-        return;
-    }
-    // `cargo xtask test` (and so CI) always installs damo and sets this.
-    let Some(damo) = std::env::var_os("DAMON_TEST_DAMO") else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED damo_drives_the_tree_in_a_private_mount_namespace: DAMON_TEST_DAMO is not set (`cargo xtask test` installs damo and sets it)"
-        );
-        return;
-    };
-    let (w, _) =
+    let damo = damo();
+    let (w, ready) =
         Workload::start(&["hotcold", "--hot-mib", "16", "--cold-mib", "32"]).expect("workload");
+    let hot = parse_range(field(&ready, "hot").unwrap()).unwrap();
     let fs = FsServer::start().expect("damon fs");
-    // Only inside a new, private mount namespace does our tree appear at the kernel's path;
-    // the real /sys/kernel/mm/damon is never touched.
-    let script = format!(
-        "set -e; mount --bind {mnt} /sys/kernel/mm/damon/admin; D={damo}; \
-         $D start --ops vaddr --target_pid {pid}; sleep 2; \
-         $D report access; \
-         $D tune --ops vaddr --target_pid {pid} --monitoring_intervals 5ms 200ms 1s; sleep 1; \
-         $D stop; echo DAMO-OK",
-        mnt = fs.path().display(),
-        damo = std::path::Path::new(&damo).display(),
-        pid = w.pid()
-    );
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .expect("unshare");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("damo said:\n{stdout}\n{stderr}");
-    assert!(
-        out.status.success() && stdout.contains("DAMO-OK"),
-        "damo failed:\n{stdout}\n{stderr}"
+    let ns = AdminNamespace::new(fs.path());
+    let pid = w.pid().to_string();
+    ns.damo(&damo, &["start", "--ops", "vaddr", "--target_pid", &pid]);
+
+    // damo's own report of the regions, until it shows the hot buffer hot.
+    let mut report = String::new();
+    let waited = wait_until(
+        "damo to report the hot buffer hot",
+        Duration::from_secs(15),
+        || {
+            report = ns.damo(&damo, &["report", "access", "--raw_number"]);
+            damo_rate(&report, hot).is_some_and(|rate| rate >= 0.8)
+        },
     );
     assert!(
-        stdout.contains("nr_regions") || stdout.contains("heatmap") || stdout.contains("access"),
-        "damo report access printed nothing useful:\n{stdout}"
+        waited.is_ok(),
+        "damo report access: the hot buffer {:#x}-{:#x} at {:?} of the maximum rate, expected \
+         >= 0.8:\n{report}",
+        hot.0,
+        hot.1,
+        damo_rate(&report, hot)
     );
+
+    ns.damo(
+        &damo,
+        &[
+            "tune",
+            "--ops",
+            "vaddr",
+            "--target_pid",
+            &pid,
+            "--monitoring_intervals",
+            "5ms",
+            "200ms",
+            "1s",
+        ],
+    );
+    let intervals = format!("{CTX}/monitoring_attrs/intervals");
+    for (file, value) in [
+        ("sample_us", "5000"),
+        ("aggr_us", "200000"),
+        ("update_us", "1000000"),
+    ] {
+        assert_eq!(
+            fs.read(&format!("{intervals}/{file}")).unwrap().trim(),
+            value,
+            "{file} after damo tune"
+        );
+    }
+    assert_eq!(fs.read("kdamonds/0/state").unwrap().trim(), "on");
+
+    ns.damo(&damo, &["stop"]);
     assert_eq!(
         fs.read("kdamonds/0/state").unwrap().trim(),
         "off",
@@ -258,14 +247,85 @@ fn damo_drives_the_tree_in_a_private_mount_namespace() {
     );
 }
 
+/// A private mount namespace, held by a process of its own, in which our tree is bind-mounted
+/// over the kernel's admin directory; commands run in it through `nsenter`. The real
+/// /sys/kernel/mm/damon is never touched, and the namespace and its mount go with the
+/// process.
+struct AdminNamespace(ChildGuard);
+
+impl AdminNamespace {
+    fn new(tree: &Path) -> Self {
+        let script =
+            "mount --bind \"$1\" /sys/kernel/mm/damon/admin && echo MOUNTED && exec sleep 600";
+        let mut unshare = Command::new("unshare");
+        unshare
+            .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+            .arg(tree);
+        let holder = ChildGuard::start_ready(unshare, "MOUNTED", Duration::from_secs(10))
+            .expect("the bind mount in a new mount namespace");
+        AdminNamespace(holder)
+    }
+
+    /// Runs damo with `args` in the namespace; its output. It must succeed.
+    fn damo(&self, damo: &Path, args: &[&str]) -> String {
+        let out = Command::new("nsenter")
+            .args(["-t", &self.0.pid().to_string(), "-m", "--"])
+            .arg(damo)
+            .args(args)
+            .output()
+            .expect("nsenter");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && !stdout.contains("failed"),
+            "damo {args:?}: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+}
+
+/// The access rate (0 to 1) that `damo report access --raw_number` shows for `range`: its
+/// region lines (`IDX addr START size SIZE access HZ age AGE`) weighed against its
+/// `max access hz`. `None` when no region covers the range.
+fn damo_rate(report: &str, range: (u64, u64)) -> Option<f64> {
+    let max_hz: f64 = report
+        .split_once("(max access hz ")?
+        .1
+        .split(')')
+        .next()?
+        .parse()
+        .ok()?;
+    let regions: Vec<RegionSnapshot> = report
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let [_, "addr", start, "size", size, "access", hz, "age", _] = f[..] else {
+                return None;
+            };
+            let start: u64 = start.parse().ok()?;
+            Some(RegionSnapshot {
+                start,
+                end: start + size.parse::<u64>().ok()?,
+                nr_accesses: hz.parse::<f64>().ok()?.round() as u32,
+                age: 0,
+                nr_unmeasured: 0,
+            })
+        })
+        .collect();
+    weighted_rate(
+        &regions,
+        AddrRange::new(range.0, range.1),
+        max_hz.round() as u32,
+    )
+}
+
 /// `on` with targets this monitor cannot run fails with EINVAL at once and leaves the kdamond
 /// off, instead of succeeding and then stopping silently: more than 32 targets, one process
 /// named by two targets, a kernel thread.
 #[test]
+#[ignore = "needs root"]
 fn on_refuses_targets_it_cannot_monitor() {
-    if !have_root("on_refuses_targets_it_cannot_monitor") {
-        return;
-    }
     let (w, _) =
         Workload::start(&["hotcold", "--hot-mib", "1", "--cold-mib", "1"]).expect("workload");
     let fs = FsServer::start().expect("damon fs");
@@ -315,10 +375,8 @@ fn on_refuses_targets_it_cannot_monitor() {
 /// `open()` in Python asks every file whether it is a terminal (ioctl TCGETS): the tree
 /// answers ENOTTY, as sysfs does, and logs nothing (it used to log three lines per open).
 #[test]
+#[ignore = "needs root"]
 fn ioctls_get_enotty_and_are_not_logged() {
-    if !have_root("ioctls_get_enotty_and_are_not_logged") {
-        return;
-    }
     use std::os::fd::AsRawFd;
     let mut fs = FsServer::start_logged().expect("damon fs");
     let file = std::fs::File::open(fs.path().join("kdamonds/nr_kdamonds")).expect("open");
@@ -359,10 +417,8 @@ fn ioctls_get_enotty_and_are_not_logged() {
 /// A count no memory can hold: the write fails with ENOMEM, as in the kernel, and the server
 /// (which used to abort, leaving a broken mount) keeps serving.
 #[test]
+#[ignore = "needs root"]
 fn a_huge_nr_write_fails_and_the_server_stays_up() {
-    if !have_root("a_huge_nr_write_fails_and_the_server_stays_up") {
-        return;
-    }
     let mut fs = FsServer::start_logged().expect("damon fs");
     assert_eq!(
         fs.write("kdamonds/nr_kdamonds", "2147483647"),
@@ -398,10 +454,8 @@ fn a_huge_nr_write_fails_and_the_server_stays_up() {
 /// `update_tuned_intervals` publishes them into sample_us / aggr_us; a goal the sample
 /// interval is outside of is refused with EINVAL.
 #[test]
+#[ignore = "needs root"]
 fn intervals_goal_tunes_and_update_tuned_intervals_publishes() {
-    if !have_root("intervals_goal_tunes_and_update_tuned_intervals_publishes") {
-        return;
-    }
     let (w, _) = Workload::start(&["sleeper", "--interval-us", "1000000"]).expect("sleeper");
     let fs = FsServer::start().expect("damon fs");
     let intervals = format!("{CTX}/monitoring_attrs/intervals");
@@ -437,11 +491,16 @@ fn intervals_goal_tunes_and_update_tuned_intervals_publishes() {
             .parse()
             .unwrap()
     };
-    wait_for("the tuned intervals to grow", || {
-        fs.write("kdamonds/0/state", "update_tuned_intervals")
-            .expect("update_tuned_intervals");
-        read("sample_us") >= 20_000
-    });
+    wait_until(
+        "the tuned intervals to grow",
+        Duration::from_secs(10),
+        || {
+            fs.write("kdamonds/0/state", "update_tuned_intervals")
+                .expect("update_tuned_intervals");
+            read("sample_us") >= 20_000
+        },
+    )
+    .unwrap();
     assert_eq!(
         read("aggr_us"),
         read("sample_us") * 20,

@@ -1,9 +1,9 @@
 //! The page-fault tracepoint against a real process: exact per-region counts, and nothing of
 //! ours left loaded afterwards.
-use std::os::fd::AsRawFd;
+use std::{os::fd::AsRawFd, time::Duration};
 
 use aya::programs::loaded_programs;
-use damon_tests::{Workload, have_root, parse_range};
+use damon_tests::{Workload, parse_range, process_state, wait_until};
 use damon_user::{
     access::{EbpfOpsOptions, mkold::Mkold},
     bpf::{MonitorPrograms, PerfSampler, ProgramOptions, sys::pidfd_open},
@@ -13,10 +13,8 @@ use damon_user::{
 };
 
 #[test]
+#[ignore = "needs root"]
 fn faults_are_counted_per_region_and_programs_unload() {
-    if !have_root("faults_are_counted_per_region_and_programs_unload") {
-        return;
-    }
     const N: u64 = 64;
     let (mut w, line) = Workload::start(&["touch", "--pages", &N.to_string()]).expect("workload");
     let (start, end) =
@@ -64,23 +62,18 @@ fn faults_are_counted_per_region_and_programs_unload() {
             .filter(|id| ids.contains(id))
             .collect()
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut still = still_loaded();
-    while !still.is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        still = still_loaded();
+    if wait_until("our programs to unload", Duration::from_secs(5), || {
+        still_loaded().is_empty()
+    })
+    .is_err()
+    {
+        panic!("programs {:?} still loaded after drop", still_loaded());
     }
-    assert!(
-        still.is_empty(),
-        "programs {still:?} still loaded after drop"
-    );
 }
 
 #[test]
+#[ignore = "needs root"]
 fn perf_sampler_attributes_fault_addresses_to_regions() {
-    if !have_root("perf_sampler_attributes_fault_addresses_to_regions") {
-        return;
-    }
     const N: u64 = 32;
     let (mut w, line) = Workload::start(&["touch", "--pages", &N.to_string()]).expect("workload");
     let (start, end) =
@@ -114,10 +107,8 @@ fn perf_sampler_attributes_fault_addresses_to_regions() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_process_without_address_space_reads_gone_not_stale_results() {
-    if !have_root("a_process_without_address_space_reads_gone_not_stale_results") {
-        return;
-    }
     let layout = damon_user::bpf::calibrate::find(false)
         .expect("kernel layout")
         .layout;
@@ -126,17 +117,10 @@ fn a_process_without_address_space_reads_gone_not_stale_results() {
     let mut child = std::process::Command::new("true").spawn().expect("spawn");
     let pid = child.id() as i32;
     let pidfd = pidfd_open(pid).expect("pidfd");
-    // The pidfd turns readable once the process has exited.
-    let mut pfd = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    assert_eq!(
-        unsafe { libc::poll(&mut pfd, 1, 5_000) },
-        1,
-        "child did not exit"
-    );
+    wait_until("the child to be a zombie", Duration::from_secs(5), || {
+        process_state(pid) == Some('Z')
+    })
+    .unwrap();
     let slot = progs.add_target(pid, pidfd.as_raw_fd()).expect("slot");
     progs
         .set_regions(slot, [AddrRange::new(0x1000, 0x2000)].into_iter())
@@ -169,10 +153,8 @@ fn a_process_without_address_space_reads_gone_not_stale_results() {
 /// With several targets, a fault on one target's sampled page counts for that target: the
 /// fault stamp is compared with that target's sample, not with the last target prepared.
 #[test]
+#[ignore = "needs root"]
 fn a_fault_counts_for_its_own_target_when_several_are_sampled() {
-    if !have_root("a_fault_counts_for_its_own_target_when_several_are_sampled") {
-        return;
-    }
     let mapped = |line: &str| {
         parse_range(line.strip_prefix("MAPPED ").expect("MAPPED line")).expect("range")
     };

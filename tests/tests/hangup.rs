@@ -3,7 +3,7 @@
 //! pseudo-terminal it controls, and the test hangs up for real by closing the master.
 use std::{process::Command, time::Duration};
 
-use damon_tests::{FsServer, Pty, Workload, damon_bin, have_root};
+use damon_tests::{FsServer, Pty, Workload, damon_bin};
 use damon_user::record::{FileKind, RecordFormat, read_record_file};
 
 fn workload() -> Workload {
@@ -18,10 +18,8 @@ fn snapshots(path: &std::path::Path) -> (FileKind, usize) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn record_finishes_its_file_when_the_terminal_hangs_up() {
-    if !have_root("record_finishes_its_file_when_the_terminal_hangs_up") {
-        return;
-    }
     let w = workload();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("hup.data");
@@ -59,10 +57,8 @@ fn record_finishes_its_file_when_the_terminal_hangs_up() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn top_restores_the_terminal_on_sighup() {
-    if !have_root("top_restores_the_terminal_on_sighup") {
-        return;
-    }
     let w = workload();
     let mut pty = Pty::open().expect("pty");
     let mut cmd = Command::new(damon_bin());
@@ -104,13 +100,10 @@ fn top_restores_the_terminal_on_sighup() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn fs_unmounts_on_sighup() {
-    if !have_root("fs_unmounts_on_sighup") {
-        return;
-    }
     let mut fs = FsServer::start().expect("damon fs");
-    // SAFETY: kill(2) on the server we started.
-    unsafe { libc::kill(fs.pid(), libc::SIGHUP) };
+    fs.signal(libc::SIGHUP);
     let status = fs.wait(Duration::from_secs(10)).expect("exit");
     assert!(status.success(), "damon fs after SIGHUP: {status}");
     assert!(!fs.mounted(), "mount left after SIGHUP");

@@ -129,6 +129,10 @@ pub fn from_tried_regions(text: &str) -> Result<Vec<Snapshot>> {
 
 /// nr_accesses / max, averaged over the bytes of `range` that regions cover; `None` when no
 /// region covers any of it.
+///
+/// The same as `damon_user::core::snapshot::weighted_rate` (and [`wss`] as its
+/// `working_set_bytes`), on this module's `Region`: xtask cannot depend on damon-user, whose
+/// build script needs the eBPF toolchain that xtask installs.
 pub fn weighted_rate(regions: &[Region], range: (u64, u64), max_nr_accesses: u32) -> Option<f64> {
     let (mut sum, mut bytes) = (0.0, 0u64);
     for r in regions {

@@ -1,62 +1,34 @@
 //! The admin tree served over FUSE, driven as users and tools drive the kernel's tree: the
 //! seed's shell example verbatim, damo-style single `write()`s and their errno, concurrent
 //! writers, whole-tree reads, and the server's lifecycle (drop, external `umount`, SIGTERM,
-//! SIGKILL then `umount -l`).
+//! SIGINT, SIGKILL then `umount -l`). The tree is the library's, in this process on a fake
+//! kdamond backend, except for the lifecycle of `damon fs` itself.
 //!
-//! Needs root (mount(2) of FUSE). Without root each test prints why it did nothing; as root
-//! they run and fail on any error. Every mount is undone by a guard, also on failure.
+//! Needs root (mount(2) of FUSE). Every mount is undone by a guard, also on failure.
 
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::fs;
+use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use damon_tests::{
+    ChildGuard, FsServer, UnmountGuard, mounted, wait_until, write_once as damo_write,
+};
 use damon_user::admin::fake::FakeBackend;
 use damon_user::admin::{MountGuard, mount_background};
-
-/// Env var that turns the ignored helper tests into servers for the lifecycle tests.
-const SERVE_ENV: &str = "DAMON_ADMIN_TEST_SERVE";
-const RUN_ENV: &str = "DAMON_ADMIN_TEST_RUN";
-
-fn is_root(test: &str) -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    // Straight to the stderr handle: the harness captures eprintln!, which would hide the skip
-    // in a passing run.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: mounting FUSE needs root; run the tests as root to exercise it"
-    );
-    false
-}
-
-fn mounted(dir: &Path) -> bool {
-    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let dir = dir.to_string_lossy();
-    info.lines()
-        .any(|l| l.split(' ').nth(4) == Some(dir.as_ref()))
-}
-
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// A temp directory with our tree mounted on it; unmounted before the directory goes.
 struct Mounted {
     guard: Option<MountGuard>,
     fake: FakeBackend,
     dir: PathBuf,
+    // Dropped after the guard, in this order: a mount the guard left, then the directory.
+    _unmount: UnmountGuard,
     _tmp: tempfile::TempDir,
 }
 
@@ -66,11 +38,13 @@ impl Mounted {
         let fake = FakeBackend::new();
         let guard = mount_background(tmp.path(), Arc::new(fake.clone())).expect("mount");
         let dir = guard.mountpoint().to_path_buf();
+        let unmount = UnmountGuard(dir.clone());
         assert!(mounted(&dir), "{} not in mountinfo", dir.display());
         Self {
             guard: Some(guard),
             fake,
             dir,
+            _unmount: unmount,
             _tmp: tmp,
         }
     }
@@ -84,42 +58,17 @@ impl Mounted {
     }
 }
 
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        if mounted(&self.dir) {
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
-}
-
-/// Write as damo does: `open(O_WRONLY|O_CREAT|O_TRUNC)` then one `write()`. Returns the
-/// errno of whichever failed.
-fn damo_write(path: &Path, value: &str) -> Result<(), i32> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|e| e.raw_os_error().unwrap_or(0))?;
-    let n = f
-        .write(value.as_bytes())
-        .map_err(|e| e.raw_os_error().unwrap_or(0))?;
-    assert_eq!(n, value.len(), "short write to {}", path.display());
-    Ok(())
-}
-
 /// A `sleep 30` under a name of its own, so `pidof` finds exactly it.
-struct Workload {
-    child: Child,
+struct NamedSleep {
+    child: ChildGuard,
     name: String,
     _bin: tempfile::TempDir,
 }
 
-impl Workload {
+impl NamedSleep {
     fn start() -> Self {
         let bin = tempfile::tempdir().expect("tempdir");
-        // Unique per workload: tests run concurrently and `pidof` must find one process.
+        // Unique per process: tests run concurrently and `pidof` must find one process.
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("damon-wl-{}-{n}", std::process::id());
@@ -127,32 +76,24 @@ impl Workload {
         fs::copy("/usr/bin/sleep", &exe)
             .or_else(|_| fs::copy("/bin/sleep", &exe))
             .expect("copy sleep");
-        let child = Command::new(&exe)
-            .arg("30")
-            .spawn()
-            .expect("spawn workload");
+        let child = ChildGuard(Command::new(&exe).arg("30").spawn().expect("spawn sleep"));
         Self {
             child,
             name,
             _bin: bin,
         }
     }
-}
 
-impl Drop for Workload {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn pid(&self) -> i32 {
+        self.child.pid()
     }
 }
 
 #[test]
+#[ignore = "needs root"]
 fn seed_example_verbatim() {
-    if !is_root("seed_example_verbatim") {
-        return;
-    }
     let m = Mounted::new();
-    let workload = Workload::start();
+    let workload = NamedSleep::start();
     let script = format!(
         "set -e
 cd {dir}
@@ -185,13 +126,10 @@ echo on > kdamonds/0/state
     );
     let started = m.fake.started();
     assert_eq!(started.len(), 1);
-    assert_eq!(
-        started[0].1.contexts[0].spec.targets[0].pid,
-        workload.child.id() as i32
-    );
+    assert_eq!(started[0].1.contexts[0].spec.targets[0].pid, workload.pid());
     assert_eq!(
         m.read("kdamonds/0/contexts/0/targets/0/pid_target"),
-        format!("{}\n", workload.child.id())
+        format!("{}\n", workload.pid())
     );
     // `cat` sees exact content.
     let cat = Command::new("cat")
@@ -206,10 +144,8 @@ echo on > kdamonds/0/state
 }
 
 #[test]
+#[ignore = "needs root"]
 fn errno_through_the_mount() {
-    if !is_root("errno_through_the_mount") {
-        return;
-    }
     let m = Mounted::new();
     let nr_kdamonds = m.path("kdamonds/nr_kdamonds");
     assert_eq!(damo_write(&nr_kdamonds, "abc"), Err(libc::EINVAL));
@@ -266,12 +202,12 @@ fn errno_through_the_mount() {
     );
 
     // Running: nr_kdamonds is busy.
-    let workload = Workload::start();
+    let workload = NamedSleep::start();
     let ctx = "kdamonds/0/contexts/0";
     damo_write(&m.path(&format!("{ctx}/targets/nr_targets")), "1").unwrap();
     damo_write(
         &m.path(&format!("{ctx}/targets/0/pid_target")),
-        &workload.child.id().to_string(),
+        &workload.pid().to_string(),
     )
     .unwrap();
     damo_write(&m.path("kdamonds/0/state"), "on").unwrap();
@@ -290,10 +226,8 @@ fn errno_through_the_mount() {
 
 /// Like damo's `read_files()`: list every directory and read every file; check modes.
 #[test]
+#[ignore = "needs root"]
 fn whole_tree_reads_and_modes() {
-    if !is_root("whole_tree_reads_and_modes") {
-        return;
-    }
     let m = Mounted::new();
     for (file, value) in [
         ("kdamonds/nr_kdamonds", "1"),
@@ -352,10 +286,8 @@ fn whole_tree_reads_and_modes() {
 /// Two processes' worth of writers on `nr_*` files: each write succeeds or fails with EBUSY
 /// (the tree's try-lock), nothing else, and the tree stays consistent.
 #[test]
+#[ignore = "needs root"]
 fn concurrent_writers() {
-    if !is_root("concurrent_writers") {
-        return;
-    }
     let m = Mounted::new();
     damo_write(&m.path("kdamonds/nr_kdamonds"), "1").unwrap();
     damo_write(&m.path("kdamonds/0/contexts/nr_contexts"), "1").unwrap();
@@ -395,10 +327,8 @@ fn concurrent_writers() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn unmounted_when_the_guard_drops() {
-    if !is_root("unmounted_when_the_guard_drops") {
-        return;
-    }
     let mut m = Mounted::new();
     // A reader holding a file open does not keep the mount behind.
     let _open = fs::File::open(m.path("kdamonds/nr_kdamonds")).expect("open");
@@ -408,105 +338,39 @@ fn unmounted_when_the_guard_drops() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn external_umount_stops_the_server() {
-    if !is_root("external_umount_stops_the_server") {
-        return;
-    }
     let m = Mounted::new();
     assert!(m.guard.as_ref().unwrap().is_serving());
     let status = Command::new("umount").arg(&m.dir).status().expect("umount");
     assert!(status.success());
     wait_until("the server to stop", Duration::from_secs(10), || {
         !m.guard.as_ref().unwrap().is_serving()
-    });
+    })
+    .unwrap();
     assert!(!mounted(&m.dir));
 }
 
-/// A server process started by a lifecycle test; killed and its mount removed if the test
-/// fails before it ends.
-struct Server {
-    child: Child,
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl Server {
-    fn spawn(helper: &str, env: &str) -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().canonicalize().expect("canonicalize");
-        let child = Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                helper,
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(env, &dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn server");
-        wait_until("the server to mount", Duration::from_secs(20), || {
-            mounted(&dir)
-        });
-        Self {
-            child,
-            dir,
-            _tmp: tmp,
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: the pid is our child's, not yet reaped.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
-    }
-
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "server did not exit");
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if mounted(&self.dir) {
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
-}
-
+/// A SIGKILLed server leaves a mount that fails every access with ENOTCONN; `umount -l`
+/// removes it and the directory is a plain empty directory again.
 #[test]
+#[ignore = "needs root"]
 fn sigkill_leaves_a_broken_mount_that_umount_l_recovers() {
-    if !is_root("sigkill_leaves_a_broken_mount_that_umount_l_recovers") {
-        return;
-    }
-    let mut server = Server::spawn("serve_helper", SERVE_ENV);
-    assert_eq!(
-        fs::read_to_string(server.dir.join("kdamonds/nr_kdamonds")).expect("read"),
-        "0\n"
-    );
-    server.signal(libc::SIGKILL);
-    server.wait();
-    let err = fs::metadata(server.dir.join("kdamonds")).unwrap_err();
+    let mut server = FsServer::start().expect("damon fs");
+    assert_eq!(server.read("kdamonds/nr_kdamonds").expect("read"), "0\n");
+    server.kill();
+    assert!(server.mounted(), "the broken mount should remain");
+    let err = fs::metadata(server.path().join("kdamonds")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
-    assert!(mounted(&server.dir), "the broken mount should remain");
     let status = Command::new("umount")
         .arg("-l")
-        .arg(&server.dir)
+        .arg(server.path())
         .status()
         .expect("umount -l");
     assert!(status.success());
-    assert!(!mounted(&server.dir));
+    assert!(!server.mounted());
     assert!(
-        fs::read_dir(&server.dir)
+        fs::read_dir(server.path())
             .expect("plain dir again")
             .next()
             .is_none()
@@ -514,62 +378,29 @@ fn sigkill_leaves_a_broken_mount_that_umount_l_recovers() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn damon_fs_exits_cleanly_on_sigterm_and_sigint() {
-    if !is_root("damon_fs_exits_cleanly_on_sigterm_and_sigint") {
-        return;
-    }
     for sig in [libc::SIGTERM, libc::SIGINT] {
-        let mut server = Server::spawn("run_helper", RUN_ENV);
+        let mut server = FsServer::start().expect("damon fs");
         // In use by a reader: still unmounted (lazily) and the server exits.
-        let _open = fs::File::open(server.dir.join("kdamonds/nr_kdamonds")).expect("open");
+        let _open = fs::File::open(server.path().join("kdamonds/nr_kdamonds")).expect("open");
         server.signal(sig);
-        let status = server.wait();
+        let status = server.wait(Duration::from_secs(20)).expect("exit");
         assert!(status.success(), "signal {sig}: {status}");
-        assert!(!mounted(&server.dir), "signal {sig}: still mounted");
+        assert!(!server.mounted(), "signal {sig}: still mounted");
     }
 }
 
 #[test]
+#[ignore = "needs root"]
 fn damon_fs_exits_cleanly_on_external_umount() {
-    if !is_root("damon_fs_exits_cleanly_on_external_umount") {
-        return;
-    }
-    let mut server = Server::spawn("run_helper", RUN_ENV);
+    let mut server = FsServer::start().expect("damon fs");
     let status = Command::new("umount")
-        .arg(&server.dir)
+        .arg(server.path())
         .status()
         .expect("umount");
     assert!(status.success());
-    let status = server.wait();
+    let status = server.wait(Duration::from_secs(20)).expect("exit");
     assert!(status.success(), "{status}");
-    assert!(!mounted(&server.dir));
-}
-
-/// Not a test: the server process of the SIGKILL test (mount, then serve until killed).
-#[test]
-#[ignore = "helper process of sigkill_leaves_a_broken_mount_that_umount_l_recovers"]
-fn serve_helper() {
-    let Some(dir) = std::env::var_os(SERVE_ENV) else {
-        eprintln!("serve_helper only runs as a child of the lifecycle tests");
-        return;
-    };
-    let _guard = mount_background(Path::new(&dir), Arc::new(FakeBackend::new())).expect("mount");
-    loop {
-        thread::sleep(Duration::from_secs(1));
-    }
-}
-
-/// Not a test: `damon fs` (cmd::fs::run) in a process of its own for the lifecycle tests.
-#[test]
-#[ignore = "helper process of the damon_fs_* tests"]
-fn run_helper() {
-    let Some(dir) = std::env::var_os(RUN_ENV) else {
-        eprintln!("run_helper only runs as a child of the lifecycle tests");
-        return;
-    };
-    let args = damon_user::cmd::fs::Args {
-        mountpoint: PathBuf::from(dir),
-        allow_other: false,
-    };
-    damon_user::cmd::fs::run(args, Arc::new(FakeBackend::new())).expect("damon fs");
+    assert!(!server.mounted());
 }
