@@ -14,7 +14,7 @@ use super::{
     table::{Align, Table},
 };
 use crate::{
-    core::{Snapshot, TargetSnapshot},
+    core::{Snapshot, TargetSnapshot, snapshot::working_set_bytes},
     record::Record,
 };
 
@@ -25,13 +25,7 @@ const MIN_ROWS_FOR_STRIPS: usize = 12;
 
 fn wss(target: &TargetSnapshot) -> (u64, u64) {
     let total = target.regions.iter().map(|r| r.size()).sum();
-    let wss = target
-        .regions
-        .iter()
-        .filter(|r| r.nr_accesses > 0)
-        .map(|r| r.size())
-        .sum();
-    (wss, total)
+    (working_set_bytes(&target.regions), total)
 }
 
 fn percent(part: u64, whole: u64) -> f64 {
