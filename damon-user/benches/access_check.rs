@@ -2,6 +2,7 @@
 //! prepares the next (write the next pages, one program run, read the results, MADV_COLD of
 //! the young ones), at 10 / 100 / 1 000 regions over a hot and a cold buffer of a real
 //! process. Needs root; prints why not otherwise.
+use damon_user::core::Pid;
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
@@ -85,7 +86,8 @@ fn bench(c: &mut Criterion) {
     for n in [10usize, 100, 1000] {
         let before = ops.programs().sample_run_stats().unwrap_or_default();
         let mkold_before = ops.stats();
-        let mut targets = OwnedTargets::new(vec![OwnedTarget::new(0, pid, regions_over(&bufs, n))]);
+        let mut targets =
+            OwnedTargets::new(vec![OwnedTarget::new(0, Pid(pid), regions_over(&bufs, n))]);
         targets.step(&mut ops, false, true).expect("first prepare");
         g.bench_with_input(BenchmarkId::new("step", n), &n, |b, _| {
             b.iter_custom(|iters| {

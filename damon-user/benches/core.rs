@@ -3,6 +3,7 @@
 //! own work is measured.
 //!
 //! Run: `cargo bench -p damon-user --bench core -- --warm-up-time 1 --measurement-time 3`
+use damon_user::core::Pid;
 use std::hint::black_box;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -69,11 +70,11 @@ fn aggregation_step(c: &mut Criterion) {
 struct NoopOps;
 
 impl Operations for NoopOps {
-    fn mappings(&mut self, _pid: i32) -> Result<Vec<AddrRange>, OpsError> {
+    fn mappings(&mut self, _pid: Pid) -> Result<Vec<AddrRange>, OpsError> {
         Ok(Vec::new())
     }
 
-    fn target_valid(&mut self, _pid: i32) -> bool {
+    fn target_valid(&mut self, _pid: Pid) -> bool {
         true
     }
 

@@ -2,6 +2,7 @@
 //! ([`crate::access`]), the limits checked before one starts ([`check_spec`], [`check_target`]),
 //! and the admin tree's production backend ([`EbpfBackend`]). `damon record`, `damon top` and
 //! `damon fs` all start kdamonds through here.
+use crate::core::Pid;
 use std::sync::mpsc;
 
 use damon_common::{MAX_REGIONS, MAX_TARGETS};
@@ -49,7 +50,7 @@ pub enum SpecError {
     )]
     TooManyRanges {
         target: usize,
-        pid: i32,
+        pid: Pid,
         count: usize,
     },
     #[error("{count} targets; one kdamond can monitor at most {MAX_TARGETS} processes")]
@@ -58,7 +59,7 @@ pub enum SpecError {
         "process {pid} is the target of both target {first} and target {second}; a kdamond monitors a process once"
     )]
     DuplicatePid {
-        pid: i32,
+        pid: Pid,
         first: usize,
         second: usize,
     },
@@ -108,14 +109,14 @@ pub fn check_spec(spec: &ContextSpec) -> Result<(), SpecError> {
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error("no process {pid}")]
-    Gone { pid: i32 },
+    Gone { pid: Pid },
     #[error("process {pid} ({comm}) is a kernel thread: it has no address space to monitor")]
-    KernelThread { pid: i32, comm: String },
+    KernelThread { pid: Pid, comm: String },
     #[error("process {pid} ({comm}) has exited: it has no address space left to monitor")]
-    Exited { pid: i32, comm: String },
+    Exited { pid: Pid, comm: String },
     #[error("cannot monitor process {pid} ({comm})")]
     Unreadable {
-        pid: i32,
+        pid: Pid,
         comm: String,
         #[source]
         source: OpsError,
@@ -125,7 +126,7 @@ pub enum TargetError {
 /// Refuses, before anything starts, a process that cannot be monitored: no such process, a
 /// kernel thread or an exited one (no address space), or one whose mappings we may not read
 /// (vaddr needs them).
-pub fn check_target(pid: i32, ops: OpsId) -> Result<(), TargetError> {
+pub fn check_target(pid: Pid, ops: OpsId) -> Result<(), TargetError> {
     match process_kind(pid) {
         ProcessKind::Gone => Err(TargetError::Gone { pid }),
         ProcessKind::KernelThread { comm } => Err(TargetError::KernelThread { pid, comm }),

@@ -1,5 +1,6 @@
 //! The kdamond thread: a named, real task; prompt stop; stopping by itself; commit and
 //! regions_now served while it runs.
+use damon_user::core::Pid;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -91,7 +92,7 @@ fn thread_is_a_named_real_task() {
     assert!(stat.starts_with(&format!("{tid} (kdamond.3) ")), "{stat}");
     // It produces snapshots, one per aggregation, for target 0 and pid 100.
     let snap = rx.recv_timeout(Duration::from_secs(5)).expect("a snapshot");
-    assert_eq!((snap.kdamond_idx, snap.targets[0].pid), (3, 100));
+    assert_eq!((snap.kdamond_idx, snap.targets[0].pid), (3, Pid(100)));
     assert!(snap.end_ns > snap.start_ns);
     assert!(handle.is_running());
     handle.stop();
@@ -163,7 +164,7 @@ fn regions_now_and_commit_are_served_while_running() {
     rx.recv_timeout(Duration::from_secs(5)).expect("running");
     let live = handle.regions_now().expect("running");
     assert_eq!(live.len(), 1);
-    assert_eq!((live[0].target_idx, live[0].pid), (0, 103));
+    assert_eq!((live[0].target_idx, live[0].pid), (0, Pid(103)));
     assert!(live[0].regions.len() >= 10);
     // The hot MiB shows in the moving estimate of some region.
     assert!(live[0].regions.iter().any(|r| r.nr_accesses_bp > 0));
@@ -180,7 +181,7 @@ fn regions_now_and_commit_are_served_while_running() {
     ));
     assert!(matches!(
         handle.commit(spec(fast(), 999)),
-        Err(CoreError::NoSuchProcess { pid: 999 })
+        Err(CoreError::NoSuchProcess { pid: Pid(999) })
     ));
     let snap = rx
         .recv_timeout(Duration::from_secs(5))
@@ -234,7 +235,7 @@ fn start_checks_spec_and_targets() {
     ));
     assert!(matches!(
         start_kdamond(0, spec(fast(), 5), Box::new(sim), tx, 0),
-        Err(CoreError::NoSuchProcess { pid: 5 })
+        Err(CoreError::NoSuchProcess { pid: Pid(5) })
     ));
 }
 
@@ -246,11 +247,11 @@ struct Failing {
 }
 
 impl Operations for Failing {
-    fn mappings(&mut self, pid: i32) -> Result<Vec<AddrRange>, OpsError> {
+    fn mappings(&mut self, pid: Pid) -> Result<Vec<AddrRange>, OpsError> {
         self.sim.mappings(pid)
     }
 
-    fn target_valid(&mut self, pid: i32) -> bool {
+    fn target_valid(&mut self, pid: Pid) -> bool {
         self.sim.target_valid(pid)
     }
 

@@ -1,5 +1,6 @@
 //! Property tests: for random access patterns and attributes, DAMON's region invariants hold
 //! after every aggregation and every sample.
+use damon_user::core::Pid;
 use damon_user::core::sim::{HotArea, SimMemory};
 use damon_user::core::vaddr::{apply_ranges, three_regions};
 use damon_user::core::{
@@ -122,7 +123,7 @@ impl Case {
             attrs: self.attrs,
             targets: (0..self.processes.len())
                 .map(|i| TargetSpec {
-                    pid: i as i32 + 1,
+                    pid: Pid(i as i32 + 1),
                     ranges: if self.ops == OpsId::Fvaddr {
                         self.fixed_ranges(i)
                     } else {

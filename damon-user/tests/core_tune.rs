@@ -1,6 +1,7 @@
 //! Intervals auto-tuning in the engine, on simulated memory: an idle process's sample interval
 //! climbs to the goal's maximum, a busy one's falls to the minimum, a phase change pulls it
 //! back, and the aggregation interval keeps its ratio throughout.
+use damon_user::core::Pid;
 use damon_user::core::sim::{HotArea, SimMemory};
 use damon_user::core::{
     AddrRange, Attrs, ContextSpec, CoreError, IntervalsGoal, MonitorContext, OpsId, Snapshot,
@@ -35,7 +36,7 @@ fn context(sample_us: u64) -> MonitorContext {
             ..Attrs::damo_defaults()
         },
         targets: vec![TargetSpec {
-            pid: PID,
+            pid: Pid(PID),
             ranges: vec![],
         }],
     };

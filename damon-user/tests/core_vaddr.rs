@@ -1,4 +1,5 @@
 //! Three regions on real and crafted mappings, and following mapping changes.
+use damon_user::core::Pid;
 use damon_user::core::sim::{HotArea, SimMemory};
 use damon_user::core::vaddr::three_regions;
 use damon_user::core::{
@@ -10,7 +11,7 @@ const MIB: u64 = 1 << 20;
 
 #[test]
 fn three_regions_of_own_process_cut_the_two_biggest_gaps() {
-    let maps = read_proc_maps(std::process::id() as i32).expect("own maps");
+    let maps = read_proc_maps(Pid(std::process::id() as i32)).expect("own maps");
     let three = three_regions(&maps).expect("a real process has heap/mmap/stack gaps");
     for w in three.windows(2) {
         assert!(w[0].start < w[0].end && w[0].end < w[1].start, "{three:?}");

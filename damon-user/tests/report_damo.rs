@@ -5,6 +5,7 @@
 //! Needs damo: `DAMON_TEST_DAMO` names the executable (`cargo xtask test` installs one in a
 //! virtualenv, sets it and runs these tests). Without it they are ignored, and fail when run.
 //! With `UPDATE_GOLDEN=1` it also rewrites the damo-written files under tests/data/.
+use damon_user::core::Pid;
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -432,7 +433,7 @@ fn damo_reads_the_tuned_intervals_of_each_snapshot() {
             },
             targets: vec![TargetSnapshot {
                 target_idx: 0,
-                pid: 42,
+                pid: Pid(42),
                 regions: vec![RegionSnapshot {
                     start: 0x10_0000,
                     end: 0x20_0000,

@@ -3,6 +3,7 @@
 //! A report that differs from its golden file fails and prints the command that accepts the
 //! change: `UPDATE_GOLDEN=1 cargo test -p damon-user --test report_golden`. The same command
 //! regenerates the synthetic record files from the workload below.
+use damon_user::core::Pid;
 use std::{fs, path::PathBuf};
 
 use clap::Parser;
@@ -86,7 +87,7 @@ fn workload(n: u64, pids: &[i32]) -> Vec<Snapshot> {
                     previous[t] = regions.clone();
                     TargetSnapshot {
                         target_idx: t,
-                        pid,
+                        pid: Pid(pid),
                         regions,
                     }
                 })

@@ -1,4 +1,5 @@
 //! The eBPF access check driving the DAMON core against real processes.
+use damon_user::core::Pid;
 use std::{sync::mpsc, time::Duration};
 
 use damon_tests::{
@@ -20,7 +21,7 @@ fn start(pid: i32) -> (KdamondHandle, mpsc::Receiver<Snapshot>) {
         ops: OpsId::Vaddr,
         attrs: Attrs::damo_defaults(),
         targets: vec![TargetSpec {
-            pid,
+            pid: Pid(pid),
             ranges: vec![],
         }],
     };

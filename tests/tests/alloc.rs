@@ -5,6 +5,7 @@
 //! kdamond's. Other threads of the process are not the sampling loop: the thread that
 //! forwards the programs' log records allocates when it formats one, and the record of the
 //! layout probe at start-up can reach it while the steps run.
+use damon_user::core::Pid;
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     cell::Cell,
@@ -70,7 +71,7 @@ fn a_sample_step_allocates_nothing() {
             (0..32).map(move |i| Region::new(s + i * step, s + (i + 1) * step))
         })
         .collect();
-    let mut targets = OwnedTargets::new(vec![OwnedTarget::new(0, w.pid(), regions)]);
+    let mut targets = OwnedTargets::new(vec![OwnedTarget::new(0, Pid(w.pid()), regions)]);
     let a0 = allocations();
     targets.step(&mut ops, false, true).expect("first prepare");
     // The count works: registering the target allocates.
@@ -102,7 +103,7 @@ fn a_sample_step_allocates_nothing() {
             ..Attrs::damo_defaults()
         },
         targets: vec![TargetSpec {
-            pid: w.pid(),
+            pid: Pid(w.pid()),
             ranges: vec![],
         }],
     };

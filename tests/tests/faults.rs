@@ -1,5 +1,6 @@
 //! The page-fault tracepoint against a real process: exact per-region counts, and nothing of
 //! ours left loaded afterwards.
+use damon_user::core::Pid;
 use std::{os::fd::AsRawFd, time::Duration};
 
 use aya::programs::loaded_programs;
@@ -30,8 +31,10 @@ fn faults_are_counted_per_region_and_programs_unload() {
     let mut progs = MonitorPrograms::load(None, opts).expect("load and attach");
     let ids = progs.program_ids();
     assert!(!ids.is_empty());
-    let pidfd = pidfd_open(w.pid()).expect("pidfd");
-    let slot = progs.add_target(w.pid(), pidfd.as_raw_fd()).expect("slot");
+    let pidfd = pidfd_open(Pid(w.pid())).expect("pidfd");
+    let slot = progs
+        .add_target(Pid(w.pid()), pidfd.as_raw_fd())
+        .expect("slot");
     let regions = [(start, mid), (mid, end), far].map(|(s, e)| AddrRange::new(s, e));
     progs
         .set_regions(slot, regions.into_iter())
@@ -39,7 +42,7 @@ fn faults_are_counted_per_region_and_programs_unload() {
 
     w.send_line("go").expect("tell workload");
     assert_eq!(w.read_line().expect("workload reply"), "TOUCHED");
-    let faults = progs.faults(w.pid(), 3).expect("read counters");
+    let faults = progs.faults(Pid(w.pid()), 3).expect("read counters");
     // Exactly one fault per fresh page; allow two more for anything the runtime does there.
     assert!(
         (N..=N + 2).contains(&faults[0]),
@@ -50,7 +53,7 @@ fn faults_are_counted_per_region_and_programs_unload() {
     assert_eq!(faults[2], 0, "unmapped region");
 
     progs.reset_counters(slot).expect("reset");
-    assert_eq!(progs.faults(w.pid(), 3).expect("read"), vec![0, 0, 0]);
+    assert_eq!(progs.faults(Pid(w.pid()), 3).expect("read"), vec![0, 0, 0]);
 
     drop(progs);
     // The kernel frees a program held by a tracepoint link from a workqueue after the link's
@@ -84,9 +87,9 @@ fn perf_sampler_attributes_fault_addresses_to_regions() {
         ..Default::default()
     };
     let mut progs = MonitorPrograms::load(None, opts).expect("load");
-    let pidfd = pidfd_open(w.pid()).expect("pidfd");
+    let pidfd = pidfd_open(Pid(w.pid())).expect("pidfd");
     let slot = progs
-        .add_target(w.pid(), pidfd.as_raw_fd())
+        .add_target(Pid(w.pid()), pidfd.as_raw_fd())
         .expect("attach perf event to the target");
     let mid = start + N * 4096;
     progs
@@ -97,7 +100,7 @@ fn perf_sampler_attributes_fault_addresses_to_regions() {
         .expect("regions");
     w.send_line("go").expect("tell workload");
     assert_eq!(w.read_line().expect("reply"), "TOUCHED");
-    let faults = progs.faults(w.pid(), 2).expect("read");
+    let faults = progs.faults(Pid(w.pid()), 2).expect("read");
     assert!(
         (N..=N + 2).contains(&faults[0]),
         "sampled addresses in the touched half: {}",
@@ -116,12 +119,12 @@ fn a_process_without_address_space_reads_gone_not_stale_results() {
     // A zombie: exited (no mm left) but not reaped yet, so its pid still names it.
     let mut child = std::process::Command::new("true").spawn().expect("spawn");
     let pid = child.id() as i32;
-    let pidfd = pidfd_open(pid).expect("pidfd");
+    let pidfd = pidfd_open(Pid(pid)).expect("pidfd");
     wait_until("the child to be a zombie", Duration::from_secs(5), || {
         process_state(pid) == Some('Z')
     })
     .unwrap();
-    let slot = progs.add_target(pid, pidfd.as_raw_fd()).expect("slot");
+    let slot = progs.add_target(Pid(pid), pidfd.as_raw_fd()).expect("slot");
     progs
         .set_regions(slot, [AddrRange::new(0x1000, 0x2000)].into_iter())
         .expect("regions");
@@ -167,8 +170,8 @@ fn a_fault_counts_for_its_own_target_when_several_are_sampled() {
     let mut ops = ebpf_ops(EbpfOpsOptions::default()).expect("eBPF access check");
     // One region per target, sampled at its first page; neither page is mapped yet.
     let mut targets = OwnedTargets::new(vec![
-        OwnedTarget::new(0, a.pid(), vec![Region::new(a_range.0, a_range.1)]),
-        OwnedTarget::new(1, b.pid(), vec![Region::new(b_range.0, b_range.1)]),
+        OwnedTarget::new(0, Pid(a.pid()), vec![Region::new(a_range.0, a_range.1)]),
+        OwnedTarget::new(1, Pid(b.pid()), vec![Region::new(b_range.0, b_range.1)]),
     ]);
     targets.step(&mut ops, false, true).expect("prepare");
     assert_eq!(targets.targets[0].regions[0].sampling_addr, a_range.0);
@@ -177,7 +180,7 @@ fn a_fault_counts_for_its_own_target_when_several_are_sampled() {
     // the only sign of the access.
     a.send_line("go").expect("tell workload a");
     assert_eq!(a.read_line().expect("reply"), "TOUCHED");
-    let pidfd = pidfd_open(a.pid()).expect("pidfd");
+    let pidfd = pidfd_open(Pid(a.pid())).expect("pidfd");
     let mut refused = Vec::new();
     Mkold::default()
         .advise(

@@ -14,6 +14,7 @@
 //! when none can be measured, the region's sample is reported [`Access::Unmeasured`] instead
 //! of accessed. A fault on the sampled page (or anywhere in its region, with
 //! [`FaultScope::Region`]) while the sample is in flight counts as an access.
+use crate::core::Pid;
 use std::{collections::HashMap, os::fd::AsRawFd, os::fd::OwnedFd};
 
 use damon_common::{
@@ -111,9 +112,9 @@ fn clear_range(page: u64, flags: u8, cold: bool, vmas: &[AddrRange]) -> AddrRang
 /// `Operations` backed by the eBPF programs. One per kdamond.
 pub struct EbpfOps {
     progs: MonitorPrograms,
-    targets: HashMap<i32, Target>,
+    targets: HashMap<Pid, Target>,
     /// Per process: its mappings at the last ops update (sorted), which bound clear ranges.
-    vmas: HashMap<i32, Vec<AddrRange>>,
+    vmas: HashMap<Pid, Vec<AddrRange>>,
     stats: EbpfOpsStats,
     steps: u64,
     /// Reused buffers: the sampling loop allocates nothing per sample.
@@ -167,7 +168,7 @@ impl EbpfOps {
     }
 
     /// The target entry of `pid`, registered on first use.
-    fn target(&mut self, pid: i32) -> Result<&mut Target, OpsError> {
+    fn target(&mut self, pid: Pid) -> Result<&mut Target, OpsError> {
         if !self.targets.contains_key(&pid) {
             let pidfd = sys::pidfd_open(pid).map_err(|e| match e.io_error.raw_os_error() {
                 Some(libc::ESRCH) => OpsError::TargetGone { pid },
@@ -320,14 +321,14 @@ impl EbpfOps {
 }
 
 impl Operations for EbpfOps {
-    fn mappings(&mut self, pid: i32) -> Result<Vec<AddrRange>, OpsError> {
+    fn mappings(&mut self, pid: Pid) -> Result<Vec<AddrRange>, OpsError> {
         let mut maps = read_proc_maps(pid)?;
         maps.sort_unstable();
         self.vmas.insert(pid, maps.clone());
         Ok(maps)
     }
 
-    fn target_valid(&mut self, pid: i32) -> bool {
+    fn target_valid(&mut self, pid: Pid) -> bool {
         match self.targets.get(&pid) {
             Some(t) => !matches!(t.state, TargetState::NoMm | TargetState::Reaped),
             None => crate::core::process_alive(pid),
@@ -354,7 +355,7 @@ impl Operations for EbpfOps {
         // Targets a commit removed: their slots go back.
         let steps = self.steps;
         if self.targets.values().any(|t| t.seen != steps) {
-            let stale: Vec<i32> = self
+            let stale: Vec<Pid> = self
                 .targets
                 .iter()
                 .filter(|(_, t)| t.seen != steps)

@@ -8,7 +8,7 @@ use super::dirs::context::{ContextDir, RegionDir};
 use super::dirs::scheme::SchemeDir;
 use super::node::UlRangeDir;
 use crate::core::scheme::{AccessPattern, Action, Bounds, QuotaGoal, Quotas, Scheme};
-use crate::core::{AddrRange, Attrs, ContextSpec, IntervalsGoal, TargetSpec};
+use crate::core::{AddrRange, Attrs, ContextSpec, IntervalsGoal, Pid, TargetSpec};
 
 /// Why a context cannot be started; becomes [`super::AdminError::InvalidConfig`] (EINVAL).
 pub type Invalid = String;
@@ -121,7 +121,7 @@ fn build_target(idx: usize, pid: i32, regions: &[RegionDir]) -> Result<TargetSpe
         prev_end = Some(r.end);
     }
     Ok(TargetSpec {
-        pid,
+        pid: Pid(pid),
         ranges: regions
             .iter()
             .map(|r| AddrRange::new(r.start, r.end))

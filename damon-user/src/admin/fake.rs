@@ -92,7 +92,7 @@ impl KdamondBackend for FakeBackend {
             .contexts
             .first()
             .ok_or_else(|| BackendError::new("no context"))?;
-        let pids: Vec<i32> = ctx.spec.targets.iter().map(|t| t.pid).collect();
+        let pids: Vec<crate::core::Pid> = ctx.spec.targets.iter().map(|t| t.pid).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let running = Arc::new(AtomicBool::new(true));
         let (tid_tx, tid_rx) = mpsc::channel();

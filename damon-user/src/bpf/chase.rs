@@ -1,6 +1,7 @@
 //! Following kernel pointers from our own file descriptor table, with [`Peek`]: the
 //! `struct file` behind one of our fds, and from there a target's `struct pid` (behind its
 //! pidfd) or a shmem folio (behind a memfd, for the calibration of `vmemmap_base`).
+use crate::core::Pid;
 use std::os::fd::RawFd;
 
 use thiserror::Error;
@@ -20,7 +21,7 @@ pub enum ChaseError {
     #[error(
         "the pidfd of process {pid} leads to no struct pid of that process (tried file.private_data and the inode's i_private)"
     )]
-    NoPid { pid: i32 },
+    NoPid { pid: Pid },
 }
 
 fn read(peek: &Peek, what: &'static str, addr: u64) -> Result<u64, ChaseError> {
@@ -58,7 +59,7 @@ pub fn pid_of_pidfd(
     peek: &Peek,
     l: &KernelLayout,
     pidfd: RawFd,
-    pid: i32,
+    pid: Pid,
 ) -> Result<u64, ChaseError> {
     let file = our_file(peek, l, pidfd)?;
     let mut candidates = [0u64; 2];
@@ -76,12 +77,12 @@ pub fn pid_of_pidfd(
 
 /// Whether `struct pid` at `p` is process `pid`: one of its numbers (one per pid namespace
 /// level) is `pid`, and its thread-group leader has tgid `pid`.
-fn pid_matches(peek: &Peek, l: &KernelLayout, p: u64, pid: i32) -> Result<bool, ChaseError> {
+fn pid_matches(peek: &Peek, l: &KernelLayout, p: u64, pid: Pid) -> Result<bool, ChaseError> {
     let Some(level) = peek.i32(p + l.pid_level)? else {
         return Ok(false);
     };
     let numbered = (0..=level.clamp(0, 31) as u64).any(
-        |i| matches!(peek.i32(p + l.pid_numbers + i * l.upid_size), Ok(Some(nr)) if nr == pid),
+        |i| matches!(peek.i32(p + l.pid_numbers + i * l.upid_size), Ok(Some(nr)) if pid == nr),
     );
     if !numbered {
         return Ok(false);
@@ -90,7 +91,7 @@ fn pid_matches(peek: &Peek, l: &KernelLayout, p: u64, pid: i32) -> Result<bool, 
         return Ok(false);
     };
     let task = node - l.task_pid_links_tgid;
-    Ok(matches!(peek.i32(task + l.task_tgid)?, Some(t) if t == pid))
+    Ok(matches!(peek.i32(task + l.task_tgid)?, Some(t) if pid == t))
 }
 
 /// The folio at index 0 of the page cache of our fd `fd` (a memfd with one small page): an

@@ -1,4 +1,5 @@
 //! What can go wrong loading and driving the programs.
+use crate::core::Pid;
 use damon_common::{MAX_REGIONS, MAX_TARGETS};
 use thiserror::Error;
 
@@ -36,17 +37,19 @@ pub enum BpfError {
     },
     #[error("all {MAX_TARGETS} target slots are in use")]
     NoFreeSlot,
+    #[error("{pid} is not a process id a target can have")]
+    InvalidPid { pid: Pid },
     #[error("process {pid} is not a target of this program set")]
-    UnknownTarget { pid: i32 },
+    UnknownTarget { pid: Pid },
     #[error("process {pid} is already a target of this program set")]
-    DuplicateTarget { pid: i32 },
+    DuplicateTarget { pid: Pid },
     #[error("{count} regions exceed the {MAX_REGIONS} the programs can hold")]
     TooManyRegions { count: usize },
     #[error("the programs were loaded without a kernel layout and cannot sample")]
     NoLayout,
     #[error("finding the kernel's struct pid of process {pid}")]
     Pid {
-        pid: i32,
+        pid: Pid,
         #[source]
         source: Box<ChaseError>,
     },

@@ -3,6 +3,7 @@
 //! mmapped `SLOTS` table, one `BPF_PROG_TEST_RUN` of `sample` checks the sample in flight and
 //! prepares the next one for every target, and user space reads the results from the same
 //! memory. Dropping the set detaches and unloads everything (aya closes the fds).
+use crate::core::Pid;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use aya::{
@@ -31,6 +32,10 @@ use crate::core::AddrRange;
 fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> BpfError {
     move |source| BpfError::Map { name, source }
 }
+
+/// What the slot of the layout validation (our own page tables, found through `PID_SELF`)
+/// is registered as: no process has this pid, so no target can clash with it.
+const SELF_SLOT: Pid = Pid(-1);
 
 /// Which optional programs to attach.
 #[derive(Clone, Copy, Debug, Default)]
@@ -73,7 +78,7 @@ pub struct MonitorPrograms {
     /// The `sample` program's fd (owned by `ebpf`), when loaded with a layout.
     sample_fd: Option<RawFd>,
     layout: Option<KernelLayout>,
-    pids: [Option<i32>; MAX_TARGETS as usize],
+    pids: [Option<Pid>; MAX_TARGETS as usize],
     perf_sampler: Option<PerfSampler>,
     _logger: Option<LoggerThread>,
     ebpf: Ebpf,
@@ -151,7 +156,8 @@ impl MonitorPrograms {
     /// Registers process `pid` (a tgid), whose pidfd `pidfd` the caller keeps open for as
     /// long as the target is registered (it keeps the kernel's `struct pid` alive), and
     /// returns its slot.
-    pub fn add_target(&mut self, pid: i32, pidfd: RawFd) -> Result<u32, BpfError> {
+    pub fn add_target(&mut self, pid: Pid, pidfd: RawFd) -> Result<u32, BpfError> {
+        let key = pid.tgid_key().ok_or(BpfError::InvalidPid { pid })?;
         if self.slot_of(pid).is_some() {
             return Err(BpfError::DuplicateTarget { pid });
         }
@@ -166,7 +172,7 @@ impl MonitorPrograms {
         };
         let slot = self.claim(pid, pid_ptr)?;
         let mut targets: HashMap<_, u32, TargetSlot> = self.map_mut(maps::TARGETS)?;
-        if let Err(e) = targets.insert(pid as u32, TargetSlot { slot, flags: 0 }, 0) {
+        if let Err(e) = targets.insert(key, TargetSlot { slot, flags: 0 }, 0) {
             self.release(slot);
             return Err(BpfError::Map {
                 name: maps::TARGETS,
@@ -178,7 +184,7 @@ impl MonitorPrograms {
             pe.attach(
                 sampler.config(),
                 PerfEventScope::OneProcess {
-                    pid: pid as u32,
+                    pid: key,
                     cpu: None,
                 },
                 SamplePolicy::Period(1),
@@ -190,7 +196,7 @@ impl MonitorPrograms {
     }
 
     /// Takes a free slot for `pid` and resets its tables.
-    fn claim(&mut self, pid: i32, pid_ptr: u64) -> Result<u32, BpfError> {
+    fn claim(&mut self, pid: Pid, pid_ptr: u64) -> Result<u32, BpfError> {
         let slot = self
             .pids
             .iter()
@@ -224,16 +230,18 @@ impl MonitorPrograms {
     }
 
     /// Forgets process `pid`; its slot is free for another target.
-    pub fn remove_target(&mut self, pid: i32) -> Result<(), BpfError> {
+    pub fn remove_target(&mut self, pid: Pid) -> Result<(), BpfError> {
         let slot = self.slot_of(pid).ok_or(BpfError::UnknownTarget { pid })?;
         let mut targets: HashMap<_, u32, TargetSlot> = self.map_mut(maps::TARGETS)?;
-        // Already gone is fine: removal is idempotent.
-        let _ = targets.remove(&(pid as u32));
+        // Already gone is fine: removal is idempotent. Registered pids have keys.
+        if let Some(key) = pid.tgid_key() {
+            let _ = targets.remove(&key);
+        }
         self.release(slot);
         Ok(())
     }
 
-    pub fn slot_of(&self, pid: i32) -> Option<u32> {
+    pub fn slot_of(&self, pid: Pid) -> Option<u32> {
         self.pids
             .iter()
             .position(|s| *s == Some(pid))
@@ -355,7 +363,7 @@ impl MonitorPrograms {
     }
 
     /// Page faults per region of process `pid` since its regions were set.
-    pub fn faults(&self, pid: i32, nr_regions: usize) -> Result<Vec<u64>, BpfError> {
+    pub fn faults(&self, pid: Pid, nr_regions: usize) -> Result<Vec<u64>, BpfError> {
         let slot = self.slot_of(pid).ok_or(BpfError::UnknownTarget { pid })?;
         let s = self.slot_ptr(slot)?;
         let n = nr_regions.min(MAX_REGIONS as usize);
@@ -391,7 +399,7 @@ impl MonitorPrograms {
             .pfn()
             .map_err(LayoutError::Pagemap)?
             .ok_or(LayoutError::NoFrame)?;
-        let slot = self.claim(-1, PID_SELF).map_err(LayoutError::Bpf)?;
+        let slot = self.claim(SELF_SLOT, PID_SELF).map_err(LayoutError::Bpf)?;
         let walked = (|| {
             let page = AddrRange::new(marker.addr(), marker.addr() + 4096);
             self.set_regions(slot, [page].into_iter())?;

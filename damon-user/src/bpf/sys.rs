@@ -1,4 +1,5 @@
 //! Raw system calls that neither libc's safe wrappers nor aya 0.14 cover.
+use crate::core::Pid;
 use std::{
     fs::File,
     io,
@@ -28,7 +29,7 @@ fn check(call: &'static str, r: libc::c_long) -> Result<libc::c_long, SyscallErr
 }
 
 /// `pidfd_open(2)`: a handle on a process that does not go stale when the pid is reused.
-pub fn pidfd_open(pid: i32) -> Result<OwnedFd, SyscallError> {
+pub fn pidfd_open(pid: Pid) -> Result<OwnedFd, SyscallError> {
     let fd = check("pidfd_open", unsafe {
         libc::syscall(libc::SYS_pidfd_open, pid, 0)
     })?;

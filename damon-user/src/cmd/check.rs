@@ -6,6 +6,7 @@ use clap::Args as ClapArgs;
 use std::os::fd::AsRawFd;
 
 use crate::bpf::{LayoutOrigin, MonitorPrograms, ProgramOptions, calibrate, probe};
+use crate::core::Pid;
 
 #[derive(Debug, ClapArgs)]
 #[command(
@@ -54,7 +55,7 @@ pub fn run(args: Args) -> Result<()> {
         loaded.as_secs_f64() * 1e3,
     );
     let pidfd = if sampler.is_some() {
-        let me = std::process::id() as i32;
+        let me = Pid::this();
         let pidfd = crate::bpf::sys::pidfd_open(me)?;
         progs.add_target(me, pidfd.as_raw_fd())?;
         Some(pidfd)

@@ -6,6 +6,7 @@ use std::os::fd::AsRawFd;
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 
+use crate::core::Pid;
 use crate::{
     bpf::{MonitorPrograms, ProgramOptions},
     core::read_proc_maps,
@@ -21,7 +22,7 @@ EXAMPLES:\n  damon faults -p 1234            # every second until Ctrl-C\n  damo
 pub struct Args {
     /// Process to watch.
     #[arg(short, long)]
-    pub pid: i32,
+    pub pid: Pid,
     /// Seconds to run (default: until Ctrl-C or the process exits).
     #[arg(short, long)]
     pub duration: Option<f64>,

@@ -15,8 +15,8 @@ use crate::{
     access::{EbpfOpsOptions, FaultScope},
     bpf::{PerfSampler, PmuError, probe},
     core::{
-        AddrRange, Attrs, ContextSpec, IntervalsGoal, KdamondExit, KdamondHandle, OpsId, Snapshot,
-        TargetSpec,
+        AddrRange, Attrs, ContextSpec, IntervalsGoal, KdamondExit, KdamondHandle, OpsId, Pid,
+        Snapshot, TargetSpec,
     },
     report::range::parse_address_range,
     runtime::{check_spec, check_target, start_ebpf_kdamond},
@@ -29,7 +29,7 @@ use crate::{
 pub struct MonitorArgs {
     /// Process to monitor (repeatable).
     #[arg(short, long = "pid", value_name = "PID")]
-    pub pids: Vec<i32>,
+    pub pids: Vec<Pid>,
     /// Sampling interval: microseconds, or with a unit (`5ms`, `1s`).
     #[arg(short = 's', long, visible_alias = "sample", value_name = "US", default_value = "5000", value_parser = interval_us)]
     pub sample_us: u64,
@@ -241,13 +241,13 @@ impl MonitorArgs {
         }
         let mut pids = self.pids.clone();
         if !self.command.is_empty() {
-            pids.push(i32::MAX); // the command's, not known before it starts: no pid is this
+            pids.push(Pid(i32::MAX)); // the command's, not known before it starts: no pid is this
         }
         check_spec(&self.spec(&pids)?)?;
         Ok(())
     }
 
-    fn spec(&self, pids: &[i32]) -> Result<ContextSpec> {
+    fn spec(&self, pids: &[Pid]) -> Result<ContextSpec> {
         let mut ranges = self.ranges.clone();
         ranges.sort();
         Ok(ContextSpec {
@@ -269,7 +269,7 @@ impl MonitorArgs {
 pub struct Session {
     pub kdamond: KdamondHandle,
     pub snapshots: Receiver<Snapshot>,
-    pub pids: Vec<i32>,
+    pub pids: Vec<Pid>,
     child: ChildGuard,
 }
 
@@ -317,7 +317,7 @@ impl Session {
                 .args(rest)
                 .spawn()
                 .with_context(|| format!("starting {prog}"))?;
-            pids.push(c.id() as i32);
+            pids.push(Pid(c.id() as i32));
             child.0 = Some(c);
         }
         let opts = EbpfOpsOptions {

@@ -193,7 +193,7 @@ impl ContextSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::AddrRange;
+    use crate::core::{AddrRange, Pid};
 
     #[test]
     fn defaults_match_kernel_and_damo() {
@@ -322,7 +322,7 @@ mod tests {
         ]);
         assert!(matches!(
             unsorted.validate(),
-            Err(CoreError::OverlappingRanges { pid: 42, .. })
+            Err(CoreError::OverlappingRanges { pid: Pid(42), .. })
         ));
     }
 

@@ -24,7 +24,7 @@ use super::ops::{Access, Operations, OpsError};
 use super::region::{PAGE_SIZE, Region};
 use super::sample;
 use super::snapshot::{Snapshot, TargetSnapshot};
-use super::target::{LiveTarget, Target};
+use super::target::{LiveTarget, Pid, Target};
 use super::tune;
 use super::vaddr::region_size_limit;
 
@@ -112,7 +112,7 @@ impl MonitorContext {
         self.targets.len()
     }
 
-    pub fn pids(&self) -> impl Iterator<Item = i32> + '_ {
+    pub fn pids(&self) -> impl Iterator<Item = Pid> + '_ {
         self.targets.iter().map(|t| t.pid)
     }
 

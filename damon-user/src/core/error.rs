@@ -1,5 +1,6 @@
 //! Why a context cannot be started, changed or queried.
 use super::region::AddrRange;
+use super::target::Pid;
 
 /// A rejected context, or a request to a kdamond that cannot be served.
 ///
@@ -29,16 +30,16 @@ pub enum CoreError {
     #[error("operations {name:?} are not supported by this build")]
     UnsupportedOps { name: String },
     #[error("invalid target pid {pid}")]
-    InvalidPid { pid: i32 },
+    InvalidPid { pid: Pid },
     #[error("no process with pid {pid}")]
-    NoSuchProcess { pid: i32 },
+    NoSuchProcess { pid: Pid },
     #[error("fvaddr target pid {pid} has no ranges")]
-    NoRanges { pid: i32 },
+    NoRanges { pid: Pid },
     #[error("fvaddr range {range} of pid {pid} is empty")]
-    EmptyRange { pid: i32, range: AddrRange },
+    EmptyRange { pid: Pid, range: AddrRange },
     #[error("fvaddr ranges {prev} and {next} of pid {pid} overlap or are unsorted")]
     OverlappingRanges {
-        pid: i32,
+        pid: Pid,
         prev: AddrRange,
         next: AddrRange,
     },

@@ -46,5 +46,5 @@ pub use procmaps::{ProcessKind, parse_proc_maps, process_alive, process_kind, re
 pub use region::{AddrRange, PAGE_SIZE, Region};
 pub use scheme::Scheme;
 pub use snapshot::{Intervals, RegionSnapshot, Snapshot, TargetSnapshot};
-pub use target::{LiveTarget, TargetSpec};
+pub use target::{LiveTarget, Pid, TargetSpec};
 pub use tune::IntervalsGoal;

@@ -1,4 +1,5 @@
 //! The address-space side of monitoring: what the core asks of an access check.
+use super::target::Pid;
 use std::error::Error;
 
 use super::region::{AddrRange, Region};
@@ -8,7 +9,7 @@ use super::region::{AddrRange, Region};
 pub struct TargetRef {
     /// Index of the target in its context.
     pub idx: usize,
-    pub pid: i32,
+    pub pid: Pid,
     /// Region bounds changed (split, merge, ops update or commit) since this target's previous
     /// prepare, so an implementation that mirrors the regions in the kernel must rewrite its
     /// table before preparing. Never set on a step that also checks: the core changes regions
@@ -77,7 +78,7 @@ pub struct OwnedTarget {
 impl OwnedTarget {
     /// Target `idx` (process `pid`) with `regions`, each to be sampled next at its
     /// `sampling_addr`.
-    pub fn new(idx: usize, pid: i32, regions: Vec<Region>) -> Self {
+    pub fn new(idx: usize, pid: Pid, regions: Vec<Region>) -> Self {
         let n = regions.len();
         OwnedTarget {
             target: TargetRef {
@@ -171,7 +172,7 @@ impl SampleTargets for OwnedTargets {
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
     #[error("process {pid} is gone")]
-    TargetGone { pid: i32 },
+    TargetGone { pid: Pid },
     #[error("{context}")]
     Failed {
         context: String,
@@ -209,10 +210,10 @@ pub fn error_chain(err: &dyn Error) -> String {
 pub trait Operations: Send + 'static {
     /// vaddr: the target's memory mappings, sorted, non-overlapping (the core derives the three
     /// regions). `Err(TargetGone)` when the process is gone.
-    fn mappings(&mut self, pid: i32) -> Result<Vec<AddrRange>, OpsError>;
+    fn mappings(&mut self, pid: Pid) -> Result<Vec<AddrRange>, OpsError>;
 
     /// Whether the process still exists; a kdamond none of whose targets is valid stops.
-    fn target_valid(&mut self, pid: i32) -> bool;
+    fn target_valid(&mut self, pid: Pid) -> bool;
 
     /// One sample step over all targets (see [`SampleTargets`]): when `step.check()`, report
     /// in `found` what the sample in flight found; when `step.prepare()`, prepare the next
@@ -244,7 +245,7 @@ mod tests {
             "{chain}"
         );
         assert_eq!(
-            error_chain(&OpsError::TargetGone { pid: 3 }),
+            error_chain(&OpsError::TargetGone { pid: Pid(3) }),
             "process 3 is gone"
         );
     }

@@ -1,4 +1,5 @@
 //! A process's mappings from `/proc/PID/maps`, the input of the three-regions logic.
+use super::target::Pid;
 use std::io;
 
 use super::ops::OpsError;
@@ -31,7 +32,7 @@ fn parse_line(line: &str) -> Option<AddrRange> {
 
 /// Reads and parses `/proc/<pid>/maps`. A process that no longer exists is
 /// [`OpsError::TargetGone`]; any other failure (e.g. no ptrace access) is [`OpsError::Failed`].
-pub fn read_proc_maps(pid: i32) -> Result<Vec<AddrRange>, OpsError> {
+pub fn read_proc_maps(pid: Pid) -> Result<Vec<AddrRange>, OpsError> {
     let path = format!("/proc/{pid}/maps");
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(parse_proc_maps(&text)),
@@ -42,7 +43,7 @@ pub fn read_proc_maps(pid: i32) -> Result<Vec<AddrRange>, OpsError> {
 
 /// Whether `pid` is a process that has not exited: a zombie has no address space left to
 /// monitor, so it counts as exited, as for the kernel's vaddr `target_valid()`.
-pub fn process_alive(pid: i32) -> bool {
+pub fn process_alive(pid: Pid) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
@@ -67,7 +68,7 @@ pub enum ProcessKind {
 }
 
 /// Classifies process `pid` from `/proc/<pid>/stat` (state and `PF_KTHREAD` in its flags).
-pub fn process_kind(pid: i32) -> ProcessKind {
+pub fn process_kind(pid: Pid) -> ProcessKind {
     const PF_KTHREAD: u64 = 0x0020_0000;
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return ProcessKind::Gone;
@@ -119,13 +120,13 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]
 
     #[test]
     fn reads_own_maps_and_reports_missing_process() {
-        let own = read_proc_maps(std::process::id() as i32).expect("own maps");
+        let own = read_proc_maps(Pid(std::process::id() as i32)).expect("own maps");
         assert!(own.len() > 3);
         assert!(own.windows(2).all(|w| w[0].end <= w[1].start));
         // Pid numbers are at most 2^22; this one cannot exist.
         assert!(matches!(
-            read_proc_maps(i32::MAX),
-            Err(OpsError::TargetGone { pid: i32::MAX })
+            read_proc_maps(Pid(i32::MAX)),
+            Err(OpsError::TargetGone { pid: Pid(i32::MAX) })
         ));
     }
 }

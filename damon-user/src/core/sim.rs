@@ -4,6 +4,7 @@
 //!
 //! Clones share one state, so a test can keep a clone to change mappings or end a process while
 //! a kdamond thread uses another.
+use super::target::Pid;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -50,7 +51,7 @@ struct SimProcess {
 
 struct SimState {
     rng: SmallRng,
-    processes: BTreeMap<i32, SimProcess>,
+    processes: BTreeMap<Pid, SimProcess>,
     stats: SimStats,
 }
 
@@ -77,7 +78,8 @@ impl SimMemory {
     }
 
     /// Starts (or replaces) process `pid` with `mappings` and no hot area.
-    pub fn add_process(&self, pid: i32, mappings: Vec<AddrRange>) {
+    pub fn add_process(&self, pid: impl Into<Pid>, mappings: Vec<AddrRange>) {
+        let pid = pid.into();
         let process = SimProcess {
             mappings,
             hot: Vec::new(),
@@ -86,14 +88,16 @@ impl SimMemory {
     }
 
     /// Changes the mappings of `pid` (mmap, munmap, brk); no effect if the process is gone.
-    pub fn set_mappings(&self, pid: i32, mappings: Vec<AddrRange>) {
+    pub fn set_mappings(&self, pid: impl Into<Pid>, mappings: Vec<AddrRange>) {
+        let pid = pid.into();
         if let Some(p) = self.lock().processes.get_mut(&pid) {
             p.mappings = mappings;
         }
     }
 
     /// Sets the hot areas of `pid`; pages outside every hot area are never accessed.
-    pub fn set_hot_areas(&self, pid: i32, mut hot: Vec<HotArea>) {
+    pub fn set_hot_areas(&self, pid: impl Into<Pid>, mut hot: Vec<HotArea>) {
+        let pid = pid.into();
         hot.sort_by_key(|h| h.range.start);
         if let Some(p) = self.lock().processes.get_mut(&pid) {
             p.hot = hot;
@@ -101,7 +105,8 @@ impl SimMemory {
     }
 
     /// The process exits.
-    pub fn remove_process(&self, pid: i32) {
+    pub fn remove_process(&self, pid: impl Into<Pid>) {
+        let pid = pid.into();
         self.lock().processes.remove(&pid);
     }
 
@@ -121,7 +126,7 @@ fn probability(process: &SimProcess, addr: u64) -> f64 {
 }
 
 impl Operations for SimMemory {
-    fn mappings(&mut self, pid: i32) -> Result<Vec<AddrRange>, OpsError> {
+    fn mappings(&mut self, pid: Pid) -> Result<Vec<AddrRange>, OpsError> {
         let mut state = self.lock();
         state.stats.mapping_reads += 1;
         match state.processes.get(&pid) {
@@ -130,7 +135,7 @@ impl Operations for SimMemory {
         }
     }
 
-    fn target_valid(&mut self, pid: i32) -> bool {
+    fn target_valid(&mut self, pid: Pid) -> bool {
         self.lock().processes.contains_key(&pid)
     }
 
@@ -210,7 +215,7 @@ mod tests {
         let mut step = One(TargetStep {
             target: TargetRef {
                 idx: 0,
-                pid: 1,
+                pid: Pid(1),
                 layout_changed: false,
             },
             regions: &regions,
@@ -237,12 +242,12 @@ mod tests {
     fn removed_process_is_gone() {
         let mut sim = SimMemory::new(0);
         sim.add_process(5, vec![AddrRange::new(0, 0x1000)]);
-        assert!(sim.target_valid(5));
+        assert!(sim.target_valid(Pid(5)));
         sim.clone().remove_process(5);
-        assert!(!sim.target_valid(5));
+        assert!(!sim.target_valid(Pid(5)));
         assert!(matches!(
-            sim.mappings(5),
-            Err(OpsError::TargetGone { pid: 5 })
+            sim.mappings(Pid(5)),
+            Err(OpsError::TargetGone { pid: Pid(5) })
         ));
     }
 }

@@ -1,4 +1,5 @@
 //! What one aggregation of a context produces: DAMON's output.
+use super::target::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::region::AddrRange;
@@ -91,7 +92,7 @@ pub struct TargetSnapshot {
     /// Index of the target in its context.
     pub target_idx: usize,
     /// The monitored process.
-    pub pid: i32,
+    pub pid: Pid,
     pub regions: Vec<RegionSnapshot>,
 }
 

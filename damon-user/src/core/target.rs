@@ -1,32 +1,97 @@
 //! A monitoring target: a process ([`TargetSpec`] as asked, [`LiveTarget`] as served), and
 //! the per-target state the engine keeps between samples: its regions, the pages of its next
 //! sample, what the last check found.
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
 use super::attrs::OpsId;
 use super::error::CoreError;
 use super::ops::{Access, TargetRef};
 use super::region::{AddrRange, Region};
 use super::vaddr::{apply_ranges, initial_regions, three_regions};
 
+/// A process id: the thread-group id of a monitored process. The kernel's `pid_t`; a target's
+/// is positive ([`TargetSpec`] validation refuses others), and the eBPF tables key targets by
+/// it as the kernel's `u32` tgid ([`Pid::tgid_key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Pid(pub i32);
+
+impl Pid {
+    /// The raw `pid_t`.
+    pub fn get(self) -> i32 {
+        self.0
+    }
+
+    /// The key of this process in the programs' tables, which hold the kernel's `u32` tgid;
+    /// `None` for a pid no process can have (zero or negative).
+    pub fn tgid_key(self) -> Option<u32> {
+        u32::try_from(self.0).ok().filter(|&k| k > 0)
+    }
+
+    /// This process: the monitor itself.
+    pub fn this() -> Self {
+        Pid(std::process::id() as i32)
+    }
+}
+
+impl From<i32> for Pid {
+    fn from(pid: i32) -> Self {
+        Pid(pid)
+    }
+}
+
+impl PartialEq<i32> for Pid {
+    fn eq(&self, other: &i32) -> bool {
+        self.0 == *other
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A pid as given on a command line: a positive whole number.
+impl FromStr for Pid {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().parse::<i32>() {
+            Ok(pid) if pid > 0 => Ok(Pid(pid)),
+            _ => Err(format!(
+                "{s:?} is not a process id (a positive whole number)"
+            )),
+        }
+    }
+}
+
 /// One monitoring target: a process, and for `fvaddr` the ranges to monitor in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetSpec {
-    pub pid: i32,
+    pub pid: Pid,
     /// Used only by `fvaddr`: non-empty, sorted and non-overlapping once rounded outward to pages.
     pub ranges: Vec<AddrRange>,
 }
 
 impl TargetSpec {
     /// A `vaddr` target: regions follow the process's mappings.
-    pub fn vaddr(pid: i32) -> Self {
+    pub fn vaddr(pid: impl Into<Pid>) -> Self {
         Self {
-            pid,
+            pid: pid.into(),
             ranges: Vec::new(),
         }
     }
 
     /// An `fvaddr` target monitoring exactly `ranges` of the process.
-    pub fn fvaddr(pid: i32, ranges: Vec<AddrRange>) -> Self {
-        Self { pid, ranges }
+    pub fn fvaddr(pid: impl Into<Pid>, ranges: Vec<AddrRange>) -> Self {
+        Self {
+            pid: pid.into(),
+            ranges,
+        }
     }
 
     /// The ranges rounded outward to pages, as the regions of an `fvaddr` target start out.
@@ -38,7 +103,7 @@ impl TargetSpec {
     }
 
     pub(super) fn validate(&self, ops: OpsId) -> Result<(), CoreError> {
-        if self.pid <= 0 {
+        if self.pid.get() <= 0 {
             return Err(CoreError::InvalidPid { pid: self.pid });
         }
         if ops != OpsId::Fvaddr {
@@ -75,13 +140,13 @@ impl TargetSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveTarget {
     pub target_idx: usize,
-    pub pid: i32,
+    pub pid: Pid,
     pub regions: Vec<Region>,
 }
 
 /// One target inside the engine.
 pub(super) struct Target {
-    pub(super) pid: i32,
+    pub(super) pid: Pid,
     pub(super) regions: Vec<Region>,
     /// vaddr: the initial regions are still to be built, at the next prepare.
     pub(super) needs_init: bool,

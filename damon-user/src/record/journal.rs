@@ -129,7 +129,7 @@ impl RecordLine {
             kdamond_idx: s.kdamond_idx,
             context_idx: s.context_idx,
             target_id: Some(t.target_idx as u64),
-            pid: Some(t.pid),
+            pid: Some(t.pid.get()),
             intervals: Some(JournalIntervals {
                 sample_us: s.intervals.sample_us,
                 aggr_us: s.intervals.aggr_us,

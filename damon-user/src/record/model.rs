@@ -136,7 +136,7 @@ impl Record {
             context_idx: snapshot.context_idx,
             scheme_idx: None,
             target_id: Some(target.target_idx as u64),
-            pid: Some(target.pid),
+            pid: Some(target.pid.get()),
             intervals: Some(snapshot.intervals),
             data_source: super::DATA_SOURCE_UNKNOWN.to_string(),
             nr_lost_snapshots: 0,

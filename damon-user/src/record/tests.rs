@@ -1,3 +1,4 @@
+use crate::core::Pid;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use super::*;
@@ -22,7 +23,7 @@ fn snapshot(idx: u64, pids: &[i32]) -> Snapshot {
             .enumerate()
             .map(|(t, pid)| TargetSnapshot {
                 target_idx: t,
-                pid: *pid,
+                pid: Pid(*pid),
                 regions: vec![
                     RegionSnapshot {
                         start: 0x1000,

@@ -24,7 +24,7 @@ impl RecordKey {
             kdamond_idx: snapshot.kdamond_idx,
             context_idx: snapshot.context_idx,
             target_idx: target.target_idx,
-            pid: target.pid,
+            pid: target.pid.get(),
             intervals: intervals_key(&snapshot.intervals),
         }
     }

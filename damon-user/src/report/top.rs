@@ -248,7 +248,9 @@ fn strip(
     let records = Record::from_snapshots(&recent);
     let record = records
         .iter()
-        .filter(|r| r.target_id == Some(target.target_idx as u64) && r.pid == Some(target.pid))
+        .filter(|r| {
+            r.target_id == Some(target.target_idx as u64) && r.pid == Some(target.pid.get())
+        })
         .max_by_key(|r| r.snapshots.last().map(|s| s.end_ns))?;
     const LABEL: usize = 10;
     let cols = width.saturating_sub(LABEL + 2).max(8);
