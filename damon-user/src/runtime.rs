@@ -16,6 +16,7 @@ use crate::{
         AddrRange, Attrs, ContextSpec, CoreError, IntervalsGoal, KdamondHandle, OpsError, OpsKind,
         ProcessKind, Snapshot, TargetSpec, process_kind, read_proc_maps, start_kdamond,
     },
+    error::Chain,
 };
 
 /// Runs kdamonds with [`EbpfOps`].
@@ -243,7 +244,7 @@ impl KdamondBackend for EbpfBackend {
         // channel is ignored by the kdamond.
         let (tx, _) = mpsc::channel();
         let handle = start_ebpf_kdamond(kdamond_idx, spec, self.options, tx, None)
-            .map_err(|e| BackendError::new(crate::core::ops::error_chain(&e)))?;
+            .map_err(|e| BackendError::new(Chain(&e).to_string()))?;
         Ok(Box::new(Running { handle }))
     }
 }
