@@ -201,7 +201,10 @@ pub fn ebpf_ops(options: EbpfOpsOptions) -> Result<EbpfOps, StartError> {
     );
     match EbpfOps::new(options, &found.layout) {
         Err(e) if found.origin == LayoutOrigin::Cached => {
-            log::info!("the cached kernel layout failed validation ({e}); probing it again");
+            log::info!(
+                "the eBPF access check did not start with the cached kernel layout ({}); probing the layout again",
+                Chain(&e)
+            );
             let found = calibrate::find(true).map_err(StartError::Layout)?;
             EbpfOps::new(options, &found.layout).map_err(StartError::Ops)
         }
