@@ -8,6 +8,7 @@
 //!   tree.
 //! - [`admin`]: DAMON's sysfs admin tree as a model, and served over FUSE.
 //! - [`record`]: damo-compatible record files, and the journal of a recording in progress.
+//! - [`error`]: how errors print: [`error::Chain`], an error with its causes.
 //! - [`outfile`]: creating output files safely in directories others can write to.
 //! - [`report`]: reports over records and live snapshots.
 //! - [`cmd`]: the `damon` subcommands.
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod bpf;
 pub mod cmd;
 pub mod core;
+pub mod error;
 pub mod outfile;
 pub mod record;
 pub mod report;

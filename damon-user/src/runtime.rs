@@ -15,6 +15,7 @@ use crate::{
         ContextSpec, CoreError, KdamondHandle, OpsError, OpsId, ProcessKind, Region, Snapshot,
         process_kind, read_proc_maps, start_kdamond,
     },
+    error::Chain,
 };
 
 /// Runs kdamonds with [`EbpfOps`].
@@ -167,7 +168,10 @@ pub fn ebpf_ops(options: EbpfOpsOptions) -> Result<EbpfOps, StartError> {
     );
     match EbpfOps::new(options, &found.layout) {
         Err(e) if found.origin == LayoutOrigin::Cached => {
-            log::info!("the cached kernel layout failed validation ({e}); probing it again");
+            log::info!(
+                "the eBPF access check did not start with the cached kernel layout ({}); probing the layout again",
+                Chain(&e)
+            );
             let found = calibrate::find(true).map_err(StartError::Layout)?;
             EbpfOps::new(options, &found.layout).map_err(StartError::Ops)
         }
@@ -210,7 +214,7 @@ impl KdamondBackend for EbpfBackend {
         // channel is ignored by the kdamond.
         let (tx, _) = mpsc::channel();
         let handle = start_ebpf_kdamond(kdamond_idx, spec, self.options, tx, None)
-            .map_err(|e| BackendError::new(crate::core::ops::error_chain(&e)))?;
+            .map_err(|e| BackendError::new(Chain(&e).to_string()))?;
         Ok(Box::new(Running { handle }))
     }
 }

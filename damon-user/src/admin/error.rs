@@ -46,7 +46,7 @@ pub enum AdminError {
     #[error("busy: {reason}")]
     Busy { reason: String },
     /// The monitor refused the configuration (EINVAL).
-    #[error("kdamond {kdamond}: {source}")]
+    #[error("kdamond {kdamond}")]
     Backend {
         kdamond: usize,
         #[source]

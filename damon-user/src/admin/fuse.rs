@@ -26,6 +26,7 @@ use fuser::{
 use super::error::AdminError;
 use super::node::{Access, DIR_MODE, EntryKind};
 use super::tree::Admin;
+use crate::error::Chain;
 
 /// Nothing is cached by the kernel: values change under readers.
 const TTL: Duration = Duration::ZERO;
@@ -297,9 +298,10 @@ impl Filesystem for AdminFs {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => {
                 log::warn!(
-                    "write {:?} to {}: {e}",
+                    "write {:?} to {}: {}",
                     String::from_utf8_lossy(data),
-                    path.join("/")
+                    path.join("/"),
+                    Chain(&e)
                 );
                 reply.error(errno(&e));
             }

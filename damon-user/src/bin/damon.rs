@@ -1,6 +1,6 @@
 //! `damon`: argument parsing and dispatch; everything else lives in the library.
 use clap::{Parser, Subcommand};
-use damon_user::cmd;
+use damon_user::{cmd, error::Chain};
 
 #[derive(Parser)]
 #[command(
@@ -62,25 +62,8 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             // Not eprintln!, which panics when stderr is a terminal that hung up.
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "damon: {}", error_text(&e));
+            let _ = writeln!(std::io::stderr(), "damon: {}", Chain(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes, `": "`-separated, leaving out a cause whose text the message
-/// before it already shows (many errors print their source, and also return it as `source()`).
-fn error_text(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let part = cause.to_string();
-        if text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
 }

@@ -71,7 +71,7 @@ impl LoggerThread {
         let mut logger = match aya_log::EbpfLogger::init(ebpf) {
             Ok(l) => l,
             Err(e) => {
-                log::debug!("no eBPF log forwarding: {e}");
+                log::debug!("no eBPF log forwarding: {}", crate::error::Chain(&e));
                 return None;
             }
         };

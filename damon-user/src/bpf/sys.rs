@@ -10,7 +10,7 @@ use thiserror::Error;
 
 /// A failed system call: which one, and the OS error.
 #[derive(Debug, Error)]
-#[error("{call} failed: {io_error}")]
+#[error("{call} failed")]
 pub struct SyscallError {
     pub call: &'static str,
     #[source]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::attrs::ContextSpec;
 use super::context::MonitorContext;
 use super::error::CoreError;
-use super::ops::{Operations, error_chain};
+use super::ops::Operations;
 use super::snapshot::Snapshot;
 use super::target::LiveTarget;
 
@@ -281,7 +281,7 @@ impl Kdamond {
             }
             if !self.ctx.is_prepared() {
                 if let Err(err) = self.ctx.prepare(self.ops.as_mut()) {
-                    return Some(KdamondExit::Failed(error_chain(&err)));
+                    return Some(KdamondExit::Failed(crate::error::Chain(&err).to_string()));
                 }
                 if first {
                     first = false;
@@ -315,7 +315,9 @@ impl Kdamond {
                     self.publish_intervals(shared);
                 }
                 Ok(None) => {}
-                Err(err) => return Some(KdamondExit::Failed(error_chain(&err))),
+                Err(err) => {
+                    return Some(KdamondExit::Failed(crate::error::Chain(&err).to_string()));
+                }
             }
             for command in pending.drain(..) {
                 self.serve(command);

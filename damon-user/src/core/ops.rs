@@ -193,19 +193,6 @@ impl OpsError {
     }
 }
 
-/// An error and all its sources, `": "`-separated: `Display` of [`OpsError::Failed`] shows only
-/// its context, which is too little for an exit reason.
-pub fn error_chain(err: &dyn Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// The address-space side of monitoring, like the kernel's `struct damon_operations`.
 pub trait Operations: Send + 'static {
     /// vaddr: the target's memory mappings, sorted, non-overlapping (the core derives the three
@@ -231,21 +218,21 @@ pub trait Operations: Send + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Chain;
 
     #[test]
-    fn error_chain_includes_sources() {
+    fn failed_shows_its_context_and_the_chain_its_source() {
         let err = OpsError::failed(
             "reading page tables of pid 7",
             std::io::Error::from_raw_os_error(libc::EPERM),
         );
         assert_eq!(err.to_string(), "reading page tables of pid 7");
-        let chain = error_chain(&err);
-        assert!(
-            chain.starts_with("reading page tables of pid 7: Operation not permitted"),
-            "{chain}"
+        assert_eq!(
+            Chain(&err).to_string(),
+            "reading page tables of pid 7: Operation not permitted (os error 1)"
         );
         assert_eq!(
-            error_chain(&OpsError::TargetGone { pid: Pid(3) }),
+            Chain(&OpsError::TargetGone { pid: Pid(3) }).to_string(),
             "process 3 is gone"
         );
     }

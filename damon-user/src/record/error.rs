@@ -9,12 +9,12 @@ pub enum ParseError {
     /// Neither JSON nor zlib: damo's `file -b` check would reject it too.
     #[error("not a damo json or json_compressed record (starts with {head:?})")]
     UnknownFormat { head: String },
-    #[error("zlib data of json_compressed record is corrupt: {source}")]
+    #[error("zlib data of json_compressed record is corrupt")]
     Decompress {
         #[source]
         source: io::Error,
     },
-    #[error("invalid record json: {source}")]
+    #[error("invalid record json")]
     Json {
         #[source]
         source: serde_json::Error,
@@ -37,25 +37,25 @@ pub enum ParseError {
 /// [`RecordFormat`](super::RecordFormat).
 #[derive(Debug, Error)]
 pub enum RecordError {
-    #[error("cannot read record file {path}: {source}")]
+    #[error("cannot read record file {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot write record file {path}: {source}")]
+    #[error("cannot write record file {path}")]
     Write {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Parse {
         path: PathBuf,
         #[source]
         source: ParseError,
     },
-    #[error("cannot encode records as json: {source}")]
+    #[error("cannot encode records as json")]
     Encode {
         #[source]
         source: serde_json::Error,

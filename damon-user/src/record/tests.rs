@@ -267,7 +267,7 @@ fn read_errors_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.data");
     fs::write(&path, "garbage").unwrap();
-    let err = read_records(&path).unwrap_err().to_string();
+    let err = crate::error::Chain(&read_records(&path).unwrap_err()).to_string();
     assert!(err.contains("bad.data") && err.contains("garbage"), "{err}");
 }
 
@@ -496,7 +496,9 @@ fn journal_regions_read_across_field_changes() {
 
 #[test]
 fn bad_journal_lines_are_named_by_number() {
-    let err = |text: String| parse_records(&compressed(&text)).unwrap_err().to_string();
+    let err = |text: String| {
+        crate::error::Chain(&parse_records(&compressed(&text)).unwrap_err()).to_string()
+    };
     let msg = err(format!(
         "{HEADER}{RECORD}{}",
         "{\"snapshot\":{\"record\":1,\"start_ns\":0,\"end_ns\":1,\"regions\":[]}}\n"

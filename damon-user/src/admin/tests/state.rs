@@ -276,7 +276,8 @@ fn backend_failure_is_einval_and_changes_nothing() {
     fake.fail_start(Some("no eBPF today"));
     let err = state(&mut t, "on").unwrap_err();
     assert_eq!(err.errno(), libc::EINVAL);
-    assert!(err.to_string().contains("no eBPF today"), "{err}");
+    let text = crate::error::Chain(&err).to_string();
+    assert_eq!(text, "kdamond 0: no eBPF today");
     assert_eq!(read(&t, &format!("{K}/state")), "off\n");
     fake.fail_start(None);
     state(&mut t, "on").unwrap();
