@@ -65,7 +65,7 @@ mod tests {
         admin::{AdminError, BackendError},
         bpf::{BpfError, LayoutError, btf::BtfError, chase::ChaseError, sys::SyscallError},
         core::{CoreError, OpsError},
-        record::{ParseError, RecordError},
+        record::{DecodeError, RecordError},
         runtime::{SpecError, StartError, TargetError},
     };
 
@@ -154,7 +154,7 @@ mod tests {
     fn a_corrupt_record_prints_each_cause_once() {
         let err = RecordError::Parse {
             path: "/tmp/damon.data".into(),
-            source: ParseError::Json {
+            source: DecodeError::Json {
                 source: json_error(),
             },
         };
@@ -264,12 +264,12 @@ mod tests {
             }),
             Box::new(RecordError::Parse {
                 path: "/x".into(),
-                source: ParseError::Decompress { source: eperm() },
+                source: DecodeError::Decompress { source: eperm() },
             }),
             Box::new(RecordError::Encode {
                 source: json_error(),
             }),
-            Box::new(ParseError::Json {
+            Box::new(DecodeError::Json {
                 source: json_error(),
             }),
         ];

@@ -23,7 +23,7 @@ use std::{cell::RefCell, io};
 
 use serde::{Deserialize, Serialize, Serializer, ser::Error as _, ser::SerializeSeq};
 
-use super::{ParseError, Record, RecordRegion, RecordSnapshot, text::NumOrText};
+use super::{DecodeError, Record, RecordRegion, RecordSnapshot, text::NumOrText};
 use crate::core::{Intervals, IntervalsGoal};
 
 const NS_PER_US: u64 = 1_000;
@@ -331,7 +331,7 @@ struct Location {
 }
 
 impl Location {
-    fn invalid(&self, field: &'static str, value: String, reason: &'static str) -> ParseError {
+    fn invalid(&self, field: &'static str, value: String, reason: &'static str) -> DecodeError {
         let mut location = format!("record {}", self.record);
         if let Some(s) = self.snapshot {
             location += &format!(", snapshot {s}");
@@ -339,7 +339,7 @@ impl Location {
         if let Some(r) = self.region {
             location += &format!(", region {r}");
         }
-        ParseError::InvalidValue {
+        DecodeError::InvalidValue {
             location,
             field,
             value,
@@ -347,17 +347,17 @@ impl Location {
         }
     }
 
-    fn count(&self, field: &'static str, v: &NumOrText) -> Result<u64, ParseError> {
+    fn count(&self, field: &'static str, v: &NumOrText) -> Result<u64, DecodeError> {
         v.count()
             .ok_or_else(|| self.invalid(field, v.shown(), "is not a non-negative integer"))
     }
 
-    fn bytes(&self, field: &'static str, v: &NumOrText) -> Result<u64, ParseError> {
+    fn bytes(&self, field: &'static str, v: &NumOrText) -> Result<u64, DecodeError> {
         v.bytes()
             .ok_or_else(|| self.invalid(field, v.shown(), "is not a non-negative integer"))
     }
 
-    fn count_u32(&self, field: &'static str, v: &NumOrText) -> Result<u32, ParseError> {
+    fn count_u32(&self, field: &'static str, v: &NumOrText) -> Result<u32, DecodeError> {
         let n = self.count(field, v)?;
         u32::try_from(n).map_err(|_| self.invalid(field, v.shown(), "is above 4294967295"))
     }
@@ -366,7 +366,7 @@ impl Location {
         &self,
         field: &'static str,
         v: &Option<NumOrText>,
-    ) -> Result<Option<usize>, ParseError> {
+    ) -> Result<Option<usize>, DecodeError> {
         v.as_ref()
             .map(|v| {
                 let n = self.count(field, v)?;
@@ -380,16 +380,16 @@ impl Location {
         field: &'static str,
         v: &NumOrText,
         bare_unit_ns: u64,
-    ) -> Result<u64, ParseError> {
+    ) -> Result<u64, DecodeError> {
         v.duration_ns(bare_unit_ns)
             .ok_or_else(|| self.invalid(field, v.shown(), "is not a duration"))
     }
 }
 
 /// Parses the JSON text of a record file.
-pub(crate) fn from_json(json: &[u8]) -> Result<Vec<Record>, ParseError> {
+pub(crate) fn from_json(json: &[u8]) -> Result<Vec<Record>, DecodeError> {
     let records: Vec<InRecord> =
-        serde_json::from_slice(json).map_err(|source| ParseError::Json { source })?;
+        serde_json::from_slice(json).map_err(|source| DecodeError::Json { source })?;
     records
         .into_iter()
         .enumerate()
@@ -397,7 +397,7 @@ pub(crate) fn from_json(json: &[u8]) -> Result<Vec<Record>, ParseError> {
         .collect()
 }
 
-fn convert_record(idx: usize, r: InRecord) -> Result<Record, ParseError> {
+fn convert_record(idx: usize, r: InRecord) -> Result<Record, DecodeError> {
     let at = Location {
         record: idx,
         snapshot: None,
@@ -405,7 +405,7 @@ fn convert_record(idx: usize, r: InRecord) -> Result<Record, ParseError> {
     };
     let intervals = r
         .intervals
-        .map(|i| -> Result<Intervals, ParseError> {
+        .map(|i| -> Result<Intervals, DecodeError> {
             Ok(Intervals {
                 sample_us: at.duration_ns("intervals.sample_us", &i.sample_us, NS_PER_US)?
                     / NS_PER_US,
@@ -479,7 +479,7 @@ fn convert_snapshot(
     s: InSnapshot,
     intervals: Option<Intervals>,
     previous_end: Option<u64>,
-) -> Result<RecordSnapshot, ParseError> {
+) -> Result<RecordSnapshot, DecodeError> {
     let end_ns = at.duration_ns("end_time", &s.end_time, 1)?;
     // damo leaves the start of a trace's only snapshot unknown (null).
     let start_ns = match &s.start_time {
@@ -532,7 +532,7 @@ fn convert_region(
     at: Location,
     r: InRegion,
     intervals: Option<Intervals>,
-) -> Result<RecordRegion, ParseError> {
+) -> Result<RecordRegion, DecodeError> {
     let start = at.bytes("start", &r.start)?;
     let end = at.bytes("end", &r.end)?;
     if end < start {
@@ -599,7 +599,7 @@ fn samples_of_percent(
     at: Location,
     percent: &NumOrText,
     intervals: Option<Intervals>,
-) -> Result<u32, ParseError> {
+) -> Result<u32, DecodeError> {
     let p = percent.real().ok_or_else(|| {
         at.invalid(
             "nr_accesses.percent",

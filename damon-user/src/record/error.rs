@@ -5,7 +5,7 @@ use thiserror::Error;
 
 /// What is wrong with the bytes of a record file, independent of where they came from.
 #[derive(Debug, Error)]
-pub enum ParseError {
+pub enum DecodeError {
     /// Neither JSON nor zlib: damo's `file -b` check would reject it too.
     #[error("not a damo json or json_compressed record (starts with {head:?})")]
     UnknownFormat { head: String },
@@ -53,7 +53,7 @@ pub enum RecordError {
     Parse {
         path: PathBuf,
         #[source]
-        source: ParseError,
+        source: DecodeError,
     },
     #[error("cannot encode records as json")]
     Encode {

@@ -7,7 +7,7 @@ use std::{
 
 use flate2::{Compression, write::ZlibEncoder};
 
-use super::{ParseError, Record, RecordError, damo, damo::SnapshotSource, journal};
+use super::{DecodeError, Record, RecordError, damo, damo::SnapshotSource, journal};
 
 /// damo's `json` and `json_compressed` record file types.
 ///
@@ -116,24 +116,24 @@ pub enum FileKind {
 }
 
 /// Parses a record file's bytes, in either format, or a journal.
-pub fn parse_records(bytes: &[u8]) -> Result<Vec<Record>, ParseError> {
+pub fn parse_records(bytes: &[u8]) -> Result<Vec<Record>, DecodeError> {
     parse_record_file(bytes).map(|(_, records)| records)
 }
 
 /// [`parse_records`], also saying what kind of file it was.
-pub fn parse_record_file(bytes: &[u8]) -> Result<(FileKind, Vec<Record>), ParseError> {
+pub fn parse_record_file(bytes: &[u8]) -> Result<(FileKind, Vec<Record>), DecodeError> {
     match RecordFormat::detect(bytes) {
         Some(RecordFormat::Json) => {
             Ok((FileKind::Damo(RecordFormat::Json), damo::from_json(bytes)?))
         }
         Some(RecordFormat::JsonCompressed) => {
             let (text, ended) =
-                journal::inflate_all(bytes).map_err(|source| ParseError::Decompress { source })?;
+                journal::inflate_all(bytes).map_err(|source| DecodeError::Decompress { source })?;
             if journal::is_journal(&text) {
                 return Ok((FileKind::Journal, journal::parse(&text)?));
             }
             if !ended {
-                return Err(ParseError::Decompress {
+                return Err(DecodeError::Decompress {
                     source: io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the zlib stream is truncated",
@@ -145,7 +145,7 @@ pub fn parse_record_file(bytes: &[u8]) -> Result<(FileKind, Vec<Record>), ParseE
                 damo::from_json(&text)?,
             ))
         }
-        None => Err(ParseError::UnknownFormat {
+        None => Err(DecodeError::UnknownFormat {
             head: String::from_utf8_lossy(&bytes[..bytes.len().min(16)]).into_owned(),
         }),
     }

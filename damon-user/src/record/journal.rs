@@ -37,7 +37,7 @@ use flate2::{Compression, Decompress, FlushDecompress, Status, write::ZlibEncode
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DATA_SOURCE_UNKNOWN, ParseError, Record, RecordError, RecordFormat, RecordRegion,
+    DATA_SOURCE_UNKNOWN, DecodeError, Record, RecordError, RecordFormat, RecordRegion,
     RecordSnapshot, damo::SnapshotSource, writer::RecordKey,
 };
 use crate::{
@@ -409,8 +409,8 @@ pub(crate) fn is_journal(text: &[u8]) -> bool {
     text.starts_with(MAGIC)
 }
 
-fn bad_line(line: usize, reason: impl Into<String>) -> ParseError {
-    ParseError::Journal {
+fn bad_line(line: usize, reason: impl Into<String>) -> DecodeError {
+    DecodeError::Journal {
         line,
         reason: reason.into(),
     }
@@ -427,7 +427,7 @@ struct Heads {
 
 impl Heads {
     /// Takes in line number `no` (1-based); returns its snapshot, if it is one.
-    fn take(&mut self, no: usize, text: &[u8]) -> Result<Option<SnapshotLine>, ParseError> {
+    fn take(&mut self, no: usize, text: &[u8]) -> Result<Option<SnapshotLine>, DecodeError> {
         let line: Line = serde_json::from_slice(text).map_err(|e| bad_line(no, format!("{e}")))?;
         match (self.format.is_some(), line) {
             (false, Line::DamonJournal(h)) => {
@@ -507,11 +507,11 @@ impl Heads {
 /// An error of reading a journal: of the file, or of what it holds.
 enum ScanError {
     Io(io::Error),
-    Parse(ParseError),
+    Parse(DecodeError),
 }
 
-impl From<ParseError> for ScanError {
-    fn from(e: ParseError) -> Self {
+impl From<DecodeError> for ScanError {
+    fn from(e: DecodeError) -> Self {
         ScanError::Parse(e)
     }
 }
@@ -535,7 +535,7 @@ impl ScanError {
 /// line without its newline is left out (a write cut short).
 fn scan_lines(
     mut text: impl BufRead,
-    mut each: impl FnMut(usize, &[u8]) -> Result<(), ParseError>,
+    mut each: impl FnMut(usize, &[u8]) -> Result<(), DecodeError>,
 ) -> Result<(), ScanError> {
     let mut line = Vec::new();
     let mut no = 0;
@@ -550,12 +550,12 @@ fn scan_lines(
     }
 }
 
-fn no_header() -> ParseError {
+fn no_header() -> DecodeError {
     bad_line(1, "the journal has no complete header line")
 }
 
 /// Reads a journal's decompressed text into records.
-pub(crate) fn parse(text: &[u8]) -> Result<Vec<Record>, ParseError> {
+pub(crate) fn parse(text: &[u8]) -> Result<Vec<Record>, DecodeError> {
     let mut heads = Heads::default();
     let mut snapshots: Vec<(usize, RecordSnapshot)> = Vec::new();
     let scanned = scan_lines(text, |no, line| {
@@ -576,7 +576,7 @@ pub(crate) fn parse(text: &[u8]) -> Result<Vec<Record>, ParseError> {
         Ok(()) => {}
         Err(ScanError::Parse(e)) => return Err(e),
         // Reading from memory fails only on bad data.
-        Err(ScanError::Io(source)) => return Err(ParseError::Decompress { source }),
+        Err(ScanError::Io(source)) => return Err(DecodeError::Decompress { source }),
     }
     if heads.format.is_none() {
         return Err(no_header());

@@ -26,7 +26,7 @@ mod writer;
 
 use std::{fs, path::Path};
 
-pub use error::{ParseError, RecordError};
+pub use error::{DecodeError, RecordError};
 pub use format::{FileKind, RecordFormat, parse_record_file, parse_records};
 pub use journal::{Finished, Journal, finish_file};
 pub use model::{Record, RecordRegion, RecordSnapshot};

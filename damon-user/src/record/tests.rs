@@ -236,7 +236,7 @@ fn bad_values_are_named_with_their_location() {
 fn corrupt_files_are_rejected() {
     assert!(matches!(
         parse_records(b""),
-        Err(ParseError::UnknownFormat { .. })
+        Err(DecodeError::UnknownFormat { .. })
     ));
     let msg = parse_records(b"PERFILE2 binary").unwrap_err().to_string();
     assert!(msg.contains("PERFILE2"), "{msg}");
@@ -246,13 +246,16 @@ fn corrupt_files_are_rejected() {
     truncated.truncate(truncated.len() / 2);
     assert!(matches!(
         parse_records(&truncated),
-        Err(ParseError::Decompress { .. })
+        Err(DecodeError::Decompress { .. })
     ));
     let mut json = writer_with(RecordFormat::Json, 3, &[10])
         .to_bytes()
         .unwrap();
     json.truncate(json.len() / 2);
-    assert!(matches!(parse_records(&json), Err(ParseError::Json { .. })));
+    assert!(matches!(
+        parse_records(&json),
+        Err(DecodeError::Json { .. })
+    ));
     let msg = parse_err(r#"{"damo_record_ver": 1}"#);
     assert!(msg.contains("invalid record json"), "{msg}");
 }
