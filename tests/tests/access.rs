@@ -43,11 +43,10 @@ fn collect_until(rx: &mpsc::Receiver<Snapshot>, deadline_ns: u64) -> Vec<Snapsho
     v
 }
 
-fn rates(s: &Snapshot, hot: (u64, u64), cold: (u64, u64)) -> (f64, f64) {
+fn rates(s: &Snapshot, hot: AddrRange, cold: AddrRange) -> (f64, f64) {
     let max = s.intervals.max_nr_accesses();
     let regions = &s.targets[0].regions;
-    let rate = |(start, end)| {
-        let range = AddrRange::new(start, end);
+    let rate = |range: AddrRange| {
         weighted_rate(regions, range, max)
             .unwrap_or_else(|| panic!("no region covers the buffer {range}"))
     };
@@ -56,7 +55,7 @@ fn rates(s: &Snapshot, hot: (u64, u64), cold: (u64, u64)) -> (f64, f64) {
 
 /// Mean rates over the last three aggregations (300 ms at the defaults): one aggregation in
 /// which a sweep of the hot buffer was late on a loaded machine is not the picture.
-fn recent_rates(snaps: &[Snapshot], hot: (u64, u64), cold: (u64, u64)) -> (f64, f64) {
+fn recent_rates(snaps: &[Snapshot], hot: AddrRange, cold: AddrRange) -> (f64, f64) {
     let last: Vec<(f64, f64)> = snaps
         .iter()
         .rev()

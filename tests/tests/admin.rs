@@ -92,7 +92,7 @@ fn seed_example_starts_a_kdamond_and_a_stat_scheme_sees_the_hot_buffer() {
     let hot_bytes = |regions: &[(u64, u64, u64)]| -> (u64, u64) {
         let (mut covered, mut hot_covered) = (0, 0);
         for &(s, e, acc) in regions {
-            let overlap = e.min(hot.1).saturating_sub(s.max(hot.0));
+            let overlap = e.min(hot.end).saturating_sub(s.max(hot.start));
             covered += overlap;
             if acc * 10 >= 20 * 8 {
                 hot_covered += overlap;
@@ -206,8 +206,8 @@ fn damo_drives_the_tree_in_a_private_mount_namespace() {
         waited.is_ok(),
         "damo report access: the hot buffer {:#x}-{:#x} at {:?} of the maximum rate, expected \
          >= 0.8:\n{report}",
-        hot.0,
-        hot.1,
+        hot.start,
+        hot.end,
         damo_rate(&report, hot)
     );
 
@@ -288,7 +288,7 @@ impl AdminNamespace {
 /// The access rate (0 to 1) that `damo report access --raw_number` shows for `range`: its
 /// region lines (`IDX addr START size SIZE access HZ age AGE`) weighed against its
 /// `max access hz`. `None` when no region covers the range.
-fn damo_rate(report: &str, range: (u64, u64)) -> Option<f64> {
+fn damo_rate(report: &str, range: AddrRange) -> Option<f64> {
     let max_hz: f64 = report
         .split_once("(max access hz ")?
         .1
@@ -313,11 +313,7 @@ fn damo_rate(report: &str, range: (u64, u64)) -> Option<f64> {
             })
         })
         .collect();
-    weighted_rate(
-        &regions,
-        AddrRange::new(range.0, range.1),
-        max_hz.round() as u32,
-    )
+    weighted_rate(&regions, range, max_hz.round() as u32)
 }
 
 /// `on` with targets this monitor cannot run fails with EINVAL at once and leaves the kdamond

@@ -5,7 +5,7 @@
 //! kdamond's. Other threads of the process are not the sampling loop: the thread that
 //! forwards the programs' log records allocates when it formats one, and the record of the
 //! layout probe at start-up can reach it while the steps run.
-use damon_user::core::Pid;
+use damon_user::core::{AddrRange, Pid};
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     cell::Cell,
@@ -66,7 +66,7 @@ fn a_sample_step_allocates_nothing() {
     // The access check alone: 64 regions over both buffers.
     let regions: Vec<Region> = [hot, cold]
         .iter()
-        .flat_map(|&(s, e)| {
+        .flat_map(|&AddrRange { start: s, end: e }| {
             let step = (e - s) / 32;
             (0..32).map(move |i| Region::new(s + i * step, s + (i + 1) * step))
         })

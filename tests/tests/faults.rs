@@ -18,7 +18,7 @@ use damon_user::{
 fn faults_are_counted_per_region_and_programs_unload() {
     const N: u64 = 64;
     let (mut w, line) = Workload::start(&["touch", "--pages", &N.to_string()]).expect("workload");
-    let (start, end) =
+    let AddrRange { start, end } =
         parse_range(line.strip_prefix("MAPPED ").expect("MAPPED line")).expect("range");
     let mid = start + N * 4096;
     assert_eq!(end, start + 2 * N * 4096);
@@ -79,7 +79,7 @@ fn faults_are_counted_per_region_and_programs_unload() {
 fn perf_sampler_attributes_fault_addresses_to_regions() {
     const N: u64 = 32;
     let (mut w, line) = Workload::start(&["touch", "--pages", &N.to_string()]).expect("workload");
-    let (start, end) =
+    let AddrRange { start, end } =
         parse_range(line.strip_prefix("MAPPED ").expect("MAPPED line")).expect("range");
     // The perf_event program alone, on the software page-fault event (period 1).
     let opts = ProgramOptions {
@@ -170,11 +170,19 @@ fn a_fault_counts_for_its_own_target_when_several_are_sampled() {
     let mut ops = ebpf_ops(EbpfOpsOptions::default()).expect("eBPF access check");
     // One region per target, sampled at its first page; neither page is mapped yet.
     let mut targets = OwnedTargets::new(vec![
-        OwnedTarget::new(0, Pid(a.pid()), vec![Region::new(a_range.0, a_range.1)]),
-        OwnedTarget::new(1, Pid(b.pid()), vec![Region::new(b_range.0, b_range.1)]),
+        OwnedTarget::new(
+            0,
+            Pid(a.pid()),
+            vec![Region::new(a_range.start, a_range.end)],
+        ),
+        OwnedTarget::new(
+            1,
+            Pid(b.pid()),
+            vec![Region::new(b_range.start, b_range.end)],
+        ),
     ]);
     targets.step(&mut ops, false, true).expect("prepare");
-    assert_eq!(targets.targets[0].regions[0].sampling_addr, a_range.0);
+    assert_eq!(targets.targets[0].regions[0].sampling_addr, a_range.start);
 
     // a faults its sampled page in; clearing the page's young bit again leaves the fault as
     // the only sign of the access.
@@ -185,7 +193,7 @@ fn a_fault_counts_for_its_own_target_when_several_are_sampled() {
     Mkold::default()
         .advise(
             &pidfd,
-            &[AddrRange::new(a_range.0, a_range.0 + PAGE_SIZE)],
+            &[AddrRange::new(a_range.start, a_range.start + PAGE_SIZE)],
             &mut refused,
         )
         .expect("MADV_COLD");

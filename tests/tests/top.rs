@@ -26,7 +26,8 @@ impl Drop for Session {
 fn top_shows_the_hot_region_and_quits_on_q() {
     let (w, ready) =
         Workload::start(&["hotcold", "--hot-mib", "32", "--cold-mib", "64"]).expect("workload");
-    let (hot_start, hot_end) = parse_range(field(&ready, "hot").unwrap()).unwrap();
+    let hot = parse_range(field(&ready, "hot").unwrap()).unwrap();
+    let (hot_start, hot_end) = (hot.start, hot.end);
     let name = format!("damon-top-test-{}", std::process::id());
     let cmd = format!(
         "{} top -p {}; echo TOP-EXITED-$?; sleep 30",
@@ -99,7 +100,8 @@ fn screen_shows_hot(screen: &str, start: u64, end: u64) -> bool {
         else {
             return false;
         };
-        let Ok((s, e)) = damon_tests::parse_range(range) else {
+        let Ok(damon_user::core::AddrRange { start: s, end: e }) = damon_tests::parse_range(range)
+        else {
             return false;
         };
         let pct = line

@@ -220,7 +220,7 @@ impl EbpfOps {
         if prepare {
             if t.target.layout_changed || target.nr_regions != t.regions.len() {
                 target.nr_regions = t.regions.len();
-                let bounds = t.regions.iter().map(|r| AddrRange::new(r.start, r.end));
+                let bounds = t.regions.iter().map(crate::core::Region::range);
                 self.progs
                     .set_regions(slot, bounds)
                     .map_err(|e| failed(format!("process {pid}"), e))?;

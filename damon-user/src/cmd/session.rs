@@ -177,9 +177,7 @@ fn duration_us(s: &str) -> Option<u64> {
 
 /// `START-END`, parsed like `damon report --address-range`.
 fn parse_range(s: &str) -> Result<AddrRange, String> {
-    parse_address_range(s)
-        .map(|(start, end)| AddrRange { start, end })
-        .map_err(|e| e.to_string())
+    parse_address_range(s).map_err(|e| e.to_string())
 }
 
 impl MonitorArgs {

@@ -1,5 +1,5 @@
 //! DAMON's monitoring model: kdamonds, contexts, targets and adaptive regions, following the
-//! kernel's algorithm (see `damon-algorithm.md` of the project reference).
+//! kernel's algorithm (`mm/damon/core.c` and `vaddr.c` of Linux), step for step.
 //!
 //! - [`attrs`]: what a context is asked to do ([`ContextSpec`]) and its validation.
 //! - [`target`]: a monitored process, as asked and as the engine keeps it.

@@ -1,12 +1,13 @@
 //! Parsing of the ranges and sizes users give on the command line.
 use super::ReportError;
+use crate::core::AddrRange;
 use crate::record::text::{parse_bytes, parse_duration_ns};
 
 const NS_PER_S: u64 = 1_000_000_000;
 
 /// `START-END` of addresses: each hexadecimal with `0x`, or decimal with an optional binary
 /// unit (`4K`, `1GiB`). The range is `[START, END)`.
-pub fn parse_address_range(value: &str) -> Result<(u64, u64), ReportError> {
+pub fn parse_address_range(value: &str) -> Result<AddrRange, ReportError> {
     let bad = |reason| ReportError::BadAddressRange {
         value: value.to_string(),
         reason,
@@ -19,7 +20,7 @@ pub fn parse_address_range(value: &str) -> Result<(u64, u64), ReportError> {
     if end <= start {
         return Err(bad("END must be above START"));
     }
-    Ok((start, end))
+    Ok(AddrRange::new(start, end))
 }
 
 fn parse_address(text: &str) -> Option<u64> {
@@ -86,12 +87,15 @@ mod tests {
     fn address_ranges() {
         assert_eq!(
             parse_address_range("0x1000-0x3000").unwrap(),
-            (0x1000, 0x3000)
+            AddrRange::new(0x1000, 0x3000)
         );
-        assert_eq!(parse_address_range("4096-12K").unwrap(), (4096, 12288));
+        assert_eq!(
+            parse_address_range("4096-12K").unwrap(),
+            AddrRange::new(4096, 12288)
+        );
         assert_eq!(
             parse_address_range("0x7f00_0000-0x7f00_1000").unwrap(),
-            (0x7f00_0000, 0x7f00_1000)
+            AddrRange::new(0x7f00_0000, 0x7f00_1000)
         );
     }
 

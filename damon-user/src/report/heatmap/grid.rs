@@ -10,20 +10,11 @@
 //! the gaps between them left out.
 use serde::Serialize;
 
+use crate::core::AddrRange;
 use crate::record::Record;
 
 /// A contiguous address range on the map.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Area {
-    pub start: u64,
-    pub end: u64,
-}
-
-impl Area {
-    pub fn size(&self) -> u64 {
-        self.end - self.start
-    }
-}
+pub type Area = AddrRange;
 
 /// One column of cells: `[start, end)` within area `area`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use self::grid::{Grid, allocate_columns, covered_areas, limit_areas};
 use super::{Input, Numbers, RecordId, ReportError, header, to_json};
+use crate::core::AddrRange;
 use crate::record::Record;
 
 /// Default text resolution, as damo's: 40 rows of time, 80 columns of address.
@@ -27,7 +28,7 @@ pub const IMAGE_RESOLUTION: (usize, usize) = (500, 500);
 #[derive(Clone, Debug, Default)]
 pub struct HeatmapOptions {
     /// One linear `[start, end)` instead of the covered areas.
-    pub address_range: Option<(u64, u64)>,
+    pub address_range: Option<AddrRange>,
     /// Start and end, in ns after each record's first snapshot started; whole record if `None`.
     pub time_range: (Option<u64>, Option<u64>),
     /// Rows (time) and columns (address); at most as many rows as snapshots if `None`.
@@ -89,7 +90,7 @@ pub fn grid_of(
         default_resolution.1,
     ));
     let areas = match opts.address_range {
-        Some((s, e)) => vec![grid::Area { start: s, end: e }],
+        Some(range) => vec![range],
         // An area per 8 columns at most, so that each has room to show something.
         None => limit_areas(covered_areas(record), (cols / 8).max(1)),
     };
