@@ -13,6 +13,14 @@ use damon_tests::{ChildGuard, damon_bin};
 
 /// The line of `text` that starts with `prefix`; the test fails naming the whole text if there
 /// is none.
+/// Runs `cmd`, which must fail, and returns its `damon: ` error line.
+fn failing_error_line(cmd: &mut Command) -> String {
+    let run = cmd.stdin(Stdio::null()).output().expect("run damon");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{cmd:?} succeeded:\n{stderr}");
+    line_with(&stderr, "damon: ").to_string()
+}
+
 fn line_with<'a>(text: &'a str, prefix: &str) -> &'a str {
     text.lines()
         .find(|l| l.starts_with(prefix))
@@ -57,20 +65,16 @@ fn a_refused_monitor_start_prints_each_cause_once() {
     );
     let dir = tempfile::tempdir().expect("temporary directory");
     let out = dir.path().join("damon.data");
-    let run = Command::new("setpriv")
-        .args(["--bounding-set=-all", "--inh-caps=-all"])
-        .arg(damon_bin())
-        .args(["record", "-d", "1", "-o"])
-        .arg(&out)
-        .args(["--", "sleep", "5"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("setpriv");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success(), "damon record succeeded:\n{stderr}");
-    let line = line_with(&stderr, "damon: ");
+    let line = failing_error_line(
+        Command::new("setpriv")
+            .args(["--bounding-set=-all", "--inh-caps=-all"])
+            .arg(damon_bin())
+            .args(["record", "-d", "1", "-o"])
+            .arg(&out)
+            .args(["--", "sleep", "5"]),
+    );
     assert_each_cause_once(
-        line,
+        &line,
         &[
             "damon: probing the kernel layout",
             "loading the calibration program",
@@ -97,17 +101,13 @@ fn a_corrupt_record_prints_each_cause_once() {
     f.write_all(b"\x78\x9c\xff\xff\xff\xff garbage")
         .expect("write the record");
     drop(f);
-    let run = Command::new(damon_bin())
-        .args(["report", "raw", "-i"])
-        .arg(&path)
-        .stdin(Stdio::null())
-        .output()
-        .expect("damon report");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success(), "damon report succeeded:\n{stderr}");
-    let line = line_with(&stderr, "damon: ");
+    let line = failing_error_line(
+        Command::new(damon_bin())
+            .args(["report", "raw", "-i"])
+            .arg(&path),
+    );
     assert_each_cause_once(
-        line,
+        &line,
         &[
             &format!("damon: {}", path.display()),
             "zlib data of json_compressed record is corrupt",

@@ -176,37 +176,31 @@ mod tests {
 
     #[test]
     fn takes_damo_short_options_and_spellings() {
-        let cli = Cli::try_parse_from([
-            "top", "-p", "12", "-s", "1000", "-a", "50ms", "-u", "2s", "-n", "20", "-m", "300",
-        ])
-        .unwrap();
-        let m = &cli.args.monitor;
-        assert_eq!(
+        let cases: [(&[&str], _); 2] = [
             (
-                m.sample_us,
-                m.aggr_us,
-                m.update_us,
-                m.min_regions,
-                m.max_regions
+                &[
+                    "-s", "1000", "-a", "50ms", "-u", "2s", "-n", "20", "-m", "300",
+                ],
+                (1000, 50_000, 2_000_000, 20, 300),
             ),
-            (1000, 50_000, 2_000_000, 20, 300)
-        );
-        let cli = Cli::try_parse_from([
-            "top", "--sample", "2000", "--aggr", "40000", "--updr", "1000000", "--minr", "5",
-            "--maxr", "50",
-        ])
-        .unwrap();
-        let m = &cli.args.monitor;
-        assert_eq!(
             (
-                m.sample_us,
-                m.aggr_us,
-                m.update_us,
-                m.min_regions,
-                m.max_regions
+                &[
+                    "--sample", "2000", "--aggr", "40000", "--updr", "1s", "--minr", "5", "--maxr",
+                    "50",
+                ],
+                (2000, 40_000, 1_000_000, 5, 50),
             ),
-            (2000, 40_000, 1_000_000, 5, 50)
-        );
+        ];
+        for (args, want) in cases {
+            let cli = Cli::try_parse_from(["top"].iter().chain(args)).unwrap();
+            let m = &cli.args.monitor;
+            let got = (m.sample_us, m.aggr_us, m.update_us);
+            assert_eq!(
+                (got, m.min_regions, m.max_regions),
+                ((want.0, want.1, want.2), want.3, want.4),
+                "{args:?}"
+            );
+        }
         let err = Cli::try_parse_from(["top", "-s", "5 parsecs"])
             .map(|_| ())
             .unwrap_err()

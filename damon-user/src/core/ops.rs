@@ -95,20 +95,14 @@ impl OwnedTarget {
     }
 }
 
-/// Owned targets as one step: what [`OwnedTargets::step`] passes to [`Operations::sample`].
+/// Owned targets, for driving an [`Operations`] one step at a time ([`OwnedTargets::step`]).
 pub struct OwnedTargets {
-    check: bool,
-    prepare: bool,
     pub targets: Vec<OwnedTarget>,
 }
 
 impl OwnedTargets {
     pub fn new(targets: Vec<OwnedTarget>) -> Self {
-        OwnedTargets {
-            check: false,
-            prepare: false,
-            targets,
-        }
+        OwnedTargets { targets }
     }
 
     /// Runs one step of `ops` over the targets, as the core would: results into `found`,
@@ -120,12 +114,15 @@ impl OwnedTargets {
         check: bool,
         prepare: bool,
     ) -> Result<(), OpsError> {
-        (self.check, self.prepare) = (check, prepare);
         for t in &mut self.targets {
             t.found.iter_mut().for_each(|f| *f = Access::None);
             t.gone = false;
         }
-        ops.sample(self)?;
+        ops.sample(&mut Steps {
+            check,
+            prepare,
+            targets: &mut self.targets,
+        })?;
         if prepare {
             for t in &mut self.targets {
                 for (r, &p) in t.regions.iter_mut().zip(&t.next) {
@@ -138,7 +135,34 @@ impl OwnedTargets {
     }
 }
 
-impl SampleTargets for OwnedTargets {
+/// A target whose step buffers a [`Steps`] lends to the operations.
+pub(crate) trait StepTarget {
+    /// Target `idx`'s regions and buffers for one step.
+    fn step(&mut self, idx: usize) -> TargetStep<'_>;
+}
+
+impl StepTarget for OwnedTarget {
+    fn step(&mut self, _idx: usize) -> TargetStep<'_> {
+        TargetStep {
+            target: self.target,
+            regions: &self.regions,
+            next: &mut self.next,
+            found: &mut self.found,
+            gone: &mut self.gone,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Targets as one sampling step: what the core (and [`OwnedTargets`]) pass to
+/// [`Operations::sample`].
+pub(crate) struct Steps<'a, T> {
+    pub check: bool,
+    pub prepare: bool,
+    pub targets: &'a mut [T],
+}
+
+impl<T: StepTarget> SampleTargets for Steps<'_, T> {
     fn check(&self) -> bool {
         self.check
     }
@@ -152,15 +176,7 @@ impl SampleTargets for OwnedTargets {
     }
 
     fn target(&mut self, i: usize) -> TargetStep<'_> {
-        let t = &mut self.targets[i];
-        TargetStep {
-            target: t.target,
-            regions: &t.regions,
-            next: &mut t.next,
-            found: &mut t.found,
-            gone: &mut t.gone,
-            seed: t.seed,
-        }
+        self.targets[i].step(i)
     }
 }
 

@@ -4,7 +4,7 @@
 use rand::Rng;
 use rand::rngs::SmallRng;
 
-use super::ops::{Access, Operations, OpsError, SampleTargets, TargetStep};
+use super::ops::{Access, Operations, OpsError, StepTarget, Steps, TargetStep};
 use super::region::{PAGE_SIZE, Region};
 use super::target::Target;
 
@@ -14,35 +14,15 @@ fn random_page(rng: &mut SmallRng, r: &Region) -> u64 {
     r.start + rng.random_range(0..pages) * PAGE_SIZE
 }
 
-/// The targets of a context as one sampling step, for [`Operations::sample`].
-struct Step<'a> {
-    check: bool,
-    prepare: bool,
-    targets: &'a mut [Target],
-}
-
-impl SampleTargets for Step<'_> {
-    fn check(&self) -> bool {
-        self.check
-    }
-
-    fn prepare(&self) -> bool {
-        self.prepare
-    }
-
-    fn len(&self) -> usize {
-        self.targets.len()
-    }
-
-    fn target(&mut self, i: usize) -> TargetStep<'_> {
-        let t = &mut self.targets[i];
+impl StepTarget for Target {
+    fn step(&mut self, idx: usize) -> TargetStep<'_> {
         TargetStep {
-            target: t.target_ref(i),
-            regions: &t.regions,
-            next: &mut t.next,
-            found: &mut t.found,
-            gone: &mut t.gone,
-            seed: t.seed,
+            target: self.target_ref(idx),
+            regions: &self.regions,
+            next: &mut self.next,
+            found: &mut self.found,
+            gone: &mut self.gone,
+            seed: self.seed,
         }
     }
 }
@@ -70,7 +50,7 @@ pub(super) fn step(
             t.next.resize(t.regions.len(), 0);
         }
     }
-    ops.sample(&mut Step {
+    ops.sample(&mut Steps {
         check,
         prepare,
         targets,
