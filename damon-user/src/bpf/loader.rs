@@ -30,6 +30,17 @@ pub(crate) fn prog_err(name: &'static str) -> impl FnOnce(aya::programs::Program
     move |source| BpfError::Program { name, source }
 }
 
+/// Map `name` of the object as an `M` (a hash map, an array, ...).
+pub(crate) fn map_mut<'a, M>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<M, BpfError>
+where
+    M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let m = ebpf
+        .map_mut(name)
+        .ok_or(BpfError::Missing { kind: "map", name })?;
+    M::try_from(m).map_err(|source| BpfError::Map { name, source })
+}
+
 pub(crate) fn program_mut<'a, P>(
     ebpf: &'a mut Ebpf,
     name: &'static str,

@@ -29,10 +29,6 @@ use super::{
 };
 use crate::core::AddrRange;
 
-fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> BpfError {
-    move |source| BpfError::Map { name, source }
-}
-
 /// What the slot of the layout validation (our own page tables, found through `PID_SELF`)
 /// is registered as: no process has this pid, so no target can clash with it.
 const SELF_SLOT: Pid = Pid(-1);
@@ -468,10 +464,6 @@ impl MonitorPrograms {
     where
         M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
     {
-        let m = self
-            .ebpf
-            .map_mut(name)
-            .ok_or(BpfError::Missing { kind: "map", name })?;
-        M::try_from(m).map_err(map_err(name))
+        loader::map_mut(&mut self.ebpf, name)
     }
 }
