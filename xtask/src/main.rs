@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod kselftest;
 mod prereq;
 mod vm;
 
@@ -48,6 +49,12 @@ enum Cmd {
     },
     /// Only install the prerequisites.
     Setup,
+    /// Run the kernel's DAMON selftests (Debian's linux-source-6.12) against our admin tree,
+    /// each in a private mount namespace with our FUSE mount bound over the kernel's. Root.
+    Kselftest {
+        /// Only these tests (e.g. `damos_quota.py`; default: all nine that use the admin tree).
+        tests: Vec<String>,
+    },
     /// Boot stock Debian kernels under qemu and run damon's checks in each.
     VmTest {
         /// Kernel to run (repeatable; default: all). See xtask/src/vm/kernels.rs.
@@ -85,6 +92,10 @@ fn main() -> Result<()> {
         Cmd::VmTest { kernels, compare } => {
             prereq::ensure()?;
             vm::run(&root, &kernels, compare)
+        }
+        Cmd::Kselftest { tests } => {
+            prereq::ensure()?;
+            kselftest_cmd(&root, &tests)
         }
         Cmd::Bench { bench, args } => {
             prereq::ensure()?;
@@ -140,6 +151,34 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         vm::run(root, &[], false)?;
     } else {
         println!("xtask: not running the stock-kernel matrix (a test filter was given)");
+    }
+    Ok(())
+}
+
+/// `cargo xtask kselftest`: fails unless every selected test passes.
+fn kselftest_cmd(root: &Path, tests: &[String]) -> Result<()> {
+    if unsafe { libc_geteuid() } != 0 {
+        bail!("the kernel's selftests mount file systems and load eBPF programs: run as root");
+    }
+    cargo(
+        root,
+        &["build", "--release", "-p", "damon-user", "--bin", "damon"],
+    )?;
+    let target = root.join("target");
+    let outcomes = kselftest::run(&target, &target.join("release/damon"), tests)?;
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| !o.passed)
+        .map(|o| o.test.as_str())
+        .collect();
+    println!(
+        "kselftest: {} of {} passed (logs in {})",
+        outcomes.len() - failed.len(),
+        outcomes.len(),
+        target.join("kselftest/logs").display()
+    );
+    if !failed.is_empty() {
+        bail!("selftests failed: {}", failed.join(", "));
     }
     Ok(())
 }

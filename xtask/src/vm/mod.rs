@@ -10,9 +10,9 @@
 //! `target/vm/logs/`.
 //!
 //! Nothing here touches the host's DAMON: all DAMON sysfs writes happen inside the guests.
-mod apt;
+pub(crate) mod apt;
 mod checks;
-mod cmd;
+pub(crate) mod cmd;
 mod compare;
 mod cpio;
 mod fetch;
