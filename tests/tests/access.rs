@@ -3,7 +3,8 @@ use damon_user::core::Pid;
 use std::{sync::mpsc, time::Duration};
 
 use damon_tests::{
-    ChildGuard, Workload, anon_huge_kib, field, monotonic_ns, parse_range, wait_until,
+    ChildGuard, Workload, anon_huge_kib, field, monotonic_ns, parse_range, process_state,
+    wait_until,
 };
 use damon_user::{
     access::EbpfOpsOptions,
@@ -175,10 +176,13 @@ fn thp_backed_buffer_keeps_its_huge_pages() {
     );
 }
 
+/// A target is valid until it is reaped, as the kernel's (`get_pid_task()`): exited but not
+/// reaped (a zombie), the kdamond keeps running (its regions read not accessed); reaped, it
+/// stops by itself and says why.
 #[test]
 #[ignore = "needs root"]
-fn kdamond_stops_when_its_target_exits() {
-    let (w, _) = Workload::start(&[
+fn kdamond_stops_when_its_target_is_reaped() {
+    let (mut w, _) = Workload::start(&[
         "hotcold",
         "--hot-mib",
         "4",
@@ -190,18 +194,30 @@ fn kdamond_stops_when_its_target_exits() {
     .expect("workload");
     let (kd, rx) = start(w.pid());
     wait_until(
-        "the kdamond to stop: its only target exits after 2.5 s",
+        "the target to exit after 2.5 s (a zombie: we have not reaped it)",
         Duration::from_secs(8),
+        || process_state(w.pid()) == Some('Z'),
+    )
+    .unwrap();
+    // An aggregation that ends with the target a zombie (those queued before are dropped).
+    let before = rx.try_iter().count();
+    assert!(before > 0, "no snapshot before the target exited");
+    let seen = rx.recv_timeout(Duration::from_secs(2));
+    assert!(seen.is_ok(), "no aggregation while the target is a zombie");
+    assert!(
+        kd.is_running(),
+        "the kdamond stopped while its target was not reaped yet"
+    );
+    w.kill(); // reaps it
+    wait_until(
+        "the kdamond to stop: its only target is reaped",
+        Duration::from_secs(5),
         || !kd.is_running(),
     )
     .unwrap();
     assert!(
         kd.exit_reason().is_some(),
         "a kdamond that stopped by itself says why"
-    );
-    assert!(
-        rx.try_iter().count() > 0,
-        "no snapshot before the target exited"
     );
 }
 

@@ -330,7 +330,9 @@ impl Operations for EbpfOps {
 
     fn target_valid(&mut self, pid: Pid) -> bool {
         match self.targets.get(&pid) {
-            Some(t) => !matches!(t.state, TargetState::NoMm | TargetState::Reaped),
+            // Valid until reaped, as the kernel's: a zombie (no mm) stays a target whose
+            // regions read not accessed.
+            Some(t) => t.state != TargetState::Reaped,
             None => crate::core::process_alive(pid),
         }
     }

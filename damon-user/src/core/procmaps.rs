@@ -41,8 +41,9 @@ pub fn read_proc_maps(pid: Pid) -> Result<Vec<AddrRange>, OpsError> {
     }
 }
 
-/// Whether `pid` is a process that has not exited: a zombie has no address space left to
-/// monitor, so it counts as exited, as for the kernel's vaddr `target_valid()`.
+/// Whether `pid` still names a process, as a target's validity is judged by the kernel's
+/// vaddr `target_valid()` (`get_pid_task()`): until it is reaped. A zombie is valid (it has no
+/// address space left, so its regions read not accessed); a reaped process is not.
 pub fn process_alive(pid: Pid) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
@@ -51,7 +52,7 @@ pub fn process_alive(pid: Pid) -> bool {
     let state = stat
         .rfind(')')
         .and_then(|i| stat[i + 1..].split_whitespace().next());
-    !matches!(state, Some("Z" | "X") | None)
+    !matches!(state, Some("X") | None)
 }
 
 /// What `/proc/<pid>/stat` says about a process a monitor is asked to watch.
