@@ -23,6 +23,7 @@ use super::error::CoreError;
 use super::ops::{Access, Operations, OpsError};
 use super::region::{PAGE_SIZE, Region};
 use super::sample;
+use super::scheme::{self, QuotaGoal, Scheme, SchemeRun, SchemeStats, TriedRegion};
 use super::snapshot::{Snapshot, TargetSnapshot};
 use super::target::{LiveTarget, Pid, Target};
 use super::tune;
@@ -49,6 +50,8 @@ pub struct MonitorContext {
     tune_countdown: u64,
     /// Reused buffer for splitting.
     scratch: Vec<Region>,
+    /// DAMOS: the schemes, applied when due.
+    schemes: Vec<SchemeRun>,
 }
 
 impl MonitorContext {
@@ -81,6 +84,7 @@ impl MonitorContext {
             prepared: false,
             tune_countdown: spec.attrs.intervals_goal.aggrs,
             scratch: Vec::new(),
+            schemes: Vec::new(),
         };
         ctx.update_sz_limit();
         Ok(ctx)
@@ -196,7 +200,9 @@ impl MonitorContext {
         self.passed_samples += 1;
         let aggregating = self.passed_samples >= self.next_aggregation_sample;
         let updating = self.passed_samples >= self.next_update_sample;
-        let prepare_next = may_prepare && !aggregating && !updating;
+        // A scheme pass may split regions, as the merge and the ops update may.
+        let schemes_due = scheme::any_due(&self.schemes, self.passed_samples);
+        let prepare_next = may_prepare && !aggregating && !updating && !schemes_due;
         self.prepared = false;
         self.step(ops, true, prepare_next)?;
         self.prepared = prepare_next;
@@ -208,6 +214,19 @@ impl MonitorContext {
                     r.nr_unmeasured = r.nr_unmeasured.saturating_add(1);
                 }
             }
+        }
+        if aggregating {
+            self.merge();
+        }
+        if schemes_due {
+            scheme::apply_schemes(
+                &mut self.schemes,
+                &mut self.targets,
+                &self.attrs,
+                self.passed_samples,
+                now_ns,
+                ops,
+            );
         }
         let snapshot = if aggregating {
             self.next_aggregation_sample = self
@@ -287,6 +306,64 @@ impl MonitorContext {
         self.next_aggregation_sample = self.passed_samples.saturating_add(attrs.aggr_samples());
         self.next_update_sample = self.passed_samples.saturating_add(attrs.update_samples());
         self.attrs = attrs;
+        for run in &mut self.schemes {
+            run.restart_timer(self.passed_samples, &self.attrs);
+        }
+    }
+
+    /// Sets the schemes (DAMOS): the ones at an index that already had a scheme keep its
+    /// stats and quota state, as the kernel's commit; new ones start now.
+    pub fn set_schemes(&mut self, schemes: Vec<Scheme>) {
+        let mut old = std::mem::take(&mut self.schemes).into_iter();
+        self.schemes = schemes
+            .into_iter()
+            .map(|s| match old.next() {
+                Some(mut run) => {
+                    run.recommit(s, self.passed_samples, &self.attrs);
+                    run
+                }
+                None => SchemeRun::new(s, self.passed_samples, &self.attrs),
+            })
+            .collect();
+    }
+
+    /// Each scheme's stats: running totals since it was set.
+    pub fn scheme_stats(&self) -> Vec<SchemeStats> {
+        self.schemes.iter().map(|r| r.stats).collect()
+    }
+
+    /// Each scheme's effective size quota in its current charge window (0: unlimited).
+    pub fn effective_quotas(&self) -> Vec<u64> {
+        self.schemes
+            .iter()
+            .map(SchemeRun::effective_bytes)
+            .collect()
+    }
+
+    /// `commit_schemes_quota_goals`: new goals for each scheme, by index.
+    pub fn commit_quota_goals(&mut self, goals: Vec<Vec<QuotaGoal>>) {
+        for (run, goals) in self.schemes.iter_mut().zip(goals) {
+            run.commit_goals(goals);
+        }
+    }
+
+    /// Starts a tried-regions walk of every scheme (see [`take_walk`](Self::take_walk)).
+    pub fn start_walk(&mut self) {
+        self.schemes.iter_mut().for_each(SchemeRun::start_walk);
+    }
+
+    /// The regions each scheme was applied to in its first due pass since
+    /// [`start_walk`](Self::start_walk), once every scheme has had one; `None` before.
+    pub fn take_walk(&mut self) -> Option<Vec<Vec<TriedRegion>>> {
+        if self.schemes.iter().any(SchemeRun::walk_pending) {
+            return None;
+        }
+        Some(
+            self.schemes
+                .iter_mut()
+                .map(|r| r.take_walk().unwrap_or_default())
+                .collect(),
+        )
     }
 
     /// Intervals auto-tuning (`kdamond_tune_intervals()`), at the end of an aggregation:
@@ -354,7 +431,9 @@ impl MonitorContext {
     }
 
     /// Ends an aggregation interval: merge (and age), report, reset, split.
-    fn aggregate(&mut self, now_ns: u64) -> Snapshot {
+    /// The end of an aggregation interval, first half: merge (which ages the regions). The
+    /// schemes then see the complete counts.
+    fn merge(&mut self) {
         let max_nr_accesses = self.attrs.max_nr_accesses();
         let changed = merge_regions(
             &mut self.targets,
@@ -366,6 +445,11 @@ impl MonitorContext {
         for (t, changed) in self.targets.iter_mut().zip(changed) {
             t.layout_changed |= changed;
         }
+    }
+
+    /// The end of an aggregation interval, second half (after any scheme pass): report, tune
+    /// the intervals, reset the counters, split.
+    fn aggregate(&mut self, now_ns: u64) -> Snapshot {
         let snapshot = self.snapshot(now_ns);
         let goal = self.attrs.intervals_goal;
         if goal.enabled() {

@@ -15,6 +15,7 @@ use super::attrs::ContextSpec;
 use super::context::MonitorContext;
 use super::error::CoreError;
 use super::ops::Operations;
+use super::scheme::{QuotaGoal, Scheme, SchemeStats, TriedRegion};
 use super::snapshot::Snapshot;
 use super::target::LiveTarget;
 
@@ -35,6 +36,18 @@ enum Command {
     Stop,
     Commit(ContextSpec, SyncSender<Result<(), CoreError>>),
     Regions(SyncSender<Vec<LiveTarget>>),
+    SetSchemes(Vec<Scheme>, SyncSender<()>),
+    Schemes(SyncSender<SchemesNow>),
+    QuotaGoals(Vec<Vec<QuotaGoal>>, SyncSender<()>),
+    Walk(SyncSender<Vec<Vec<TriedRegion>>>),
+}
+
+/// What a kdamond's schemes have done: per scheme, its running stats and the effective size
+/// quota of its current charge window (0: unlimited).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SchemesNow {
+    pub stats: Vec<SchemeStats>,
+    pub effective_bytes: Vec<u64>,
 }
 
 /// Why a kdamond stopped by itself.
@@ -135,6 +148,7 @@ pub fn start_kdamond(
                 ops,
                 sink,
                 commands: command_rx,
+                walk: None,
             }
             .run(&guard.0);
         })
@@ -208,6 +222,36 @@ impl KdamondHandle {
         reply_rx.recv().map_err(|_| CoreError::NotRunning)
     }
 
+    /// Sets the schemes (DAMOS) the kdamond applies; a scheme at an index that had one keeps
+    /// its stats and quota state, as the kernel's commit does.
+    pub fn set_schemes(&self, schemes: Vec<Scheme>) -> Result<(), CoreError> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.request(Command::SetSchemes(schemes, reply_tx))?;
+        reply_rx.recv().map_err(|_| CoreError::NotRunning)
+    }
+
+    /// The schemes' running stats and effective quotas now.
+    pub fn schemes_now(&self) -> Result<SchemesNow, CoreError> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.request(Command::Schemes(reply_tx))?;
+        reply_rx.recv().map_err(|_| CoreError::NotRunning)
+    }
+
+    /// New quota goals for each scheme (`commit_schemes_quota_goals`).
+    pub fn commit_quota_goals(&self, goals: Vec<Vec<QuotaGoal>>) -> Result<(), CoreError> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.request(Command::QuotaGoals(goals, reply_tx))?;
+        reply_rx.recv().map_err(|_| CoreError::NotRunning)
+    }
+
+    /// The regions each scheme is applied to in its next due pass (`damos_walk()`): waits
+    /// until every scheme has had one, up to its apply interval.
+    pub fn walk_schemes(&self) -> Result<Vec<Vec<TriedRegion>>, CoreError> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.request(Command::Walk(reply_tx))?;
+        reply_rx.recv().map_err(|_| CoreError::NotRunning)
+    }
+
     /// Why the kdamond stopped by itself; `None` while it runs or when [`stop`](Self::stop)
     /// stopped it.
     pub fn exit_reason(&self) -> Option<String> {
@@ -249,6 +293,8 @@ struct Kdamond {
     ops: Box<dyn Operations>,
     sink: Sender<Snapshot>,
     commands: Receiver<Command>,
+    /// Who waits for the tried-regions walk in progress.
+    walk: Option<SyncSender<Vec<Vec<TriedRegion>>>>,
 }
 
 /// How the wait for the end of a sample interval ended.
@@ -322,6 +368,7 @@ impl Kdamond {
             for command in pending.drain(..) {
                 self.serve(command);
             }
+            self.finish_walk();
             if self.ctx.attrs().sample_us != shared.sample_us.load(Ordering::Relaxed) {
                 self.publish_intervals(shared);
             }
@@ -346,6 +393,16 @@ impl Kdamond {
                 Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return Wait::Stop,
                 // Reading regions is harmless mid-sample: their counters only change at check.
                 Ok(command @ Command::Regions(_)) => self.serve(command),
+                // Nor do the schemes' settings, stats and walks: the passes run at the check.
+                Ok(
+                    command @ (Command::SetSchemes(..)
+                    | Command::Schemes(_)
+                    | Command::QuotaGoals(..)
+                    | Command::Walk(_)),
+                ) => {
+                    self.serve(command);
+                    self.finish_walk();
+                }
                 Ok(command) => pending.push(command),
                 Err(RecvTimeoutError::Timeout) => return Wait::Elapsed,
             }
@@ -365,6 +422,34 @@ impl Kdamond {
             Command::Regions(reply) => {
                 let _ = reply.send(self.ctx.live_targets());
             }
+            Command::SetSchemes(schemes, reply) => {
+                self.ctx.set_schemes(schemes);
+                let _ = reply.send(());
+            }
+            Command::Schemes(reply) => {
+                let _ = reply.send(SchemesNow {
+                    stats: self.ctx.scheme_stats(),
+                    effective_bytes: self.ctx.effective_quotas(),
+                });
+            }
+            Command::QuotaGoals(goals, reply) => {
+                self.ctx.commit_quota_goals(goals);
+                let _ = reply.send(());
+            }
+            Command::Walk(reply) => {
+                self.ctx.start_walk();
+                self.walk = Some(reply);
+            }
+        }
+    }
+
+    /// Answers the walk in progress once every scheme has had its pass.
+    fn finish_walk(&mut self) {
+        if self.walk.is_some()
+            && let Some(regions) = self.ctx.take_walk()
+            && let Some(reply) = self.walk.take()
+        {
+            let _ = reply.send(regions);
         }
     }
 }

@@ -37,7 +37,7 @@ pub mod vaddr;
 pub use attrs::{Attrs, ContextSpec, OpsId};
 pub use context::MonitorContext;
 pub use error::CoreError;
-pub use kdamond::{KdamondExit, KdamondHandle, start_kdamond};
+pub use kdamond::{KdamondExit, KdamondHandle, SchemesNow, start_kdamond};
 pub use ops::{
     Access, Operations, OpsError, OwnedTarget, OwnedTargets, SampleStep, SampleTargets, TargetRef,
     TargetStep,

@@ -1,4 +1,5 @@
 //! The address-space side of monitoring: what the core asks of an access check.
+use super::scheme::Action;
 use super::target::Pid;
 use std::error::Error;
 
@@ -226,6 +227,14 @@ pub trait Operations: Send + 'static {
     ///
     /// A target whose process is gone sets `gone`; any other error stops the kdamond.
     fn sample(&mut self, step: &mut SampleStep<'_>) -> Result<(), OpsError>;
+
+    /// Applies DAMOS `action` to `range` of process `pid` and returns the bytes it was applied
+    /// to: the whole range or 0, as the kernel's madvise-based actions. By default nothing is
+    /// applied.
+    fn apply_scheme(&mut self, pid: Pid, range: AddrRange, action: Action) -> u64 {
+        let _ = (pid, range, action);
+        0
+    }
 
     /// The kdamond is stopping.
     fn cleanup(&mut self) {}

@@ -4,6 +4,7 @@
 //!
 //! Clones share one state, so a test can keep a clone to change mappings or end a process while
 //! a kdamond thread uses another.
+use super::scheme::Action;
 use super::target::Pid;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -40,6 +41,9 @@ pub struct SimStats {
     pub layout_changes: u64,
     /// `mappings` calls.
     pub mapping_reads: u64,
+    /// DAMOS actions applied (`apply_scheme` calls), and their bytes.
+    pub actions: u64,
+    pub action_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -137,6 +141,17 @@ impl Operations for SimMemory {
 
     fn target_valid(&mut self, pid: Pid) -> bool {
         self.lock().processes.contains_key(&pid)
+    }
+
+    /// Every action succeeds on a live process: the whole range is applied.
+    fn apply_scheme(&mut self, pid: Pid, range: AddrRange, _action: Action) -> u64 {
+        let mut state = self.lock();
+        if !state.processes.contains_key(&pid) {
+            return 0;
+        }
+        state.stats.actions += 1;
+        state.stats.action_bytes += range.size();
+        range.size()
     }
 
     /// Each sampled page is found accessed with its hot area's probability: the chance that the

@@ -8,6 +8,13 @@ use std::str::FromStr;
 
 use super::region::{AddrRange, Region};
 
+mod engine;
+mod quota;
+
+pub(crate) use engine::SchemeRun;
+pub(in crate::core) use engine::{any_due, apply_schemes};
+pub use quota::{cold_score, hot_score};
+
 /// `[min, max]`, both inclusive, as DAMOS access patterns are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bounds {
@@ -159,6 +166,8 @@ pub struct Scheme {
     pub action: Action,
     pub pattern: AccessPattern,
     pub quotas: Quotas,
+    /// How often the scheme is applied, in microseconds; 0: every aggregation interval.
+    pub apply_interval_us: u64,
 }
 
 /// A region a scheme's access pattern selected, as the kernel reports it in
@@ -171,13 +180,19 @@ pub struct TriedRegion {
     pub age: u32,
 }
 
-/// What a scheme did over some regions (`struct damos_stat`, the part this build counts).
+/// What a scheme did (`struct damos_stat`): running totals since the scheme was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SchemeStats {
+    /// Regions that reached the action, and their bytes.
     pub nr_tried: u64,
     pub sz_tried: u64,
+    /// Regions the action did something to, and the bytes it applied to.
     pub nr_applied: u64,
     pub sz_applied: u64,
+    /// Bytes that passed operations-layer filters (none are applied by this build: 0).
+    pub sz_ops_filter_passed: u64,
+    /// Charge windows that ended with the quota used up.
+    pub qt_exceeds: u64,
 }
 
 /// The regions of all targets, in target then address order, that `pattern` selects.

@@ -1,0 +1,302 @@
+//! The scheme engine: when schemes are due, and one pass of the due ones over every region
+//! (`kdamond_apply_schemes()`, `damos_apply_scheme()`), charging their quotas and counting
+//! their stats.
+use std::time::Instant;
+
+use super::quota::{QuotaState, cold_score, hot_score};
+use super::{Action, QuotaGoal, Scheme, SchemeStats, TriedRegion, damos_nr_accesses};
+use crate::core::target::Target;
+use crate::core::{Attrs, Operations, PAGE_SIZE, Region, region::align_down};
+
+/// A scheme as a context runs it: the scheme, its apply timer, quota state and stats.
+#[derive(Clone, Debug)]
+pub(crate) struct SchemeRun {
+    pub scheme: Scheme,
+    pub stats: SchemeStats,
+    /// The pass count at which the scheme is next due (`next_apply_sis`).
+    next_apply_sample: u64,
+    quota: QuotaState,
+    walk: Walk,
+}
+
+/// A tried-regions walk (`damos_walk()`): the regions the next due pass applies the scheme to.
+#[derive(Clone, Debug, Default)]
+enum Walk {
+    #[default]
+    Off,
+    Pending(Vec<TriedRegion>),
+    Done(Vec<TriedRegion>),
+}
+
+/// Samples between applications: `(apply_interval ?: aggr) / sample` (0: every sample).
+fn apply_samples(s: &Scheme, attrs: &Attrs) -> u64 {
+    let us = if s.apply_interval_us == 0 {
+        attrs.aggr_us
+    } else {
+        s.apply_interval_us
+    };
+    us / attrs.sample_us.max(1)
+}
+
+impl SchemeRun {
+    /// A scheme started (or added by a commit) after `passed` samples.
+    pub fn new(scheme: Scheme, passed: u64, attrs: &Attrs) -> Self {
+        SchemeRun {
+            next_apply_sample: passed + apply_samples(&scheme, attrs),
+            scheme,
+            stats: SchemeStats::default(),
+            quota: QuotaState::default(),
+            walk: Walk::Off,
+        }
+    }
+
+    pub fn is_due(&self, passed: u64) -> bool {
+        passed >= self.next_apply_sample
+    }
+
+    /// New attributes restart every apply timer (`damon_set_attrs()`).
+    pub fn restart_timer(&mut self, passed: u64, attrs: &Attrs) {
+        self.next_apply_sample = passed + apply_samples(&self.scheme, attrs);
+    }
+
+    /// The effective size quota of the current charge window (`effective_bytes`).
+    pub fn effective_bytes(&self) -> u64 {
+        self.quota.esz
+    }
+
+    /// A commit of the same scheme index: the new scheme keeps the stats and the quota's
+    /// charge state, as the kernel's `damos_commit()`.
+    pub fn recommit(&mut self, scheme: Scheme, passed: u64, attrs: &Attrs) {
+        let timer_changed = scheme.apply_interval_us != self.scheme.apply_interval_us;
+        self.scheme = scheme;
+        if timer_changed {
+            self.restart_timer(passed, attrs);
+        }
+    }
+
+    /// `commit_schemes_quota_goals`: goals matched by index take the new metric and target,
+    /// `current_value` only for `user_input`; extra goals go, new ones come.
+    pub fn commit_goals(&mut self, goals: Vec<QuotaGoal>) {
+        let old = std::mem::take(&mut self.scheme.quotas.goals);
+        let mut old = old.into_iter();
+        self.scheme.quotas.goals = goals
+            .into_iter()
+            .map(|mut g| {
+                if let Some(o) = old.next()
+                    && g.metric != super::GoalMetric::UserInput
+                {
+                    g.current_value = o.current_value;
+                }
+                g
+            })
+            .collect();
+    }
+
+    /// Starts a tried-regions walk: the next due pass records the regions it applies to.
+    pub fn start_walk(&mut self) {
+        self.walk = Walk::Pending(Vec::new());
+    }
+
+    /// The regions of a finished walk; `None` while it has not finished (or none started).
+    pub fn take_walk(&mut self) -> Option<Vec<TriedRegion>> {
+        match std::mem::take(&mut self.walk) {
+            Walk::Done(regions) => Some(regions),
+            other => {
+                self.walk = other;
+                None
+            }
+        }
+    }
+
+    pub fn walk_pending(&self) -> bool {
+        matches!(self.walk, Walk::Pending(_))
+    }
+
+    /// The score a region needs to be admitted under the quota (`damos_adjust_quota()`'s
+    /// histogram): the highest score from which the matching regions' sizes reach `esz`.
+    fn set_min_score(&mut self, targets: &[Target], attrs: &Attrs) {
+        let mut hist = [0u64; super::quota::MAX_SCORE as usize + 1];
+        let mut max_seen = 0;
+        for r in targets.iter().flat_map(|t| t.regions.iter()) {
+            if self.scheme.pattern.matches(r) {
+                let score = self.score(r, attrs);
+                hist[score as usize] += r.size();
+                max_seen = max_seen.max(score);
+            }
+        }
+        let mut sum = 0;
+        let mut score = max_seen;
+        loop {
+            sum += hist[score as usize];
+            if sum >= self.quota.esz || score == 0 {
+                break;
+            }
+            score -= 1;
+        }
+        self.quota.min_score = score;
+    }
+
+    /// vaddr's `damon_va_scheme_score()`: pageout takes cold regions first; other actions
+    /// have no priority (every region scores the maximum).
+    fn score(&self, r: &Region, attrs: &Attrs) -> u32 {
+        let q = &self.scheme.quotas;
+        match self.scheme.action {
+            Action::Pageout | Action::MigrateCold => cold_score(r, attrs, q),
+            Action::MigrateHot => hot_score(r, attrs, q),
+            _ => super::quota::MAX_SCORE,
+        }
+    }
+
+    /// Skips what was charged before the resume point (`damos_skip_charged_region()`), as
+    /// the kernel with its later fix (resume at the end of the last charged region). Returns
+    /// true to skip `regions[*ri]`; may split it and move `*ri` to the right piece.
+    fn skip_charged(&mut self, t_idx: usize, t: &mut Target, ri: &mut usize) -> bool {
+        let Some((rt, addr)) = self.quota.resume else {
+            return false;
+        };
+        if rt != t_idx {
+            return true;
+        }
+        if *ri + 1 == t.regions.len() {
+            self.quota.resume = None;
+            return true;
+        }
+        let r = t.regions[*ri];
+        if r.end <= addr {
+            return true;
+        }
+        if r.start < addr {
+            if r.size() <= PAGE_SIZE {
+                return true;
+            }
+            let cut = align_down(addr - r.start).max(PAGE_SIZE);
+            split_at(t, *ri, r.start + cut);
+            *ri += 1;
+        }
+        self.quota.resume = None;
+        false
+    }
+}
+
+/// Splits region `ri` of `t` at `at`: the left piece keeps index `ri`, the right one follows,
+/// both with the counters of the whole (`damon_split_region_at()`).
+fn split_at(t: &mut Target, ri: usize, at: u64) {
+    let mut right = t.regions[ri];
+    right.start = at;
+    right.sampling_addr = right.sampling_addr.max(at);
+    let left = &mut t.regions[ri];
+    left.end = at;
+    if left.sampling_addr >= at {
+        left.sampling_addr = left.start;
+    }
+    t.regions.insert(ri + 1, right);
+    t.layout_changed = true;
+}
+
+/// Whether any scheme is due after `passed` samples.
+pub(in crate::core) fn any_due(runs: &[SchemeRun], passed: u64) -> bool {
+    runs.iter().any(|r| r.is_due(passed))
+}
+
+/// One pass of every due scheme over the regions of every target, in target and address
+/// order (`kdamond_apply_schemes()`); `now_ns` times the charge windows.
+pub(in crate::core) fn apply_schemes(
+    runs: &mut [SchemeRun],
+    targets: &mut [Target],
+    attrs: &Attrs,
+    passed: u64,
+    now_ns: u64,
+    ops: &mut dyn Operations,
+) {
+    let due: Vec<bool> = runs.iter().map(|r| r.is_due(passed)).collect();
+    if !due.iter().any(|&d| d) {
+        return;
+    }
+    for (run, _) in runs.iter_mut().zip(&due).filter(|(_, d)| **d) {
+        run.quota
+            .adjust(&mut run.scheme.quotas, now_ns, &mut run.stats.qt_exceeds);
+        if run.quota.esz != 0 {
+            run.set_min_score(targets, attrs);
+        }
+    }
+    for (t_idx, t) in targets.iter_mut().enumerate() {
+        let mut ri = 0;
+        while ri < t.regions.len() {
+            // The next region is the one after `ri` now: pieces split off during this
+            // region's turn are not visited again in this pass.
+            let after = t.regions.len() - ri - 1;
+            for (run, _) in runs.iter_mut().zip(&due).filter(|(_, d)| **d) {
+                apply_one(run, t_idx, t, &mut ri, attrs, ops);
+            }
+            ri = t.regions.len() - after;
+        }
+    }
+    for (run, _) in runs.iter_mut().zip(&due).filter(|(_, d)| **d) {
+        run.restart_timer(passed, attrs);
+        if let Walk::Pending(regions) = std::mem::take(&mut run.walk) {
+            run.walk = Walk::Done(regions);
+        }
+    }
+}
+
+/// `damos_apply_scheme()` of one scheme on region `*ri` of target `t`.
+fn apply_one(
+    run: &mut SchemeRun,
+    t_idx: usize,
+    t: &mut Target,
+    ri: &mut usize,
+    attrs: &Attrs,
+    ops: &mut dyn Operations,
+) {
+    let esz = run.quota.esz;
+    if esz != 0 && run.quota.charged_sz >= esz {
+        return;
+    }
+    if run.skip_charged(t_idx, t, ri) {
+        return;
+    }
+    let r = t.regions[*ri];
+    if !run.scheme.pattern.matches(&r) {
+        return;
+    }
+    if esz != 0 && run.score(&r, attrs) < run.quota.min_score {
+        return;
+    }
+    let mut sz = r.size();
+    if esz != 0 && run.quota.charged_sz + sz > esz {
+        sz = align_down(esz - run.quota.charged_sz);
+        if sz == 0 {
+            run.stats.nr_tried += 1;
+            return;
+        }
+        split_at(t, *ri, r.start + sz);
+    }
+    let r = t.regions[*ri];
+    let t0 = Instant::now();
+    let applied = if run.scheme.action == Action::Stat {
+        0
+    } else {
+        ops.apply_scheme(t.pid, r.range(), run.scheme.action)
+    };
+    run.quota.total_charged_ns += t0.elapsed().as_nanos() as u64;
+    if let Walk::Pending(tried) = &mut run.walk {
+        tried.push(TriedRegion {
+            range: r.range(),
+            nr_accesses: damos_nr_accesses(&r),
+            age: r.age,
+        });
+    }
+    run.quota.charged_sz += sz;
+    if esz != 0 && run.quota.charged_sz >= esz {
+        run.quota.resume = Some((t_idx, r.end));
+    }
+    if run.scheme.action != Action::Stat {
+        t.regions[*ri].age = 0;
+    }
+    run.stats.nr_tried += 1;
+    run.stats.sz_tried += sz;
+    if applied > 0 {
+        run.stats.nr_applied += 1;
+        run.stats.sz_applied += applied;
+    }
+}

@@ -1,0 +1,218 @@
+//! DAMOS in the engine: when schemes are applied, what their quotas let through, what their
+//! stats count, and how goals tune them, over the simulated memory.
+use damon_user::core::scheme::{
+    AccessPattern, Action, Bounds, GoalMetric, QuotaGoal, Quotas, Scheme,
+};
+use damon_user::core::sim::{HotArea, SimMemory};
+use damon_user::core::{AddrRange, Attrs, ContextSpec, MonitorContext, OpsId, TargetSpec};
+
+const MIB: u64 = 1 << 20;
+const PID: i32 = 7;
+const HEAP: AddrRange = AddrRange {
+    start: 0x1000_0000,
+    end: 0x1000_0000 + 64 * MIB,
+};
+/// 5 ms samples, 100 ms aggregations.
+const SAMPLE_NS: u64 = 5_000_000;
+
+fn context(sim: &SimMemory) -> MonitorContext {
+    sim.add_process(PID, vec![HEAP]);
+    sim.set_hot_areas(
+        PID,
+        vec![HotArea::new(HEAP.start, HEAP.start + 16 * MIB, 1.0)],
+    );
+    let spec = ContextSpec {
+        ops: OpsId::Fvaddr,
+        attrs: Attrs {
+            min_nr_regions: 10,
+            ..Attrs::default()
+        },
+        targets: vec![TargetSpec::fvaddr(PID, vec![HEAP])],
+    };
+    MonitorContext::new(0, spec, 3, 0).expect("valid spec")
+}
+
+fn any_region(action: Action) -> Scheme {
+    Scheme {
+        action,
+        pattern: AccessPattern {
+            sz: Bounds::ANY,
+            nr_accesses: Bounds::ANY,
+            age: Bounds::ANY,
+        },
+        quotas: Quotas::default(),
+        apply_interval_us: 0,
+    }
+}
+
+/// Runs `samples` samples from sample `from`; returns the sample count reached.
+fn run(ctx: &mut MonitorContext, sim: &mut SimMemory, from: u64, samples: u64) -> u64 {
+    for s in from..from + samples {
+        ctx.sample(sim, (s + 1) * SAMPLE_NS).expect("sim sample");
+    }
+    from + samples
+}
+
+#[test]
+fn a_scheme_applies_once_per_apply_interval_and_counts_running_totals() {
+    let mut sim = SimMemory::new(1);
+    let mut ctx = context(&sim);
+    let every_10ms = Scheme {
+        apply_interval_us: 10_000,
+        ..any_region(Action::Stat)
+    };
+    ctx.set_schemes(vec![every_10ms, any_region(Action::Stat)]);
+    let n = run(&mut ctx, &mut sim, 0, 200);
+    let stats = ctx.scheme_stats();
+    // 100 passes against 10, each over all the memory.
+    assert_eq!(stats[0].sz_tried, 100 * HEAP.size(), "{stats:?}");
+    assert!(stats[0].nr_tried >= 9 * stats[1].nr_tried, "{stats:?}");
+    // Every pass tries all memory: the bytes are running totals.
+    assert_eq!(stats[1].sz_tried, 10 * HEAP.size(), "{stats:?}");
+    assert_eq!(
+        (stats[1].nr_applied, stats[1].sz_applied),
+        (0, 0),
+        "stat applies nothing"
+    );
+    run(&mut ctx, &mut sim, n, 20);
+    assert_eq!(ctx.scheme_stats()[1].sz_tried, 11 * HEAP.size());
+}
+
+#[test]
+fn a_size_quota_limits_each_window_and_counts_exhausted_ones() {
+    let mut sim = SimMemory::new(2);
+    let mut ctx = context(&sim);
+    let quota = Scheme {
+        quotas: Quotas {
+            bytes: MIB,
+            reset_interval_ms: 100,
+            ..Quotas::default()
+        },
+        ..any_region(Action::Cold)
+    };
+    ctx.set_schemes(vec![quota]);
+    let mut n = run(&mut ctx, &mut sim, 0, 20);
+    for pass in 1..=10u64 {
+        ctx.start_walk();
+        n = run(&mut ctx, &mut sim, n, 20);
+        let walked = ctx.take_walk().expect("the walk ended with the pass");
+        let bytes: u64 = walked[0].iter().map(|r| r.range.size()).sum();
+        assert_eq!(bytes, MIB, "pass {pass}: exactly the quota is tried");
+    }
+    let stats = ctx.scheme_stats()[0];
+    assert_eq!(stats.sz_tried, 11 * MIB);
+    assert_eq!(
+        stats.sz_applied,
+        11 * MIB,
+        "the simulated action applies to all"
+    );
+    assert_eq!(ctx.effective_quotas(), vec![MIB]);
+    // Each new window saw the previous one exhausted.
+    assert_eq!(stats.qt_exceeds, 10, "{stats:?}");
+    assert_eq!(sim.stats().action_bytes, 11 * MIB);
+}
+
+#[test]
+fn quota_windows_resume_after_what_the_last_one_charged() {
+    let mut sim = SimMemory::new(3);
+    let mut ctx = context(&sim);
+    let quota = Scheme {
+        quotas: Quotas {
+            bytes: 4 * MIB,
+            reset_interval_ms: 100,
+            ..Quotas::default()
+        },
+        ..any_region(Action::Stat)
+    };
+    ctx.set_schemes(vec![quota]);
+    let mut n = run(&mut ctx, &mut sim, 0, 20);
+    let mut starts = Vec::new();
+    for _ in 0..3 {
+        ctx.start_walk();
+        n = run(&mut ctx, &mut sim, n, 20);
+        let walked = ctx.take_walk().expect("walk done");
+        starts.push(walked[0].first().expect("regions tried").range.start);
+    }
+    assert!(
+        starts.windows(2).all(|w| w[0] < w[1]),
+        "each window starts after the last: {starts:#x?}"
+    );
+}
+
+#[test]
+fn actions_other_than_stat_reset_the_age_of_what_they_touch() {
+    let mut sim = SimMemory::new(4);
+    let mut ctx = context(&sim);
+    ctx.set_schemes(vec![any_region(Action::Pageout)]);
+    run(&mut ctx, &mut sim, 0, 200);
+    let regions = ctx.regions(0).expect("target 0");
+    // Applied at every aggregation right before its reset: no region ages past 1.
+    assert!(regions.iter().all(|r| r.age <= 1), "{regions:?}");
+    let mut sim2 = SimMemory::new(4);
+    let mut stat = context(&sim2);
+    stat.set_schemes(vec![any_region(Action::Stat)]);
+    run(&mut stat, &mut sim2, 0, 200);
+    let aged = stat.regions(0).expect("target 0");
+    assert!(aged.iter().any(|r| r.age > 5), "stat keeps ages: {aged:?}");
+}
+
+#[test]
+fn a_user_input_goal_tunes_the_effective_quota() {
+    let mut sim = SimMemory::new(5);
+    let mut ctx = context(&sim);
+    let goal = |current_value| QuotaGoal {
+        metric: GoalMetric::UserInput,
+        target_value: 10_000,
+        current_value,
+        nid: 0,
+    };
+    let tuned = Scheme {
+        quotas: Quotas {
+            reset_interval_ms: 100,
+            goals: vec![goal(0)],
+            ..Quotas::default()
+        },
+        ..any_region(Action::Stat)
+    };
+    ctx.set_schemes(vec![tuned]);
+    // Under-achieving (score 0): the quota doubles every window, 2 bytes in the first.
+    let mut n = run(&mut ctx, &mut sim, 0, 20 * 5);
+    assert_eq!(ctx.effective_quotas(), vec![32]);
+    // Over-achieving by half: it halves, down to 1.
+    ctx.commit_quota_goals(vec![vec![goal(15_000)]]);
+    n = run(&mut ctx, &mut sim, n, 20 * 6);
+    assert_eq!(ctx.effective_quotas(), vec![1]);
+    ctx.commit_quota_goals(vec![vec![goal(5_000)]]);
+    run(&mut ctx, &mut sim, n, 20 * 6);
+    assert_eq!(ctx.effective_quotas(), vec![11]);
+}
+
+#[test]
+fn a_pattern_selects_by_access_rate() {
+    let mut sim = SimMemory::new(6);
+    let mut ctx = context(&sim);
+    let hot = Scheme {
+        pattern: AccessPattern {
+            nr_accesses: Bounds { min: 15, max: 20 },
+            ..any_region(Action::Stat).pattern
+        },
+        ..any_region(Action::Stat)
+    };
+    ctx.set_schemes(vec![hot]);
+    let n = run(&mut ctx, &mut sim, 0, 200);
+    ctx.start_walk();
+    run(&mut ctx, &mut sim, n, 20);
+    let walked = ctx.take_walk().expect("walk done");
+    let bytes: u64 = walked[0].iter().map(|r| r.range.size()).sum();
+    // The hot 16 MiB, give or take the regions' edges.
+    assert!(
+        (14 * MIB..=18 * MIB).contains(&bytes),
+        "{} MiB tried",
+        bytes / MIB
+    );
+    assert!(
+        walked[0]
+            .iter()
+            .all(|r| r.range.start < HEAP.start + 18 * MIB)
+    );
+}
