@@ -7,13 +7,14 @@ use std::sync::mpsc;
 
 use damon_common::{MAX_REGIONS, MAX_TARGETS};
 
+use crate::core::scheme::{QuotaGoal, TriedRegion};
 use crate::{
     access::{EbpfOps, EbpfOpsOptions},
     admin::{BackendError, ContextConfig, KdamondBackend, KdamondConfig, RunningKdamond},
     bpf::{LayoutError, LayoutOrigin, calibrate},
     core::{
-        ContextSpec, CoreError, KdamondHandle, OpsError, OpsId, ProcessKind, Region, Snapshot,
-        process_kind, read_proc_maps, start_kdamond,
+        ContextSpec, CoreError, KdamondHandle, OpsError, OpsId, ProcessKind, Region, Scheme,
+        SchemesNow, Snapshot, process_kind, read_proc_maps, start_kdamond,
     },
     error::Chain,
 };
@@ -31,6 +32,14 @@ fn spec_of(cfg: &KdamondConfig) -> Result<ContextSpec, BackendError> {
         .ok_or_else(|| BackendError::new("the kdamond has no context (nr_contexts is 0)"))?;
     check_spec(&ctx.spec).map_err(|e| BackendError::new(e.to_string()))?;
     Ok(ctx.spec.clone())
+}
+
+/// The schemes of the config's context.
+fn schemes_of(cfg: &KdamondConfig) -> Vec<Scheme> {
+    cfg.contexts
+        .first()
+        .map(|c| c.schemes.clone())
+        .unwrap_or_default()
 }
 
 /// The largest `max_nr_regions` the eBPF tables allow: they hold `MAX_REGIONS` regions per
@@ -215,6 +224,9 @@ impl KdamondBackend for EbpfBackend {
         let (tx, _) = mpsc::channel();
         let handle = start_ebpf_kdamond(kdamond_idx, spec, self.options, tx, None)
             .map_err(|e| BackendError::new(Chain(&e).to_string()))?;
+        handle
+            .set_schemes(schemes_of(cfg))
+            .map_err(|e| BackendError::new(e.to_string()))?;
         Ok(Box::new(Running { handle }))
     }
 }
@@ -241,7 +253,27 @@ impl RunningKdamond for Running {
         self.handle
             .commit(spec)
             .map_err(|e| BackendError::new(e.to_string()))?;
-        Ok(())
+        self.handle
+            .set_schemes(schemes_of(cfg))
+            .map_err(|e| BackendError::new(e.to_string()))
+    }
+
+    fn schemes_now(&self) -> Result<SchemesNow, BackendError> {
+        self.handle
+            .schemes_now()
+            .map_err(|e| BackendError::new(e.to_string()))
+    }
+
+    fn walk_schemes(&self) -> Result<Vec<Vec<TriedRegion>>, BackendError> {
+        self.handle
+            .walk_schemes()
+            .map_err(|e| BackendError::new(e.to_string()))
+    }
+
+    fn commit_quota_goals(&mut self, goals: Vec<Vec<QuotaGoal>>) -> Result<(), BackendError> {
+        self.handle
+            .commit_quota_goals(goals)
+            .map_err(|e| BackendError::new(e.to_string()))
     }
 
     fn regions_now(&self) -> Result<Vec<Vec<Region>>, BackendError> {

@@ -64,6 +64,7 @@ pub fn run(target: &Path, damon: &Path, names: &[String]) -> Result<Vec<Outcome>
     build_helpers(&tests)?;
     let bin = stand_ins(&dir)?;
     let guard = guard_script(&dir)?;
+    check_guard(&dir, &guard)?;
     let mut outcomes = Vec::new();
     for test in TESTS
         .iter()
@@ -182,8 +183,9 @@ if [ ! -d "$admin" ]; then
     mkdir -p "$admin"
 fi
 mount --bind "$mnt" "$admin"
-want=$(findmnt -n -o MAJ:MIN --mountpoint "$mnt")
-got=$(findmnt -n -o FSTYPE,MAJ:MIN --mountpoint "$admin" | tail -n 1)
+want=$(findmnt -n -o MAJ:MIN --mountpoint "$mnt" || true)
+got=$(findmnt -n -o FSTYPE,MAJ:MIN --mountpoint "$admin" | tail -n 1 || true)
+[ -n "$want" ] || want="(not a mount point)"
 case "$got" in
     fuse*" $want") ;;
     *) echo "guard: $admin is \"$got\", not our FUSE mount ($want): not running $test" >&2
@@ -198,6 +200,43 @@ exec "./$test"
     )?;
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
     Ok(path)
+}
+
+/// The guard refuses a bind that is not a FUSE mount: with a plain directory in place of our
+/// mount it must exit 99 without starting the test (a script that would leave a marker).
+fn check_guard(dir: &Path, guard: &Path) -> Result<()> {
+    let scratch = cmd::TempDir::new(dir.join(".guard-check"))?;
+    let (plain, tests) = (scratch.0.join("plain"), scratch.0.join("tests"));
+    fs::create_dir_all(&plain)?;
+    fs::create_dir_all(&tests)?;
+    let marker = scratch.0.join("ran");
+    let probe = tests.join("probe.sh");
+    fs::write(
+        &probe,
+        format!(
+            "#!/bin/sh
+touch {}
+",
+            marker.display()
+        ),
+    )?;
+    fs::set_permissions(&probe, fs::Permissions::from_mode(0o755))?;
+    let status = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(guard)
+        .arg(&plain)
+        .arg(&tests)
+        .arg("probe.sh")
+        .stderr(Stdio::null())
+        .status()
+        .context("starting unshare for the guard check")?;
+    if status.code() != Some(99) || marker.exists() {
+        bail!(
+            "the selftest guard did not refuse a directory that is not our FUSE mount ({status}); \
+             not running the selftests"
+        );
+    }
+    Ok(())
 }
 
 /// `damon fs` serving a tree of its own; stopped (and unmounted) on drop.

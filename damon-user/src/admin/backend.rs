@@ -7,7 +7,8 @@
 //!
 //! The config speaks the core's vocabulary ([`ContextSpec`], [`Scheme`]), so the backend
 //! runs what the tree validated without translating it again.
-use crate::core::{ContextSpec, Region, Scheme};
+use crate::core::scheme::{QuotaGoal, TriedRegion};
+use crate::core::{ContextSpec, Region, Scheme, SchemesNow};
 
 /// What `on` starts, built from the staged files of one kdamond directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,6 +68,13 @@ pub trait RunningKdamond: Send {
     fn commit(&mut self, cfg: &KdamondConfig) -> Result<(), BackendError>;
     /// The current regions of each target of context 0, in target order.
     fn regions_now(&self) -> Result<Vec<Vec<Region>>, BackendError>;
+    /// The schemes' running stats and effective quotas (`update_schemes_stats`,
+    /// `update_schemes_effective_quotas`).
+    fn schemes_now(&self) -> Result<SchemesNow, BackendError>;
+    /// The regions each scheme is applied to in its next pass (`update_schemes_tried_*`).
+    fn walk_schemes(&self) -> Result<Vec<Vec<TriedRegion>>, BackendError>;
+    /// New quota goals for each scheme (`commit_schemes_quota_goals`).
+    fn commit_quota_goals(&mut self, goals: Vec<Vec<QuotaGoal>>) -> Result<(), BackendError>;
     /// The sampling interval in force now (it changes when intervals auto-tuning is on):
     /// what `update_tuned_intervals` writes back into `sample_us`.
     fn sample_us(&self) -> u64;

@@ -166,10 +166,12 @@ fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
             weight_sz_permil: q.weights.sz_permil,
             weight_nr_accesses_permil: q.weights.nr_accesses_permil,
             weight_age_permil: q.weights.age_permil,
+            // The kernel drops goals without a target (`damos_sysfs_add_quota_score()`).
             goals: q
                 .goals
                 .items
                 .iter()
+                .filter(|g| g.target_value != 0)
                 .map(|g| QuotaGoal {
                     metric: g.metric,
                     target_value: g.target_value,
@@ -178,5 +180,28 @@ fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
                 })
                 .collect(),
         },
+        apply_interval_us: s.apply_interval_us,
     })
+}
+
+/// The quota goals of the staged schemes, for `commit_schemes_quota_goals`.
+pub fn quota_goals(ctx: &ContextDir) -> Vec<Vec<QuotaGoal>> {
+    ctx.schemes
+        .items
+        .iter()
+        .map(|s| {
+            s.quotas
+                .goals
+                .items
+                .iter()
+                .filter(|g| g.target_value != 0)
+                .map(|g| QuotaGoal {
+                    metric: g.metric,
+                    target_value: g.target_value,
+                    current_value: g.current_value,
+                    nid: g.nid,
+                })
+                .collect()
+        })
+        .collect()
 }

@@ -11,7 +11,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use super::backend::{BackendError, KdamondBackend, KdamondConfig, RunningKdamond};
-use crate::core::Region;
+use crate::core::scheme::{self, QuotaGoal, Scheme, TriedRegion};
+use crate::core::{Region, SchemesNow};
 
 #[derive(Default)]
 struct Shared {
@@ -77,6 +78,9 @@ struct FakeKdamond {
     shared: Arc<Mutex<Shared>>,
     sample_us: u64,
     aggr_us: u64,
+    /// The schemes of the latest start or commit; they are evaluated over the regions set
+    /// with [`FakeBackend::set_regions`], as if each update ran one pass of each.
+    schemes: Vec<Scheme>,
 }
 
 impl KdamondBackend for FakeBackend {
@@ -123,6 +127,7 @@ impl KdamondBackend for FakeBackend {
             shared: self.shared.clone(),
             sample_us: ctx.spec.attrs.sample_us,
             aggr_us: ctx.spec.attrs.aggr_us,
+            schemes: ctx.schemes.clone(),
         }))
     }
 }
@@ -151,6 +156,7 @@ impl RunningKdamond for FakeKdamond {
         if let Some(ctx) = cfg.contexts.first() {
             self.sample_us = ctx.spec.attrs.sample_us;
             self.aggr_us = ctx.spec.attrs.aggr_us;
+            self.schemes = ctx.schemes.clone();
         }
         shared.committed.push(cfg.clone());
         Ok(())
@@ -163,6 +169,43 @@ impl RunningKdamond for FakeKdamond {
             .unwrap_or_else(PoisonError::into_inner)
             .regions
             .clone())
+    }
+
+    /// Stats of one pass over the current regions (no quota), and each quota's size limit
+    /// (`u64::MAX` for a time quota or goals without a size quota).
+    fn schemes_now(&self) -> Result<SchemesNow, BackendError> {
+        let walked = self.walk_schemes()?;
+        Ok(SchemesNow {
+            stats: walked.iter().map(|t| scheme::stat_stats(t)).collect(),
+            effective_bytes: self
+                .schemes
+                .iter()
+                .map(|s| {
+                    let q = &s.quotas;
+                    if q.ms == 0 && q.goals.is_empty() || q.bytes != 0 {
+                        q.bytes
+                    } else {
+                        u64::MAX
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    fn walk_schemes(&self) -> Result<Vec<Vec<TriedRegion>>, BackendError> {
+        let regions = self.regions_now()?;
+        Ok(self
+            .schemes
+            .iter()
+            .map(|s| scheme::tried_regions(&s.pattern, regions.iter().map(Vec::as_slice)))
+            .collect())
+    }
+
+    fn commit_quota_goals(&mut self, goals: Vec<Vec<QuotaGoal>>) -> Result<(), BackendError> {
+        for (s, g) in self.schemes.iter_mut().zip(goals) {
+            s.quotas.goals = g;
+        }
+        Ok(())
     }
 
     fn sample_us(&self) -> u64 {

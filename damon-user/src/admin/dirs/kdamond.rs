@@ -11,8 +11,6 @@ use crate::admin::error::AdminError;
 use crate::admin::node::{
     Access, Dir, MAX_DIRS, Numbered, OnError, line, store_keyword, store_uint,
 };
-use crate::core::Region;
-use crate::core::scheme::{self, Scheme};
 
 /// The `state` keywords, in the kernel's order (`damon_sysfs_cmd_strs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,12 +98,7 @@ impl KdamondDir {
             Command::On => self.turn_on(idx, backend),
             Command::Off => self.turn_off(idx),
             Command::Commit => self.commit(idx),
-            Command::CommitSchemesQuotaGoals => {
-                // Goals are passed on at the next commit; the stat action has no quota to tune.
-                self.running_handle(idx)?;
-                self.only_context(idx)?;
-                Ok(())
-            }
+            Command::CommitSchemesQuotaGoals => self.commit_quota_goals(idx),
             Command::UpdateSchemesStats => self.update_stats(idx),
             Command::UpdateSchemesTriedBytes => self.update_tried_regions(idx, true),
             Command::UpdateSchemesTriedRegions => self.update_tried_regions(idx, false),
@@ -191,24 +184,6 @@ impl KdamondDir {
         Ok(())
     }
 
-    /// The running schemes and the regions now, for the snapshot keywords.
-    fn snapshot(&mut self, idx: usize) -> Result<(Vec<Scheme>, Vec<Vec<Region>>), AdminError> {
-        let regions =
-            self.running_handle(idx)?
-                .regions_now()
-                .map_err(|source| AdminError::Backend {
-                    kdamond: idx,
-                    source,
-                })?;
-        let schemes = self
-            .committed
-            .as_ref()
-            .and_then(|c| c.contexts.first())
-            .map(|c| c.schemes.clone())
-            .unwrap_or_default();
-        Ok((schemes, regions))
-    }
-
     /// Staged scheme directories paired with the running schemes of the same index; running
     /// schemes past the staged count are skipped, as in the kernel.
     fn staged_schemes_mut(&mut self) -> impl Iterator<Item = &mut super::scheme::SchemeDir> {
@@ -219,21 +194,36 @@ impl KdamondDir {
             .flat_map(|ctx| ctx.schemes.items.iter_mut())
     }
 
+    fn backend_error(idx: usize) -> impl FnOnce(super::super::BackendError) -> AdminError {
+        move |source| AdminError::Backend {
+            kdamond: idx,
+            source,
+        }
+    }
+
+    /// `update_schemes_stats`: the running totals of every scheme, by index; running schemes
+    /// past the staged count are skipped, as in the kernel.
     fn update_stats(&mut self, idx: usize) -> Result<(), AdminError> {
-        let (schemes, regions) = self.snapshot(idx)?;
-        for (staged, running) in self.staged_schemes_mut().zip(&schemes) {
-            let tried = scheme::tried_regions(&running.pattern, regions.iter().map(Vec::as_slice));
-            staged.stats = scheme::stat_stats(&tried).into();
+        let now = self
+            .running_handle(idx)?
+            .schemes_now()
+            .map_err(Self::backend_error(idx))?;
+        for (staged, stats) in self.staged_schemes_mut().zip(now.stats) {
+            staged.stats = stats.into();
         }
         Ok(())
     }
 
+    /// `update_schemes_tried_regions` / `_bytes`: every scheme's regions are cleared first,
+    /// then filled with what its next pass applies it to.
     fn update_tried_regions(&mut self, idx: usize, bytes_only: bool) -> Result<(), AdminError> {
-        let (schemes, regions) = self.snapshot(idx)?;
-        // The kernel clears every scheme's regions first, also for tried_bytes.
+        self.running_handle(idx)?;
         self.clear_tried_regions();
-        for (staged, running) in self.staged_schemes_mut().zip(&schemes) {
-            let tried = scheme::tried_regions(&running.pattern, regions.iter().map(Vec::as_slice));
+        let walked = self
+            .running_handle(idx)?
+            .walk_schemes()
+            .map_err(Self::backend_error(idx))?;
+        for (staged, tried) in self.staged_schemes_mut().zip(walked) {
             staged.tried_regions = TriedRegionsDir::of(&tried, bytes_only);
         }
         Ok(())
@@ -245,20 +235,25 @@ impl KdamondDir {
         }
     }
 
-    /// The kernel's `damos_set_effective_quota()` as far as this build can follow it: with
-    /// no time quota and no goal, the size quota itself (as the kernel); otherwise the size
-    /// quota if set, else unlimited (`ULONG_MAX`), since time quotas and goals are not tuned.
+    /// `update_schemes_effective_quotas`: each scheme's effective size quota now.
     fn update_effective_quotas(&mut self, idx: usize) -> Result<(), AdminError> {
-        let (schemes, _) = self.snapshot(idx)?;
-        for (staged, running) in self.staged_schemes_mut().zip(&schemes) {
-            let q = &running.quotas;
-            staged.quotas.effective_bytes = if q.ms == 0 && q.goals.is_empty() || q.bytes != 0 {
-                q.bytes
-            } else {
-                u64::MAX
-            };
+        let now = self
+            .running_handle(idx)?
+            .schemes_now()
+            .map_err(Self::backend_error(idx))?;
+        for (staged, esz) in self.staged_schemes_mut().zip(now.effective_bytes) {
+            staged.quotas.effective_bytes = esz;
         }
         Ok(())
+    }
+
+    /// `commit_schemes_quota_goals`: the staged goals of every scheme, to the running ones.
+    fn commit_quota_goals(&mut self, idx: usize) -> Result<(), AdminError> {
+        self.running_handle(idx)?;
+        let goals = config::quota_goals(self.only_context(idx)?);
+        self.running_handle(idx)?
+            .commit_quota_goals(goals)
+            .map_err(Self::backend_error(idx))
     }
 
     fn update_tuned_intervals(&mut self, idx: usize) -> Result<(), AdminError> {

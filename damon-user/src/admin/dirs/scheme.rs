@@ -62,14 +62,14 @@ pub struct StatsDir {
 }
 
 impl From<SchemeStats> for StatsDir {
-    /// With no operations-layer filter, `sz_ops_filter_passed` is 0, as in the kernel.
     fn from(s: SchemeStats) -> Self {
         StatsDir {
             nr_tried: s.nr_tried,
             sz_tried: s.sz_tried,
             nr_applied: s.nr_applied,
             sz_applied: s.sz_applied,
-            ..StatsDir::default()
+            sz_ops_filter_passed: s.sz_ops_filter_passed,
+            qt_exceeds: s.qt_exceeds,
         }
     }
 }
