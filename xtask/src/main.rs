@@ -146,6 +146,10 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
             &["--ignored"],
         )?;
     }
+    // The kernel's own DAMON selftests against our tree (root: mounts, namespaces, eBPF).
+    if extra.is_empty() && is_root {
+        kselftest_cmd(root, &[])?;
+    }
     // The stock-kernel matrix; a test name filter selects host tests only.
     if extra.is_empty() {
         vm::run(root, &[], false)?;
