@@ -15,6 +15,7 @@
 //! of accessed. A fault on the sampled page (or anywhere in its region, with
 //! [`FaultScope::Region`]) while the sample is in flight counts as an access.
 use crate::core::Pid;
+use crate::core::scheme::Action;
 use std::{collections::HashMap, os::fd::AsRawFd, os::fd::OwnedFd};
 
 use damon_common::{
@@ -107,6 +108,21 @@ fn clear_range(page: u64, flags: u8, cold: bool, vmas: &[AddrRange]) -> AddrRang
         }
     }
     AddrRange::new(page, page + PAGE_SIZE)
+}
+
+/// `MADV_COLLAPSE` (Linux 6.1; not in every libc binding yet).
+const MADV_COLLAPSE: i32 = 25;
+
+/// The advice that carries out `action` on another process, for the actions
+/// `process_madvise` allows there; `None` for the others (they apply nothing).
+pub fn madvise_advice(action: Action) -> Option<i32> {
+    match action {
+        Action::Pageout => Some(libc::MADV_PAGEOUT),
+        Action::Cold | Action::LruDeprio => Some(libc::MADV_COLD),
+        Action::Willneed => Some(libc::MADV_WILLNEED),
+        Action::Collapse => Some(MADV_COLLAPSE),
+        _ => None,
+    }
 }
 
 /// `Operations` backed by the eBPF programs. One per kdamond.
@@ -384,6 +400,33 @@ impl Operations for EbpfOps {
             self.finish(&mut t, check, prepare)?;
         }
         Ok(())
+    }
+
+    /// DAMOS actions through `process_madvise` on the target's pidfd (never a pid that may
+    /// have been reused): one range per call, so a range with a hole or a refused mapping
+    /// applies nothing, as the kernel's madvise-based actions (`sz_applied` is all or nothing).
+    fn apply_scheme(&mut self, pid: Pid, range: AddrRange, action: Action) -> u64 {
+        let Some(advice) = madvise_advice(action) else {
+            return 0;
+        };
+        let Some(target) = self.targets.get(&pid) else {
+            return 0;
+        };
+        if matches!(target.state, TargetState::NoMm | TargetState::Reaped) {
+            return 0;
+        }
+        let iov = [libc::iovec {
+            iov_base: range.start as *mut _,
+            iov_len: range.size() as usize,
+        }];
+        match crate::bpf::sys::process_madvise(&target.pidfd, &iov, advice) {
+            Ok(done) if done as u64 == range.size() => range.size(),
+            Ok(_) => 0,
+            Err(e) => {
+                log::debug!("DAMOS {action} on process {pid} {range}: {}", e.io_error);
+                0
+            }
+        }
     }
 
     fn cleanup(&mut self) {

@@ -137,9 +137,9 @@ fn bounds(r: UlRangeDir) -> Bounds {
 }
 
 fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
-    if s.action != Action::Stat {
+    if let Some(why) = unsupported_action(s.action) {
         return Err(format!(
-            "scheme {idx}: action {} cannot be applied by this build yet (only stat)",
+            "scheme {idx}: action {} is refused: {why}",
             s.action
         ));
     }
@@ -182,6 +182,20 @@ fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
         },
         apply_interval_us: s.apply_interval_us,
     })
+}
+
+/// Why this build cannot carry out `action` on another process; `None` when it can.
+pub fn unsupported_action(action: Action) -> Option<&'static str> {
+    match action {
+        Action::Hugepage | Action::Nohugepage => {
+            Some("process_madvise cannot apply MADV_HUGEPAGE or MADV_NOHUGEPAGE to another process")
+        }
+        Action::LruPrio => Some("no interface raises the LRU priority of another process's pages"),
+        Action::MigrateHot | Action::MigrateCold => {
+            Some("migrating pages between NUMA nodes is not supported by this build")
+        }
+        _ => None,
+    }
 }
 
 /// The quota goals of the staged schemes, for `commit_schemes_quota_goals`.

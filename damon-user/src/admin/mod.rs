@@ -17,14 +17,16 @@
 //! # Differences from the kernel tree
 //! - `avail_operations` lists `vaddr` and `fvaddr` only; `paddr` is accepted by `operations`
 //!   (as the kernel accepts any operations set it knows) and refused at `on`/`commit`.
-//! - Only the `stat` action is applied, without filters; other actions and any filter are
-//!   stored but make `on`/`commit` fail with EINVAL. Quotas and watermarks are stored and
-//!   read back; quotas set `effective_bytes`, and neither limits `stat`.
+//! - Schemes run in the kdamond as the kernel's (apply intervals, size and time quotas with
+//!   their charge windows, prioritisation weights, quota goals, running `stats/`). The
+//!   actions are those `process_madvise` can apply to another process: `pageout`, `cold`,
+//!   `lru_deprio` (as `cold`), `willneed`, `collapse`, and `stat`; `hugepage`, `nohugepage`,
+//!   `lru_prio` and `migrate_*` make `on`/`commit` fail with EINVAL, the log saying why.
+//!   Filters make `on`/`commit` fail with EINVAL too; watermarks are stored and read back,
+//!   and schemes are always active.
 //! - The tree holds at most [`node::MAX_DIRS`] directories: an `nr_*` write that would take it
 //!   past that fails with ENOMEM and changes nothing (the kernel fails such a write with
 //!   ENOMEM too, when it cannot allocate the directories, but has no fixed limit).
-//! - `stats/` describe the latest snapshot (the regions the access pattern matches now), not
-//!   counters accumulated over every apply interval.
 //! - Writes to `state` and `nr_*` files try a writers' lock, `damon_sysfs_lock`'s analogue
 //!   (EBUSY when another such writer or a due `refresh_ms` refresh holds it), like the
 //!   kernel; reads and plain value stores, which take no lock in the kernel, never fail for

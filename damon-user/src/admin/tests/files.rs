@@ -30,6 +30,7 @@ const ACTIONS: &[&str] = &[
     "migrate_hot",
     "migrate_cold",
     "stat",
+    "collapse",
 ];
 const GOAL_METRICS: &[&str] = &[
     "user_input",

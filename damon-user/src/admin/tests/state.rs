@@ -157,6 +157,28 @@ fn keywords_that_need_a_running_kdamond() {
     }
 }
 
+/// The actions `process_madvise` can carry out on another process start; the schemes reach
+/// the backend with them.
+#[test]
+fn on_takes_the_actions_this_build_applies() {
+    let me = std::process::id() as i32;
+    for action in [
+        "stat",
+        "pageout",
+        "cold",
+        "lru_deprio",
+        "willneed",
+        "collapse",
+    ] {
+        let (mut t, fake) = staged(me);
+        set(&mut t, &format!("{S}/action"), action);
+        state(&mut t, "on").unwrap_or_else(|e| panic!("{action}: {e}"));
+        let started = fake.started();
+        assert_eq!(started[0].1.contexts[0].schemes[0].action.as_str(), action);
+        state(&mut t, "off").unwrap();
+    }
+}
+
 /// `on` refuses every invalid configuration with EINVAL, and starts nothing.
 #[test]
 fn on_validates_the_staged_files() {
@@ -228,7 +250,12 @@ fn on_validates_the_staged_files() {
                 (format!("{C}/targets/0/regions/1/end"), "0x2000"),
             ],
         ),
-        ("pageout", vec![(format!("{S}/action"), "pageout")]),
+        ("hugepage", vec![(format!("{S}/action"), "hugepage")]),
+        ("lru_prio", vec![(format!("{S}/action"), "lru_prio")]),
+        (
+            "migrate_cold",
+            vec![(format!("{S}/action"), "migrate_cold")],
+        ),
         ("filter", vec![(format!("{S}/ops_filters/nr_filters"), "1")]),
         (
             "no context",

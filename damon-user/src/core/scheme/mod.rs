@@ -123,6 +123,8 @@ keywords! {
         MigrateCold = "migrate_cold",
         /// Changes nothing in memory; only counts and reports.
         Stat = "stat",
+        /// Collapses the region into huge pages (`MADV_COLLAPSE`; kernels from 2026 have it).
+        Collapse = "collapse",
     }
 }
 
@@ -295,7 +297,7 @@ mod tests {
             assert_eq!(word.parse::<Action>(), Ok(action));
             assert_eq!(action.to_string(), word);
         }
-        assert_eq!(Action::NAMES.len(), 10);
+        assert_eq!(Action::NAMES.len(), 11);
         assert_eq!(
             "stat\n".parse::<Action>().unwrap_err().to_string(),
             "unknown action \"stat\\n\""
