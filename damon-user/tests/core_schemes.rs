@@ -4,7 +4,10 @@ use damon_user::core::scheme::{
     AccessPattern, Action, Bounds, GoalMetric, QuotaGoal, Quotas, Scheme,
 };
 use damon_user::core::sim::{HotArea, SimMemory};
-use damon_user::core::{AddrRange, Attrs, ContextSpec, MonitorContext, OpsId, TargetSpec};
+use damon_user::core::{
+    Access, AddrRange, Attrs, ContextSpec, MonitorContext, Operations, OpsError, OpsId, Pid,
+    SampleStep, TargetSpec,
+};
 
 const MIB: u64 = 1 << 20;
 const PID: i32 = 7;
@@ -214,5 +217,76 @@ fn a_pattern_selects_by_access_rate() {
         walked[0]
             .iter()
             .all(|r| r.range.start < HEAP.start + 18 * MIB)
+    );
+}
+
+/// The simulated memory, except that samples in `unmeasurable` cannot be measured.
+struct PartlyUnmeasurable {
+    sim: SimMemory,
+    unmeasurable: AddrRange,
+}
+
+impl Operations for PartlyUnmeasurable {
+    fn mappings(&mut self, pid: Pid) -> Result<Vec<AddrRange>, OpsError> {
+        self.sim.mappings(pid)
+    }
+
+    fn target_valid(&mut self, pid: Pid) -> bool {
+        self.sim.target_valid(pid)
+    }
+
+    fn sample(&mut self, step: &mut SampleStep<'_>) -> Result<(), OpsError> {
+        self.sim.sample(step)?;
+        if step.check() {
+            for i in 0..step.len() {
+                let t = step.target(i);
+                for (r, found) in t.regions.iter().zip(t.found.iter_mut()) {
+                    if self.unmeasurable.contains(r.sampling_addr) {
+                        *found = Access::Unmeasured;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_scheme(&mut self, pid: Pid, range: AddrRange, action: Action) -> u64 {
+        self.sim.apply_scheme(pid, range, action)
+    }
+}
+
+#[test]
+fn no_scheme_acts_on_memory_it_could_not_measure() {
+    let sim = SimMemory::new(7);
+    let mut ctx = context(&sim);
+    // The cold part's second half reads "unmeasured": as idle as the rest by its counts.
+    let unmeasurable = AddrRange::new(HEAP.start + 40 * MIB, HEAP.end);
+    let mut ops = PartlyUnmeasurable { sim, unmeasurable };
+    let idle = Scheme {
+        pattern: AccessPattern {
+            nr_accesses: Bounds { min: 0, max: 0 },
+            ..any_region(Action::Pageout).pattern
+        },
+        ..any_region(Action::Pageout)
+    };
+    ctx.set_schemes(vec![idle]);
+    for s in 0..200u64 {
+        ctx.sample(&mut ops, (s + 1) * SAMPLE_NS).expect("sample");
+    }
+    ctx.start_walk();
+    for s in 200..220u64 {
+        ctx.sample(&mut ops, (s + 1) * SAMPLE_NS).expect("sample");
+    }
+    let walked = ctx.take_walk().expect("walk done");
+    let tried: u64 = walked[0].iter().map(|r| r.range.size()).sum();
+    assert!(
+        tried >= 20 * MIB,
+        "the measured idle part is paged out: {tried}"
+    );
+    assert!(
+        walked[0].iter().all(|r| !r
+            .range
+            .intersects(&AddrRange::new(unmeasurable.start + 2 * MIB, HEAP.end))),
+        "a region read unmeasured was acted on: {walked:#x?}"
     );
 }

@@ -259,6 +259,12 @@ fn apply_one(
     if !run.scheme.pattern.matches(&r) {
         return;
     }
+    // A region some of whose samples could not be measured may be in use: its reading of
+    // "not accessed" is a default, not an observation. No scheme acts on it (a kernel,
+    // which always measures, never meets this).
+    if r.nr_unmeasured > 0 {
+        return;
+    }
     if esz != 0 && run.score(&r, attrs) < run.quota.min_score {
         return;
     }
