@@ -166,19 +166,7 @@ fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
             weight_sz_permil: q.weights.sz_permil,
             weight_nr_accesses_permil: q.weights.nr_accesses_permil,
             weight_age_permil: q.weights.age_permil,
-            // The kernel drops goals without a target (`damos_sysfs_add_quota_score()`).
-            goals: q
-                .goals
-                .items
-                .iter()
-                .filter(|g| g.target_value != 0)
-                .map(|g| QuotaGoal {
-                    metric: g.metric,
-                    target_value: g.target_value,
-                    current_value: g.current_value,
-                    nid: g.nid,
-                })
-                .collect(),
+            goals: goals_of(s),
         },
         apply_interval_us: s.apply_interval_us,
     })
@@ -198,24 +186,24 @@ pub fn unsupported_action(action: Action) -> Option<&'static str> {
     }
 }
 
-/// The quota goals of the staged schemes, for `commit_schemes_quota_goals`.
-pub fn quota_goals(ctx: &ContextDir) -> Vec<Vec<QuotaGoal>> {
-    ctx.schemes
+/// The quota goals of a staged scheme; the kernel drops goals without a target
+/// (`damos_sysfs_add_quota_score()`).
+fn goals_of(s: &SchemeDir) -> Vec<QuotaGoal> {
+    s.quotas
+        .goals
         .items
         .iter()
-        .map(|s| {
-            s.quotas
-                .goals
-                .items
-                .iter()
-                .filter(|g| g.target_value != 0)
-                .map(|g| QuotaGoal {
-                    metric: g.metric,
-                    target_value: g.target_value,
-                    current_value: g.current_value,
-                    nid: g.nid,
-                })
-                .collect()
+        .filter(|g| g.target_value != 0)
+        .map(|g| QuotaGoal {
+            metric: g.metric,
+            target_value: g.target_value,
+            current_value: g.current_value,
+            nid: g.nid,
         })
         .collect()
+}
+
+/// The quota goals of the staged schemes, for `commit_schemes_quota_goals`.
+pub fn quota_goals(ctx: &ContextDir) -> Vec<Vec<QuotaGoal>> {
+    ctx.schemes.items.iter().map(goals_of).collect()
 }
