@@ -83,8 +83,14 @@ pub struct KernelInfo {
     pub pg_lru: u32,
     pub pg_head: u32,
     pub pg_unevictable: u32,
-    pub _pad: u32,
+    /// `offsetof(struct folio, _flags_1)`, whose low byte is a large folio's order (Linux
+    /// 6.6+); 0 when the kernel keeps the order elsewhere, and then samples in large folios
+    /// mapped by PTEs stay unmeasurable.
+    pub folio_order: u32,
 }
+
+/// `Slot::pending_folio`: the sample is in a large folio (the word is not 0).
+pub const FOLIO_LARGE: u32 = 1 << 31;
 
 /// `Control::step`: check the sample in flight.
 pub const STEP_CHECK: u32 = 1 << 0;
@@ -167,6 +173,10 @@ pub struct Slot {
     pub pending_flags: [u8; MAX_REGIONS as usize],
     /// `CHECK_*` flags: what the last check found for each region.
     pub check: [u8; MAX_REGIONS as usize],
+    /// For a `pending[i]` in a large folio mapped by PTEs: `FOLIO_LARGE | order << 16 |` the
+    /// page's index in the folio, so that user space clears the Accessed bits of the whole
+    /// folio (MADV_COLD ages a whole folio without splitting it, since Linux 6.9); 0 otherwise.
+    pub pending_folio: [u32; MAX_REGIONS as usize],
     /// Per region: the generation of the last sample whose page took a fault.
     pub fault_gen: [u32; MAX_REGIONS as usize],
     /// Per region: page faults since user space last zeroed them. u64 because the BPF target
@@ -247,7 +257,7 @@ const _: () = assert!(MAX_TARGETS <= 32); // `Control::active` is a u32 bitmap
 const _: () = assert!(core::mem::size_of::<TargetSlot>() == 8);
 const _: () = assert!(core::mem::size_of::<KernelInfo>() == 80);
 const _: () = assert!(core::mem::size_of::<Control>() == 80 + 24 + 8 * MAX_TARGETS as usize);
-const _: () = assert!(core::mem::size_of::<Slot>() == 104 + 54 * MAX_REGIONS as usize);
+const _: () = assert!(core::mem::size_of::<Slot>() == 104 + 58 * MAX_REGIONS as usize);
 const _: () = assert!(core::mem::size_of::<Slot>().is_multiple_of(8));
 const _: () = assert!(core::mem::size_of::<ProbeOut>() == 64);
 

@@ -13,8 +13,8 @@
 //! a racing sample is just a wrong sample.
 use aya_ebpf::helpers::{bpf_get_current_task, generated::bpf_loop};
 use damon_common::{
-    CHECK_FAULTED, CHECK_READ_ERR, CHECK_UNMEASURED, CHECK_YOUNG, KernelInfo, MAX_REGIONS,
-    MAX_TARGETS, NR_CANDIDATES, PAGE_SIZE, PID_SELF, REGION_INDEX_MASK, SAMPLE_MOVED,
+    CHECK_FAULTED, CHECK_READ_ERR, CHECK_UNMEASURED, CHECK_YOUNG, FOLIO_LARGE, KernelInfo,
+    MAX_REGIONS, MAX_TARGETS, NR_CANDIDATES, PAGE_SIZE, PID_SELF, REGION_INDEX_MASK, SAMPLE_MOVED,
     SAMPLE_PMD_LEAF, SAMPLE_PRESENT, SAMPLE_PUD_LEAF, SAMPLE_READ_ERR, SAMPLE_UNMEASURABLE,
     SAMPLE_YOUNG, STEP_CHECK, STEP_PREPARE, TARGET_ALIVE, TARGET_NO_MM, TARGET_READ_ERR,
     TARGET_REAPED,
@@ -63,6 +63,7 @@ struct SlotRun {
     page_mapcount: u64,
     folio_large_mapcount: u64,
     folio_entire_mapcount: u64,
+    folio_order: u64,
     pg_lru: u64,
     pg_head: u64,
     pg_unevictable: u64,
@@ -118,6 +119,7 @@ extern "C" fn sample_slot(i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
         page_mapcount: k.page_mapcount as u64 & 0xfff,
         folio_large_mapcount: k.folio_large_mapcount as u64 & 0xfff,
         folio_entire_mapcount: k.folio_entire_mapcount as u64 & 0xfff,
+        folio_order: k.folio_order as u64 & 0xfff,
         pg_lru: k.pg_lru as u64 & 63,
         pg_head: k.pg_head as u64 & 63,
         pg_unevictable: k.pg_unevictable as u64 & 63,
@@ -240,10 +242,14 @@ extern "C" fn prepare_candidate(k: u32, ctx: *mut core::ffi::c_void) -> i64 {
     let mut w = walker(run, &s.scratch);
     let leaf = w.walk(addr);
     w.store(&mut s.scratch);
-    let ok = measurable(run, &leaf);
+    let (ok, folio) = match measurable(run, &leaf) {
+        Some(folio) => (true, folio),
+        None => (false, 0),
+    };
     if c == 0 {
         // The page asked for, unmeasurable unless an alternative replaces it.
         s.pending[idx] = addr;
+        s.pending_folio[idx] = folio;
         s.pending_leaf[idx] = leaf.leaf_ptr;
         s.pending_flags[idx] = if ok {
             leaf.flags
@@ -256,6 +262,7 @@ extern "C" fn prepare_candidate(k: u32, ctx: *mut core::ffi::c_void) -> i64 {
         s.scratch[REGION_DONE] = ok as u64;
     } else if ok {
         s.pending[idx] = addr;
+        s.pending_folio[idx] = folio;
         s.pending_leaf[idx] = leaf.leaf_ptr;
         s.pending_flags[idx] = leaf.flags | SAMPLE_MOVED;
         s.scratch[REGION_DONE] = 1;
@@ -283,16 +290,18 @@ fn hash(seed: u64, x: u64) -> u64 {
 
 /// Whether a sample of this page tells an access: an absent or old page does (a fault or the
 /// Accessed bit will show the next access); a young one only if MADV_COLD can clear its bit.
+/// `Some(folio)`: measurable, with `Slot::pending_folio`'s word for it (0 but for a young
+/// page in a large folio mapped by PTEs).
 #[inline(always)]
-fn measurable(run: &SlotRun, leaf: &Leaf) -> bool {
+fn measurable(run: &SlotRun, leaf: &Leaf) -> Option<u32> {
     if leaf.flags & SAMPLE_READ_ERR != 0 {
-        return false;
+        return None;
     }
     if leaf.flags & SAMPLE_PRESENT == 0 || leaf.flags & SAMPLE_YOUNG == 0 {
-        return true;
+        return Some(0);
     }
     if leaf.flags & SAMPLE_PUD_LEAF != 0 {
-        return false; // hugetlb or DAX: MADV_COLD refuses them
+        return None; // hugetlb or DAX: MADV_COLD refuses them
     }
     clearable(run, leaf)
 }
@@ -303,29 +312,67 @@ fn measurable(run: &SlotRun, leaf: &Leaf) -> bool {
 /// page, kernel pages), and it would split a large folio mapped by PTEs, so such a sample is
 /// not taken. For a PMD-mapped transparent huge page it needs the folio mapped once.
 #[inline(always)]
-fn clearable(run: &SlotRun, leaf: &Leaf) -> bool {
+fn clearable(run: &SlotRun, leaf: &Leaf) -> Option<u32> {
     let page = run.vmemmap_base + leaf_pfn(leaf) * run.page_size;
-    let Some(flags) = read_u64(page + run.page_flags) else {
-        return false;
-    };
-    if flags & (1 << run.pg_lru) == 0 || flags & (1 << run.pg_unevictable) != 0 {
-        return false;
-    }
+    let flags = read_u64(page + run.page_flags)?;
     if leaf.flags & SAMPLE_PMD_LEAF != 0 {
+        if flags & (1 << run.pg_lru) == 0 || flags & (1 << run.pg_unevictable) != 0 {
+            return None;
+        }
         // `page` is the folio's head. Raw mapcounts start at -1.
         let off = if run.folio_large_mapcount != 0 {
             run.folio_large_mapcount
         } else {
             run.folio_entire_mapcount
         };
-        return matches!(read_i32(page + off), Some(m) if m <= 0);
+        return match read_i32(page + off) {
+            Some(m) if m <= 0 => Some(0),
+            _ => None,
+        };
     }
-    if flags & (1 << run.pg_head) != 0 {
-        return false; // a large folio mapped by PTEs
+    let compound_head = read_u64(page + run.page_compound_head)?;
+    if flags & (1 << run.pg_head) == 0 && compound_head & 1 == 0 {
+        // A small folio: on an LRU list, evictable, mapped once.
+        if flags & (1 << run.pg_lru) == 0 || flags & (1 << run.pg_unevictable) != 0 {
+            return None;
+        }
+        return match read_i32(page + run.page_mapcount) {
+            Some(0) => Some(0),
+            _ => None,
+        };
     }
-    match read_u64(page + run.page_compound_head) {
-        Some(ch) if ch & 1 == 0 => {}
-        _ => return false, // a tail page of a large folio
+    large_folio(run, page, flags, compound_head)
+}
+
+/// A young page in a large folio mapped by PTEs: MADV_COLD over the whole folio clears the
+/// Accessed bits of all its pages without splitting it (Linux 6.9+, kernels with
+/// `_large_mapcount`), if the folio is on an LRU list, evictable, and mapped by one process
+/// (at most once per page). Returns the `Slot::pending_folio` word.
+#[inline(always)]
+fn large_folio(run: &SlotRun, page: u64, flags: u64, compound_head: u64) -> Option<u32> {
+    if run.folio_order == 0 || run.folio_large_mapcount == 0 {
+        return None;
     }
-    matches!(read_i32(page + run.page_mapcount), Some(0))
+    let (head, head_flags) = if flags & (1 << run.pg_head) != 0 {
+        (page, flags)
+    } else {
+        let head = compound_head - 1;
+        (head, read_u64(head + run.page_flags)?)
+    };
+    if head_flags & (1 << run.pg_lru) == 0 || head_flags & (1 << run.pg_unevictable) != 0 {
+        return None;
+    }
+    let order = read_u64(head + run.folio_order)? & 0xff;
+    if order == 0 || order > 9 {
+        return None;
+    }
+    let mapped = read_i32(head + run.folio_large_mapcount)?;
+    if mapped < 0 || mapped as u64 >= 1 << order {
+        return None; // mapped more often than it has pages: by another process too
+    }
+    let index = page.wrapping_sub(head) / run.page_size.max(1);
+    if index >= 1 << order {
+        return None;
+    }
+    Some(FOLIO_LARGE | (order as u32) << 16 | index as u32)
 }

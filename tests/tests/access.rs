@@ -261,3 +261,44 @@ fn an_idle_process_whose_libraries_are_shared_reads_idle() {
         p50 >> 10
     );
 }
+
+/// The page cache of a mapped file, which recent kernels keep in large folios mapped by PTEs:
+/// the part read continuously reads hot, the rest idle, and none of it goes unmeasured (the
+/// Accessed bits of a large folio are cleared over the whole folio, which MADV_COLD does
+/// without splitting it).
+#[test]
+#[ignore = "needs root"]
+fn a_mapped_file_reads_hot_where_it_is_read_and_idle_elsewhere() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch directory");
+    let file = dir.path().join("data");
+    let (w, ready) = Workload::start(&[
+        "filemap",
+        "--file",
+        file.to_str().expect("utf-8 path"),
+        "--size-mib",
+        "128",
+        "--hot-mib",
+        "16",
+    ])
+    .expect("workload");
+    let hot = parse_range(field(&ready, "hot").unwrap()).unwrap();
+    let cold = parse_range(field(&ready, "cold").unwrap()).unwrap();
+    let t0 = monotonic_ns();
+    let (_kd, rx) = start(w.pid());
+    let snaps = collect_until(&rx, t0 + 3_000_000_000);
+    let (h, c) = recent_rates(&snaps, hot, cold);
+    assert!(h >= 0.8, "the file's hot part at {:.0}%", h * 100.0);
+    assert!(c <= 0.05, "the file's idle part at {:.0}%", c * 100.0);
+    let last = snaps.last().expect("snapshots");
+    let unmeasured: u64 = last.targets[0]
+        .regions
+        .iter()
+        .filter(|r| r.nr_unmeasured > 0)
+        .map(|r| r.overlap(AddrRange::new(hot.start, cold.end)))
+        .sum();
+    assert!(
+        unmeasured <= 2 << 20,
+        "{} KiB of the file unmeasured",
+        unmeasured >> 10
+    );
+}

@@ -19,8 +19,8 @@ use crate::core::scheme::Action;
 use std::{collections::HashMap, os::fd::AsRawFd, os::fd::OwnedFd};
 
 use damon_common::{
-    CHECK_FAULTED, CHECK_UNMEASURED, CHECK_YOUNG, HPAGE_PMD_SIZE, MAX_REGIONS, PAGE_SIZE,
-    SAMPLE_MOVED, SAMPLE_PMD_LEAF, SAMPLE_PUD_LEAF, SAMPLE_UNMEASURABLE, SAMPLE_YOUNG,
+    CHECK_FAULTED, CHECK_UNMEASURED, CHECK_YOUNG, FOLIO_LARGE, HPAGE_PMD_SIZE, MAX_REGIONS,
+    PAGE_SIZE, SAMPLE_MOVED, SAMPLE_PMD_LEAF, SAMPLE_PUD_LEAF, SAMPLE_UNMEASURABLE, SAMPLE_YOUNG,
 };
 
 use super::mkold::{Mkold, coalesce};
@@ -89,25 +89,37 @@ struct Target {
     seen: u64,
 }
 
-/// Where a young page's Accessed bit is cleared: the page (or its huge page), or, in a region
-/// that read cold for two aggregations, the 2 MiB around it within its mapping. A page young
-/// in a cold region was last cleared long ago (or never: memory touched once at start-up), and
-/// so are its neighbours; clearing them together costs one TLB flush instead of one per later
-/// sample, and pages that are cold anyway are what MADV_COLD's deactivation is meant for.
-fn clear_range(page: u64, flags: u8, cold: bool, vmas: &[AddrRange]) -> AddrRange {
+/// Where a young page's Accessed bit is cleared: the page, its huge page, or the whole large
+/// folio it is in (`folio`: the sampling program's `pending_folio` word; MADV_COLD ages a
+/// whole folio without splitting it), within its mapping. In a region that read cold for two
+/// aggregations, also the 2 MiB around it: a page young in a cold region was last cleared long
+/// ago (or never: memory touched once at start-up), and so are its neighbours; clearing them
+/// together costs one TLB flush instead of one per later sample, and pages that are cold
+/// anyway are what MADV_COLD's deactivation is meant for.
+fn clear_range(page: u64, flags: u8, folio: u32, cold: bool, vmas: &[AddrRange]) -> AddrRange {
     if flags & SAMPLE_PMD_LEAF != 0 {
         let start = page & !(HPAGE_PMD_SIZE - 1);
         return AddrRange::new(start, start + HPAGE_PMD_SIZE);
     }
-    if cold {
-        let i = vmas.partition_point(|v| v.end <= page);
-        if let Some(v) = vmas.get(i).filter(|v| v.contains(page)) {
-            let start = (page & !(HPAGE_PMD_SIZE - 1)).max(v.start);
-            let end = (page | (HPAGE_PMD_SIZE - 1)).saturating_add(1).min(v.end);
-            return AddrRange::new(start, end);
-        }
+    let vma = vmas
+        .get(vmas.partition_point(|v| v.end <= page))
+        .filter(|v| v.contains(page));
+    let mut range = AddrRange::new(page, page + PAGE_SIZE);
+    if folio & FOLIO_LARGE != 0 {
+        let (order, index) = ((folio >> 16) & 0xff, u64::from(folio & 0xffff));
+        let start = page.saturating_sub(index * PAGE_SIZE);
+        range = AddrRange::new(start, start.saturating_add(PAGE_SIZE << order));
     }
-    AddrRange::new(page, page + PAGE_SIZE)
+    if cold {
+        range.start = range.start.min(page & !(HPAGE_PMD_SIZE - 1));
+        range.end = range
+            .end
+            .max((page | (HPAGE_PMD_SIZE - 1)).saturating_add(1));
+    }
+    match vma {
+        Some(v) => AddrRange::new(range.start.max(v.start), range.end.min(v.end)),
+        None => AddrRange::new(page, page + PAGE_SIZE),
+    }
 }
 
 /// `MADV_COLLAPSE` (Linux 6.1; not in every libc binding yet).
@@ -295,7 +307,7 @@ impl EbpfOps {
             self.ranges.clear();
             let vmas = self.vmas.get(&pid).map(Vec::as_slice).unwrap_or_default();
             for (i, (next, r)) in t.next.iter_mut().zip(t.regions).enumerate().take(n) {
-                let (page, flags) = self
+                let (page, flags, folio) = self
                     .progs
                     .pending(slot, i)
                     .map_err(|e| failed(format!("process {pid}"), e))?;
@@ -310,7 +322,8 @@ impl EbpfOps {
                     continue; // already old: nothing to clear
                 }
                 let cold = r.nr_accesses == 0 && r.last_nr_accesses == 0;
-                self.ranges.push(clear_range(page, flags, cold, vmas));
+                self.ranges
+                    .push(clear_range(page, flags, folio, cold, vmas));
             }
             if !self.ranges.is_empty() {
                 coalesce(&mut self.ranges);

@@ -73,7 +73,7 @@ pub struct FoundLayout {
 }
 
 /// Bumped whenever `KernelLayout` changes meaning, so an old cache is not misread.
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
 const CACHE_DIR: &str = "/run/damon";
 const CACHE_FILE: &str = "kernel-layout.json";
 

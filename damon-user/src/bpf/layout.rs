@@ -47,6 +47,9 @@ pub struct KernelLayout {
     pub folio_large_mapcount: u64,
     /// The mapcount read for a PMD-mapped folio when it has no `_large_mapcount`.
     pub folio_entire_mapcount: u64,
+    /// Where a large folio's order is: `_folio_order` (before 6.6) or the low byte of
+    /// `_flags_1`; 0 if neither is known.
+    pub folio_order: u64,
     pub pg_lru: u32,
     pub pg_head: u32,
     pub pg_unevictable: u32,
@@ -94,6 +97,9 @@ impl KernelLayout {
             // that the head page's own mapcount stands in, which reads a huge page as mapped
             // once: such samples are advised, and MADV_COLD skips them if they are shared.
             folio_entire_mapcount: off("folio", "_entire_mapcount").unwrap_or(page_mapcount),
+            folio_order: off("folio", "_folio_order")
+                .or_else(|_| off("folio", "_flags_1"))
+                .unwrap_or(0),
             pg_lru: flag("PG_lru")?,
             pg_head: flag("PG_head")?,
             pg_unevictable: flag("PG_unevictable")?,
@@ -120,7 +126,7 @@ impl KernelLayout {
             pg_lru: self.pg_lru,
             pg_head: self.pg_head,
             pg_unevictable: self.pg_unevictable,
-            _pad: 0,
+            folio_order: u(self.folio_order),
         }
     }
 }

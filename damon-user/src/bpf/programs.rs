@@ -343,12 +343,19 @@ impl MonitorPrograms {
         Ok(())
     }
 
-    /// The sample in flight of region `i` of `slot`: its page and `SAMPLE_*` flags.
-    pub fn pending(&self, slot: u32, i: usize) -> Result<(u64, u8), BpfError> {
+    /// The sample in flight of region `i` of `slot`: its page, `SAMPLE_*` flags and
+    /// `Slot::pending_folio` word.
+    pub fn pending(&self, slot: u32, i: usize) -> Result<(u64, u8, u32), BpfError> {
         let s = self.slot_ptr(slot)?;
         let i = i.min(MAX_REGIONS as usize - 1);
         // SAFETY: our mapping, index bounded; written only during our runs.
-        Ok(unsafe { ((*s).pending[i], (*s).pending_flags[i]) })
+        Ok(unsafe {
+            (
+                (*s).pending[i],
+                (*s).pending_flags[i],
+                (*s).pending_folio[i],
+            )
+        })
     }
 
     /// Raw leaf entry of sample 0 at the last prepare of `slot`.

@@ -59,6 +59,18 @@ pub enum Mode {
         #[arg(long)]
         pages: u64,
     },
+    /// Map a file (created, SIZE MiB of data, written back) and keep reading its first HOT
+    /// MiB; the rest was read once. On `residency` from stdin, print how many pages of each
+    /// part are resident (mincore).
+    Filemap {
+        /// The file; created or overwritten.
+        #[arg(long)]
+        file: std::path::PathBuf,
+        #[arg(long, default_value_t = 256)]
+        size_mib: u64,
+        #[arg(long, default_value_t = 32)]
+        hot_mib: u64,
+    },
     /// Sleep for an interval in a loop and do nothing else: what waking up at a monitor's
     /// sampling rate costs on this machine, without the monitoring.
     Sleeper {
@@ -167,6 +179,11 @@ pub fn run(args: Args) -> Result<()> {
         }),
         Mode::Touch { pages } => touch(pages),
         Mode::Sleeper { interval_us } => sleeper(interval_us),
+        Mode::Filemap {
+            file,
+            size_mib,
+            hot_mib,
+        } => filemap(&file, size_mib, hot_mib),
     }
 }
 
@@ -261,6 +278,117 @@ fn touch(pages: u64) -> Result<()> {
     // Stay alive (and mapped) until the parent closes stdin.
     while stdin.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {}
     Ok(())
+}
+
+/// A read-only shared mapping of a whole file.
+struct FileMap {
+    start: usize,
+    len: usize,
+}
+
+impl FileMap {
+    fn map(file: &std::fs::File, len: usize) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            bail!(
+                "mmap of the file failed: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(Self {
+            start: addr as usize,
+            len,
+        })
+    }
+
+    fn read(&self, from: usize, to: usize) -> u8 {
+        let mut s = 0u8;
+        for off in (from..to.min(self.len)).step_by(PAGE) {
+            // SAFETY: inside our own mapping of a file at least `len` long.
+            s = s.wrapping_add(unsafe { ((self.start + off) as *const u8).read_volatile() });
+        }
+        s
+    }
+
+    /// Resident pages of `[from, to)`.
+    fn resident(&self, from: usize, to: usize) -> Result<usize> {
+        let pages = (to - from) / PAGE;
+        let mut vec = vec![0u8; pages];
+        if unsafe { libc::mincore((self.start + from) as *mut _, to - from, vec.as_mut_ptr()) } != 0
+        {
+            bail!("mincore failed: {}", std::io::Error::last_os_error());
+        }
+        Ok(vec.iter().filter(|&&v| v & 1 != 0).count())
+    }
+}
+
+impl Drop for FileMap {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.start as *mut _, self.len) };
+    }
+}
+
+fn filemap(path: &std::path::Path, size_mib: u64, hot_mib: u64) -> Result<()> {
+    if hot_mib == 0 || hot_mib >= size_mib {
+        bail!("--hot-mib {hot_mib} must be at least 1 and below --size-mib {size_mib}");
+    }
+    let (len, hot) = ((size_mib << 20) as usize, (hot_mib << 20) as usize);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    let chunk = vec![0x5au8; 1 << 20];
+    for _ in 0..size_mib {
+        file.write_all(&chunk)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    // Clean pages: reclaim drops them without writing them back.
+    file.sync_all()
+        .with_context(|| format!("writing back {}", path.display()))?;
+    let map = std::sync::Arc::new(FileMap::map(&file, len)?);
+    std::hint::black_box(map.read(0, len));
+    say(&format!(
+        "READY pid={} hot={:#x}-{:#x} cold={:#x}-{:#x}",
+        std::process::id(),
+        map.start,
+        map.start + hot,
+        map.start + hot,
+        map.start + len
+    ))?;
+    let reader = std::sync::Arc::clone(&map);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let stdin = std::io::stdin();
+        while stdin.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            let answer = match (reader.resident(0, hot), reader.resident(hot, len)) {
+                (Ok(h), Ok(c)) => format!("RESIDENT hot={h} cold={c}"),
+                (Err(e), _) | (_, Err(e)) => format!("ERROR {e:#}"),
+            };
+            if say(&answer).is_err() {
+                break;
+            }
+            line.clear();
+        }
+        // The parent closed stdin: done.
+        std::process::exit(0);
+    });
+    loop {
+        std::hint::black_box(map.read(0, hot));
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn sleeper(interval_us: u64) -> Result<()> {

@@ -133,7 +133,7 @@ pub fn render_text(input: &Input, opts: &AccessOptions) -> Result<String, Report
                 out,
                 "#   unmeasured: {} in {} regions, counted as not accessed: their sampled pages \
                  were young and MADV_COLD cannot clear that (pages mapped by other processes too, \
-                 not on an LRU list yet, mlocked, or in a large folio mapped by PTEs)",
+                 not on an LRU list yet, mlocked, or in a large folio MADV_COLD would split)",
                 nums.bytes_label(unmeasured),
                 nums.count(regions.count() as u64),
             );
