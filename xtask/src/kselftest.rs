@@ -165,8 +165,9 @@ fn stand_ins(dir: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// The script that runs in the test's mount namespace: binds our mount over the admin tree,
-/// checks the bind, hides `/sys/module/damon_*`, then runs the test.
+/// The script that runs in the test's mount namespace: checks that the namespace is not the
+/// machine's, binds our mount over the admin tree, checks the bind, hides
+/// `/sys/module/damon_*`, then runs the test.
 fn guard_script(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("guard.sh");
     let mut f = fs::File::create(&path)?;
@@ -177,6 +178,12 @@ fn guard_script(dir: &Path) -> Result<PathBuf> {
 set -eu
 mnt=$1 dir=$2 test=$3
 admin=/sys/kernel/mm/damon/admin
+# Nothing is mounted, and no test runs, outside a mount namespace of our own: there the admin
+# path is the machine's real tree, whose kdamond must never be touched.
+if [ "$(readlink /proc/self/ns/mnt)" = "$(readlink /proc/1/ns/mnt)" ]; then
+    echo "guard: in the machine's own mount namespace: not running $test" >&2
+    exit 99
+fi
 if [ ! -d "$admin" ]; then
     # A kernel without DAMON's sysfs: a scratch directory tree to bind onto.
     mount -t tmpfs none /sys/kernel/mm

@@ -6,9 +6,14 @@
 # and files as "@@vm begin NAME" ... "@@vm end NAME". The host decides pass or fail.
 # Background processes do not inherit the results port (3>&-): closing it last, at the end,
 # waits until the port has sent everything, before the power goes off.
+# Not PID 1: not a guest's init. Refuse before touching anything (not even /proc).
+if [ $$ -ne 1 ]; then
+    echo "vm-test init: not the init of a vm-test guest, refusing to run"
+    exit 1
+fi
 /bin/busybox mkdir -p /proc
 /bin/busybox mount -t proc proc /proc
-if [ $$ -ne 1 ] || ! /bin/busybox grep -qw damon_vm_guest=1 /proc/cmdline; then
+if ! /bin/busybox grep -qw damon_vm_guest=1 /proc/cmdline; then
     echo "vm-test init: not the init of a vm-test guest, refusing to run"
     exit 1
 fi
