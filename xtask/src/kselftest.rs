@@ -11,7 +11,7 @@
 use std::{
     fs,
     io::Write,
-    os::unix::fs::PermissionsExt,
+    os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -173,16 +173,29 @@ fn guard_script(dir: &Path) -> Result<PathBuf> {
     let mut f = fs::File::create(&path)?;
     f.write_all(
         br#"#!/bin/sh
-# guard.sh MOUNT TESTDIR TEST: run TEST with MOUNT (our FUSE tree) bound over the admin tree,
-# in the private mount namespace this script was started in.
+# guard.sh HOST_NS MOUNT TESTDIR TEST: run TEST with MOUNT (our FUSE tree) bound over the admin
+# tree, in the private mount namespace this script was started in. HOST_NS is the mount
+# namespace of the caller (`readlink /proc/self/ns/mnt` there).
 set -eu
-mnt=$1 dir=$2 test=$3
+host_ns=$1 mnt=$2 dir=$3 test=$4
 admin=/sys/kernel/mm/damon/admin
 # Nothing is mounted, and no test runs, outside a mount namespace of our own: there the admin
 # path is the machine's real tree, whose kdamond must never be touched.
-if [ "$(readlink /proc/self/ns/mnt)" = "$(readlink /proc/1/ns/mnt)" ]; then
-    echo "guard: in the machine's own mount namespace: not running $test" >&2
-    exit 99
+own_ns=$(readlink /proc/self/ns/mnt || true)
+if [ -z "$own_ns" ] || [ -z "$host_ns" ] || [ "$own_ns" = "$host_ns" ]; then
+    echo "guard: not in a mount namespace of our own (\"$own_ns\"): not running $test" >&2
+    exit 98
+fi
+# Mounts made here must not propagate back.
+mount --make-rprivate /
+case "$(findmnt -n -o PROPAGATION --mountpoint /sys || true)" in
+    private*) ;;
+    *) echo "guard: /sys is not private in this namespace: not running $test" >&2; exit 98 ;;
+esac
+# The selftests find sysfs as the first sysfs mount listed: it must be /sys.
+if [ "$(awk '$3 == "sysfs" { print $2; exit }' /proc/mounts)" != /sys ]; then
+    echo "guard: the first sysfs mount is not /sys: not running $test" >&2
+    exit 98
 fi
 if [ ! -d "$admin" ]; then
     # A kernel without DAMON's sysfs: a scratch directory tree to bind onto.
@@ -209,8 +222,16 @@ exec "./$test"
     Ok(path)
 }
 
-/// The guard refuses a bind that is not a FUSE mount: with a plain directory in place of our
-/// mount it must exit 99 without starting the test (a script that would leave a marker).
+/// Our own mount namespace, which the guard refuses to run in.
+fn host_ns() -> Result<String> {
+    let ns = fs::read_link("/proc/self/ns/mnt").context("reading our mount namespace")?;
+    Ok(ns.to_string_lossy().into_owned())
+}
+
+/// The guard's two refusals, each with a probe test that would leave a marker: with a plain
+/// directory in place of our mount it must exit 99, and in what it is told is the caller's
+/// namespace (here the new one itself, so nothing outside is at risk) 98, without starting
+/// the probe either time.
 fn check_guard(dir: &Path, guard: &Path) -> Result<()> {
     let scratch = cmd::TempDir::new(dir.join(".guard-check"))?;
     let (plain, tests) = (scratch.0.join("plain"), scratch.0.join("tests"));
@@ -218,30 +239,49 @@ fn check_guard(dir: &Path, guard: &Path) -> Result<()> {
     fs::create_dir_all(&tests)?;
     let marker = scratch.0.join("ran");
     let probe = tests.join("probe.sh");
-    fs::write(
-        &probe,
-        format!(
-            "#!/bin/sh
-touch {}
-",
-            marker.display()
-        ),
-    )?;
+    fs::write(&probe, format!("#!/bin/sh\ntouch {}\n", marker.display()))?;
     fs::set_permissions(&probe, fs::Permissions::from_mode(0o755))?;
-    let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(guard)
-        .arg(&plain)
-        .arg(&tests)
-        .arg("probe.sh")
-        .stderr(Stdio::null())
-        .status()
-        .context("starting unshare for the guard check")?;
-    if status.code() != Some(99) || marker.exists() {
-        bail!(
-            "the selftest guard did not refuse a directory that is not our FUSE mount ({status}); \
-             not running the selftests"
-        );
+    let cases = [
+        (
+            99,
+            format!(
+                "exec {} {} {} {} probe.sh",
+                guard.display(),
+                host_ns()?,
+                plain.display(),
+                tests.display()
+            ),
+        ),
+        (
+            98,
+            format!(
+                "exec {} \"$(readlink /proc/self/ns/mnt)\" {} {} probe.sh",
+                guard.display(),
+                plain.display(),
+                tests.display()
+            ),
+        ),
+    ];
+    for (code, script) in cases {
+        let status = Command::new("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .context("starting unshare for the guard check")?;
+        if status.code() != Some(code) || marker.exists() {
+            bail!(
+                "the selftest guard did not refuse as it must (expected exit {code}, got {status}); \
+                 not running the selftests"
+            );
+        }
     }
     Ok(())
 }
@@ -328,10 +368,13 @@ fn run_one(
     let mut child = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "--"])
         .arg(guard)
+        .arg(host_ns()?)
         .arg(&server.mnt)
         .arg(tests)
         .arg(test)
         .env("PATH", path)
+        // A group of its own, so that a test stopped on timeout takes its children along.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -346,7 +389,8 @@ fn run_one(
             break Some(s);
         }
         if t.elapsed() > TEST_TIMEOUT {
-            let _ = child.kill();
+            // SAFETY: kill(2) of the process group we created above.
+            unsafe { libc_kill(-(child.id() as i32), 9) };
             let _ = child.wait();
             break None;
         }
