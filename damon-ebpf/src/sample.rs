@@ -366,9 +366,12 @@ fn large_folio(run: &SlotRun, page: u64, flags: u64, compound_head: u64) -> Opti
     if order == 0 || order > 9 {
         return None;
     }
+    // MADV_COLD ages a folio whole only when every page of it is mapped exactly once by
+    // this mapping (`folio_mapcount == folio_nr_pages`); any other count makes it split the
+    // folio. Raw mapcounts start at -1.
     let mapped = read_i32(head + run.folio_large_mapcount)?;
-    if mapped < 0 || mapped as u64 >= 1 << order {
-        return None; // mapped more often than it has pages: by another process too
+    if mapped < 0 || mapped as u64 + 1 != 1 << order {
+        return None;
     }
     let index = page.wrapping_sub(head) / run.page_size.max(1);
     if index >= 1 << order {

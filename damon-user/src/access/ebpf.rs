@@ -27,7 +27,7 @@ use super::mkold::{Mkold, coalesce};
 use crate::{
     bpf::{
         BpfError, KernelLayout, MonitorPrograms, PerfSampler, ProgramOptions, Step, TargetState,
-        sys,
+        sys::{self, MAX_RW_COUNT},
     },
     core::{Access, AddrRange, Operations, OpsError, SampleStep, TargetStep, read_proc_maps},
 };
@@ -91,48 +91,49 @@ struct Target {
 
 /// Where a young page's Accessed bit is cleared: the page, its huge page, or the whole large
 /// folio it is in (`folio`: the sampling program's `pending_folio` word; MADV_COLD ages a
-/// whole folio without splitting it), within its mapping. In a region that read cold for two
-/// aggregations, also the 2 MiB around it: a page young in a cold region was last cleared long
+/// whole folio without splitting it). In a region that read cold for two aggregations, also
+/// the 2 MiB around it within its mapping: a page young in a cold region was last cleared long
 /// ago (or never: memory touched once at start-up), and so are its neighbours; clearing them
 /// together costs one TLB flush instead of one per later sample, and pages that are cold
 /// anyway are what MADV_COLD's deactivation is meant for.
 fn clear_range(page: u64, flags: u8, folio: u32, cold: bool, vmas: &[AddrRange]) -> AddrRange {
-    if flags & SAMPLE_PMD_LEAF != 0 {
+    // The page's own unit, whole: cutting a huge page or a large folio would split it.
+    let own = if flags & SAMPLE_PMD_LEAF != 0 {
         let start = page & !(HPAGE_PMD_SIZE - 1);
-        return AddrRange::new(start, start + HPAGE_PMD_SIZE);
-    }
-    let vma = vmas
-        .get(vmas.partition_point(|v| v.end <= page))
-        .filter(|v| v.contains(page));
-    let mut range = AddrRange::new(page, page + PAGE_SIZE);
-    if folio & FOLIO_LARGE != 0 {
+        AddrRange::new(start, start + HPAGE_PMD_SIZE)
+    } else if folio & FOLIO_LARGE != 0 {
         let (order, index) = ((folio >> 16) & 0xff, u64::from(folio & 0xffff));
         let start = page.saturating_sub(index * PAGE_SIZE);
-        range = AddrRange::new(start, start.saturating_add(PAGE_SIZE << order));
+        AddrRange::new(start, start.saturating_add(PAGE_SIZE << order))
+    } else {
+        AddrRange::new(page, page + PAGE_SIZE)
+    };
+    if !cold {
+        return own;
     }
-    if cold {
-        range.start = range.start.min(page & !(HPAGE_PMD_SIZE - 1));
-        range.end = range
-            .end
-            .max((page | (HPAGE_PMD_SIZE - 1)).saturating_add(1));
-    }
-    match vma {
-        Some(v) => AddrRange::new(range.start.max(v.start), range.end.min(v.end)),
-        None => AddrRange::new(page, page + PAGE_SIZE),
-    }
+    // The widening stays inside the page's mapping, and is skipped when that is not known.
+    // (It may still cut a large folio not aligned to 2 MiB: file folios, mremapped memory.)
+    let Some(v) = vmas
+        .get(vmas.partition_point(|v| v.end <= page))
+        .filter(|v| v.contains(page))
+    else {
+        return own;
+    };
+    AddrRange::new(
+        own.start.min((page & !(HPAGE_PMD_SIZE - 1)).max(v.start)),
+        own.end
+            .max((page | (HPAGE_PMD_SIZE - 1)).saturating_add(1).min(v.end)),
+    )
 }
-
-/// `MADV_COLLAPSE` (Linux 6.1; not in every libc binding yet).
-const MADV_COLLAPSE: i32 = 25;
 
 /// The advice that carries out `action` on another process, for the actions
 /// `process_madvise` allows there; `None` for the others (they apply nothing).
-pub fn madvise_advice(action: Action) -> Option<i32> {
+fn madvise_advice(action: Action) -> Option<i32> {
     match action {
         Action::Pageout => Some(libc::MADV_PAGEOUT),
         Action::Cold | Action::LruDeprio => Some(libc::MADV_COLD),
         Action::Willneed => Some(libc::MADV_WILLNEED),
-        Action::Collapse => Some(MADV_COLLAPSE),
+        Action::Collapse => Some(libc::MADV_COLLAPSE),
         _ => None,
     }
 }
@@ -428,18 +429,24 @@ impl Operations for EbpfOps {
         if matches!(target.state, TargetState::NoMm | TargetState::Reaped) {
             return 0;
         }
-        let iov = [libc::iovec {
-            iov_base: range.start as *mut _,
-            iov_len: range.size() as usize,
-        }];
-        match crate::bpf::sys::process_madvise(&target.pidfd, &iov, advice) {
-            Ok(done) if done as u64 == range.size() => range.size(),
-            Ok(_) => 0,
-            Err(e) => {
-                log::debug!("DAMOS {action} on process {pid} {range}: {}", e.io_error);
-                0
+        // One call advises at most MAX_RW_COUNT bytes: a larger region takes several.
+        let mut at = range.start;
+        while at < range.end {
+            let len = (range.end - at).min(MAX_RW_COUNT);
+            let iov = [libc::iovec {
+                iov_base: at as *mut _,
+                iov_len: len as usize,
+            }];
+            match sys::process_madvise(&target.pidfd, &iov, advice) {
+                Ok(done) if done as u64 == len => at += len,
+                Ok(_) => return 0,
+                Err(e) => {
+                    log::debug!("DAMOS {action} on process {pid} {range}: {}", e.io_error);
+                    return 0;
+                }
             }
         }
+        range.size()
     }
 
     fn cleanup(&mut self) {

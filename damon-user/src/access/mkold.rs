@@ -10,7 +10,7 @@
 //! for samples in a PMD leaf.
 use std::os::fd::OwnedFd;
 
-use crate::bpf::sys::{self, MAX_IOVECS, SyscallError};
+use crate::bpf::sys::{self, MAX_IOVECS, MAX_RW_COUNT, SyscallError};
 use crate::core::AddrRange;
 
 /// `process_madvise(MADV_COLD)` over many ranges, with a reused iovec buffer.
@@ -44,7 +44,18 @@ impl Mkold {
         let mut calls = 0;
         let mut rest = ranges;
         while !rest.is_empty() {
-            let batch = &rest[..rest.len().min(MAX_IOVECS)];
+            // At most MAX_IOVECS ranges and MAX_RW_COUNT bytes per call (at least one range).
+            let mut bytes_in = 0;
+            let n = rest
+                .iter()
+                .take(MAX_IOVECS)
+                .take_while(|r| {
+                    bytes_in += r.size();
+                    bytes_in <= MAX_RW_COUNT
+                })
+                .count()
+                .max(1);
+            let batch = &rest[..n];
             self.iov.clear();
             self.iov.extend(batch.iter().map(|r| libc::iovec {
                 iov_base: r.start as *mut _,

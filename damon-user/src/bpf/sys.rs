@@ -55,6 +55,10 @@ pub const MAX_IOVECS: usize = 1024;
 
 /// `process_madvise(2)`: applies `advice` to ranges of another process; returns the bytes
 /// advised, which is short (without an error) when a range was not mapped.
+/// The most bytes one `process_madvise` call advises (the kernel's `MAX_RW_COUNT`); it stops
+/// there and returns the count.
+pub const MAX_RW_COUNT: u64 = 0x7fff_f000;
+
 pub fn process_madvise(
     pidfd: &OwnedFd,
     iov: &[libc::iovec],
