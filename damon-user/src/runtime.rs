@@ -13,8 +13,8 @@ use crate::{
     admin::{BackendError, ContextConfig, KdamondBackend, KdamondConfig, RunningKdamond},
     bpf::{LayoutError, LayoutOrigin, calibrate},
     core::{
-        ContextSpec, CoreError, KdamondHandle, OpsError, OpsId, ProcessKind, Region, Scheme,
-        SchemesNow, Snapshot, process_kind, read_proc_maps, start_kdamond,
+        ContextSpec, CoreError, KdamondHandle, OpsError, OpsId, ProcessKind, Scheme, SchemesNow,
+        Snapshot, process_kind, read_proc_maps, start_kdamond,
     },
     error::Chain,
 };
@@ -274,14 +274,6 @@ impl RunningKdamond for Running {
         self.handle
             .commit_quota_goals(goals)
             .map_err(|e| BackendError::new(e.to_string()))
-    }
-
-    fn regions_now(&self) -> Result<Vec<Vec<Region>>, BackendError> {
-        let live = self
-            .handle
-            .regions_now()
-            .map_err(|e| BackendError::new(e.to_string()))?;
-        Ok(live.into_iter().map(|t| t.regions).collect())
     }
 
     fn sample_us(&self) -> u64 {

@@ -8,7 +8,7 @@
 //! The config speaks the core's vocabulary ([`ContextSpec`], [`Scheme`]), so the backend
 //! runs what the tree validated without translating it again.
 use crate::core::scheme::{QuotaGoal, TriedRegion};
-use crate::core::{ContextSpec, Region, Scheme, SchemesNow};
+use crate::core::{ContextSpec, Scheme, SchemesNow};
 
 /// What `on` starts, built from the staged files of one kdamond directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,8 +66,6 @@ pub trait RunningKdamond: Send {
     /// Apply a new configuration to the running kdamond (the `commit` keyword). On error the
     /// running configuration must be unchanged.
     fn commit(&mut self, cfg: &KdamondConfig) -> Result<(), BackendError>;
-    /// The current regions of each target of context 0, in target order.
-    fn regions_now(&self) -> Result<Vec<Vec<Region>>, BackendError>;
     /// The schemes' running stats and effective quotas (`update_schemes_stats`,
     /// `update_schemes_effective_quotas`).
     fn schemes_now(&self) -> Result<SchemesNow, BackendError>;

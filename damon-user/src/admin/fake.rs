@@ -11,7 +11,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use super::backend::{BackendError, KdamondBackend, KdamondConfig, RunningKdamond};
-use crate::core::scheme::{self, QuotaGoal, Scheme, TriedRegion};
+use crate::core::scheme::{AccessPattern, QuotaGoal, Scheme, SchemeStats, TriedRegion};
 use crate::core::{Region, SchemesNow};
 
 #[derive(Default)]
@@ -39,7 +39,7 @@ impl FakeBackend {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// What `regions_now` returns from now on: one list per target.
+    /// The regions of every target from now on, one list per target: what schemes see.
     pub fn set_regions(&self, regions: Vec<Vec<Region>>) {
         self.shared().regions = regions;
     }
@@ -162,42 +162,27 @@ impl RunningKdamond for FakeKdamond {
         Ok(())
     }
 
-    fn regions_now(&self) -> Result<Vec<Vec<Region>>, BackendError> {
-        Ok(self
-            .shared
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .regions
-            .clone())
-    }
-
-    /// Stats of one pass over the current regions (no quota), and each quota's size limit
-    /// (`u64::MAX` for a time quota or goals without a size quota).
+    /// Stats of one pass over the current regions (no quota), and each size quota as the
+    /// effective one.
     fn schemes_now(&self) -> Result<SchemesNow, BackendError> {
         let walked = self.walk_schemes()?;
         Ok(SchemesNow {
-            stats: walked.iter().map(|t| scheme::stat_stats(t)).collect(),
-            effective_bytes: self
-                .schemes
-                .iter()
-                .map(|s| {
-                    let q = &s.quotas;
-                    if q.ms == 0 && q.goals.is_empty() || q.bytes != 0 {
-                        q.bytes
-                    } else {
-                        u64::MAX
-                    }
-                })
-                .collect(),
+            stats: walked.iter().map(|t| stat_stats(t)).collect(),
+            effective_bytes: self.schemes.iter().map(|s| s.quotas.bytes).collect(),
         })
     }
 
     fn walk_schemes(&self) -> Result<Vec<Vec<TriedRegion>>, BackendError> {
-        let regions = self.regions_now()?;
+        let regions = self
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .regions
+            .clone();
         Ok(self
             .schemes
             .iter()
-            .map(|s| scheme::tried_regions(&s.pattern, regions.iter().map(Vec::as_slice)))
+            .map(|s| tried_regions(&s.pattern, regions.iter().map(Vec::as_slice)))
             .collect())
     }
 
@@ -220,5 +205,74 @@ impl RunningKdamond for FakeKdamond {
 impl Drop for FakeKdamond {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The regions of all targets, in target then address order, that `pattern` selects.
+fn tried_regions<'a>(
+    pattern: &AccessPattern,
+    targets: impl IntoIterator<Item = &'a [Region]>,
+) -> Vec<TriedRegion> {
+    targets
+        .into_iter()
+        .flatten()
+        .filter(|r| pattern.matches(r))
+        .map(TriedRegion::from)
+        .collect()
+}
+
+/// Stats of a `stat` scheme over `tried`: it applies nothing, so, as in the kernel's vaddr
+/// `damos_va_stat()`, `nr_applied` and `sz_applied` stay 0.
+fn stat_stats(tried: &[TriedRegion]) -> SchemeStats {
+    SchemeStats {
+        nr_tried: tried.len() as u64,
+        sz_tried: tried.iter().map(|r| r.range.size()).sum(),
+        ..SchemeStats::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::scheme::{AccessPattern, Bounds};
+
+    fn region(start: u64, end: u64, nr_accesses: u32, age: u32) -> Region {
+        Region {
+            last_nr_accesses: nr_accesses,
+            nr_accesses_bp: nr_accesses * 10_000,
+            age,
+            ..Region::new(start, end)
+        }
+    }
+
+    fn pattern(sz: (u64, u64), nr: (u64, u64), age: (u64, u64)) -> AccessPattern {
+        let b = |(min, max)| Bounds { min, max };
+        AccessPattern {
+            sz: b(sz),
+            nr_accesses: b(nr),
+            age: b(age),
+        }
+    }
+
+    #[test]
+    fn stat_over_targets() {
+        let all = pattern((0, u64::MAX), (0, u64::MAX), (0, u64::MAX));
+        let hot = pattern((0, u64::MAX), (10, u64::MAX), (0, u64::MAX));
+        let targets = [
+            vec![region(0x1000, 0x3000, 0, 4), region(0x3000, 0x4000, 20, 1)],
+            vec![region(0x10000, 0x20000, 15, 2)],
+        ];
+        let of = |p| tried_regions(p, targets.iter().map(Vec::as_slice));
+        let tried = of(&all);
+        assert_eq!(tried.len(), 3);
+        assert_eq!(stat_stats(&tried).sz_tried, 0x2000 + 0x1000 + 0x10000);
+        let tried = of(&hot);
+        assert_eq!(
+            tried.iter().map(|r| r.range.start).collect::<Vec<_>>(),
+            vec![0x3000, 0x10000]
+        );
+        let stats = stat_stats(&tried);
+        assert_eq!((stats.nr_tried, stats.sz_tried), (2, 0x11000));
+        assert_eq!((stats.nr_applied, stats.sz_applied), (0, 0));
     }
 }

@@ -8,8 +8,8 @@
 //! - [`dirs`]: one type per directory (`KdamondDir`, `ContextDir`, `SchemeDir`, ...) with the
 //!   `state` keywords in [`dirs::kdamond`]; [`config`] validates the staged files into a
 //!   [`KdamondConfig`] (the core's `ContextSpec` and `Scheme`s) for the [`KdamondBackend`]
-//!   seam ([`backend`]); the `update_schemes_*` keywords evaluate schemes with
-//!   [`crate::core::scheme`].
+//!   seam ([`backend`]); the `update_schemes_*` keywords ask the kdamond, which
+//!   runs the schemes ([`crate::core::scheme`]).
 //! - [`fuse`]: the FUSE file system, and [`mount`] its mount/unmount ([`mount_background`]
 //!   returns a [`MountGuard`]).
 //! - `fake`: a backend without a monitor, for tests (feature `testing`).

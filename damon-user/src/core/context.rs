@@ -353,17 +353,13 @@ impl MonitorContext {
     }
 
     /// The regions each scheme was applied to in its first due pass since
-    /// [`start_walk`](Self::start_walk), once every scheme has had one; `None` before.
+    /// [`start_walk`](Self::start_walk), once no scheme's walk is pending (at once when none
+    /// was started); `None` while one is.
     pub fn take_walk(&mut self) -> Option<Vec<Vec<TriedRegion>>> {
         if self.schemes.iter().any(SchemeRun::walk_pending) {
             return None;
         }
-        Some(
-            self.schemes
-                .iter_mut()
-                .map(|r| r.take_walk().unwrap_or_default())
-                .collect(),
-        )
+        Some(self.schemes.iter_mut().map(SchemeRun::take_walk).collect())
     }
 
     /// Intervals auto-tuning (`kdamond_tune_intervals()`), at the end of an aggregation:

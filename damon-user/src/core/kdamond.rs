@@ -209,47 +209,35 @@ impl KdamondHandle {
     /// can take up to one sample interval.
     pub fn commit(&self, spec: ContextSpec) -> Result<(), CoreError> {
         spec.validate()?;
-        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        self.request(Command::Commit(spec, reply_tx))?;
-        reply_rx.recv().map_err(|_| CoreError::NotRunning)?
+        self.ask(|reply| Command::Commit(spec, reply))?
     }
 
     /// The current regions of every target, counters (including `nr_accesses_bp`) as of the end
     /// of the latest sample. Served without waiting for the sample to end.
     pub fn regions_now(&self) -> Result<Vec<LiveTarget>, CoreError> {
-        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        self.request(Command::Regions(reply_tx))?;
-        reply_rx.recv().map_err(|_| CoreError::NotRunning)
+        self.ask(Command::Regions)
     }
 
     /// Sets the schemes (DAMOS) the kdamond applies; a scheme at an index that had one keeps
     /// its stats and quota state, as the kernel's commit does.
     pub fn set_schemes(&self, schemes: Vec<Scheme>) -> Result<(), CoreError> {
-        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        self.request(Command::SetSchemes(schemes, reply_tx))?;
-        reply_rx.recv().map_err(|_| CoreError::NotRunning)
+        self.ask(|reply| Command::SetSchemes(schemes, reply))
     }
 
     /// The schemes' running stats and effective quotas now.
     pub fn schemes_now(&self) -> Result<SchemesNow, CoreError> {
-        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        self.request(Command::Schemes(reply_tx))?;
-        reply_rx.recv().map_err(|_| CoreError::NotRunning)
+        self.ask(Command::Schemes)
     }
 
     /// New quota goals for each scheme (`commit_schemes_quota_goals`).
     pub fn commit_quota_goals(&self, goals: Vec<Vec<QuotaGoal>>) -> Result<(), CoreError> {
-        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        self.request(Command::QuotaGoals(goals, reply_tx))?;
-        reply_rx.recv().map_err(|_| CoreError::NotRunning)
+        self.ask(|reply| Command::QuotaGoals(goals, reply))
     }
 
     /// The regions each scheme is applied to in its next due pass (`damos_walk()`): waits
     /// until every scheme has had one, up to its apply interval.
     pub fn walk_schemes(&self) -> Result<Vec<Vec<TriedRegion>>, CoreError> {
-        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        self.request(Command::Walk(reply_tx))?;
-        reply_rx.recv().map_err(|_| CoreError::NotRunning)
+        self.ask(Command::Walk)
     }
 
     /// Why the kdamond stopped by itself; `None` while it runs or when [`stop`](Self::stop)
@@ -269,6 +257,13 @@ impl KdamondHandle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Sends the command `make` builds around a reply channel, and waits for the reply.
+    fn ask<T>(&self, make: impl FnOnce(SyncSender<T>) -> Command) -> Result<T, CoreError> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        self.request(make(reply_tx))?;
+        reply_rx.recv().map_err(|_| CoreError::NotRunning)
     }
 
     fn request(&self, command: Command) -> Result<(), CoreError> {
@@ -365,11 +360,13 @@ impl Kdamond {
                     return Some(KdamondExit::Failed(crate::error::Chain(&err).to_string()));
                 }
             }
+            let committed = !pending.is_empty();
             for command in pending.drain(..) {
                 self.serve(command);
             }
             self.finish_walk();
-            if self.ctx.attrs().sample_us != shared.sample_us.load(Ordering::Relaxed) {
+            if committed {
+                // A commit may have changed either interval.
                 self.publish_intervals(shared);
             }
         }

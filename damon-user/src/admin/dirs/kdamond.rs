@@ -63,9 +63,6 @@ pub struct KdamondDir {
     /// The last started kdamond, kept after it stops so its results stay readable and `off`
     /// can tell "stopped" from "never started" (the kernel keeps `damon_ctx` likewise).
     running: Option<Box<dyn RunningKdamond>>,
-    /// What `running` was last started or committed with: snapshots are matched against
-    /// these schemes, not the staged files, as the kernel walks its running schemes.
-    committed: Option<KdamondConfig>,
     last_refresh: Option<Instant>,
 }
 
@@ -75,7 +72,6 @@ impl Default for KdamondDir {
             refresh_ms: 0,
             contexts: Numbered::new("nr_contexts", ContextDir::default).with_max(1),
             running: None,
-            committed: None,
             last_refresh: None,
         }
     }
@@ -155,7 +151,6 @@ impl KdamondDir {
                 source,
             })?;
         self.running = Some(handle);
-        self.committed = Some(cfg);
         self.last_refresh = None;
         Ok(())
     }
@@ -180,7 +175,6 @@ impl KdamondDir {
                 kdamond: idx,
                 source,
             })?;
-        self.committed = Some(cfg);
         Ok(())
     }
 

@@ -1,8 +1,7 @@
 //! `schemes/N/quotas/` (with `weights/` and `goals/`) and `schemes/N/watermarks/`.
 //!
-//! This build stores these values; the quotas pass to the backend (they set the
-//! `effective_bytes` a refresh reports), but the `stat` action it applies is never limited by
-//! them.
+//! The quotas go to the kdamond at `on`/`commit` (see `core::scheme`), which limits and tunes
+//! the schemes with them; watermarks are stored and read back, and schemes are always active.
 
 use crate::admin::error::AdminError;
 use crate::admin::node::{

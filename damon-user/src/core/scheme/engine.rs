@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::quota::{QuotaState, cold_score, hot_score};
-use super::{Action, QuotaGoal, Scheme, SchemeStats, TriedRegion, damos_nr_accesses};
+use super::{Action, QuotaGoal, Scheme, SchemeStats, TriedRegion};
 use crate::core::target::Target;
 use crate::core::{Attrs, Operations, PAGE_SIZE, Region, region::align_down};
 
@@ -97,13 +97,13 @@ impl SchemeRun {
         self.walk = Walk::Pending(Vec::new());
     }
 
-    /// The regions of a finished walk; `None` while it has not finished (or none started).
-    pub fn take_walk(&mut self) -> Option<Vec<TriedRegion>> {
+    /// The regions of a finished walk, which ends it; none while it runs or when none ran.
+    pub fn take_walk(&mut self) -> Vec<TriedRegion> {
         match std::mem::take(&mut self.walk) {
-            Walk::Done(regions) => Some(regions),
+            Walk::Done(regions) => regions,
             other => {
                 self.walk = other;
-                None
+                Vec::new()
             }
         }
     }
@@ -208,11 +208,8 @@ pub(in crate::core) fn apply_schemes(
     now_ns: u64,
     ops: &mut dyn Operations,
 ) {
-    let due: Vec<bool> = runs.iter().map(|r| r.is_due(passed)).collect();
-    if !due.iter().any(|&d| d) {
-        return;
-    }
-    for (run, _) in runs.iter_mut().zip(&due).filter(|(_, d)| **d) {
+    // Whether a scheme is due cannot change before the timers restart at the end.
+    for run in runs.iter_mut().filter(|r| r.is_due(passed)) {
         run.quota
             .adjust(&mut run.scheme.quotas, now_ns, &mut run.stats.qt_exceeds);
         if run.quota.esz != 0 {
@@ -225,13 +222,13 @@ pub(in crate::core) fn apply_schemes(
             // The next region is the one after `ri` now: pieces split off during this
             // region's turn are not visited again in this pass.
             let after = t.regions.len() - ri - 1;
-            for (run, _) in runs.iter_mut().zip(&due).filter(|(_, d)| **d) {
+            for run in runs.iter_mut().filter(|r| r.is_due(passed)) {
                 apply_one(run, t_idx, t, &mut ri, attrs, ops);
             }
             ri = t.regions.len() - after;
         }
     }
-    for (run, _) in runs.iter_mut().zip(&due).filter(|(_, d)| **d) {
+    for run in runs.iter_mut().filter(|r| r.is_due(passed)) {
         run.restart_timer(passed, attrs);
         if let Walk::Pending(regions) = std::mem::take(&mut run.walk) {
             run.walk = Walk::Done(regions);
@@ -286,11 +283,7 @@ fn apply_one(
     };
     run.quota.total_charged_ns += t0.elapsed().as_nanos() as u64;
     if let Walk::Pending(tried) = &mut run.walk {
-        tried.push(TriedRegion {
-            range: r.range(),
-            nr_accesses: damos_nr_accesses(&r),
-            age: r.age,
-        });
+        tried.push(TriedRegion::from(&r));
     }
     run.quota.charged_sz += sz;
     if esz != 0 && run.quota.charged_sz >= esz {

@@ -1,8 +1,8 @@
 //! DAMOS, DAMON-based operation schemes: *for regions with this access pattern, do this
 //! action, within this quota*. This module holds a scheme as the kernel's `struct damos` and
-//! the part every user of schemes shares: which regions an access pattern selects, and what a
-//! `stat` scheme reports over them. The admin tree stages schemes in its files and evaluates
-//! them here.
+//! which regions its access pattern selects; [`engine`] applies schemes in a context's
+//! passes, [`quota`] limits and tunes them. The admin tree stages schemes in its files and
+//! hands them to the kdamond.
 use std::fmt;
 use std::str::FromStr;
 
@@ -182,6 +182,16 @@ pub struct TriedRegion {
     pub age: u32,
 }
 
+impl From<&Region> for TriedRegion {
+    fn from(r: &Region) -> Self {
+        TriedRegion {
+            range: r.range(),
+            nr_accesses: damos_nr_accesses(r),
+            age: r.age,
+        }
+    }
+}
+
 /// What a scheme did (`struct damos_stat`): running totals since the scheme was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SchemeStats {
@@ -195,33 +205,6 @@ pub struct SchemeStats {
     pub sz_ops_filter_passed: u64,
     /// Charge windows that ended with the quota used up.
     pub qt_exceeds: u64,
-}
-
-/// The regions of all targets, in target then address order, that `pattern` selects.
-pub fn tried_regions<'a>(
-    pattern: &AccessPattern,
-    targets: impl IntoIterator<Item = &'a [Region]>,
-) -> Vec<TriedRegion> {
-    targets
-        .into_iter()
-        .flatten()
-        .filter(|r| pattern.matches(r))
-        .map(|r| TriedRegion {
-            range: r.range(),
-            nr_accesses: damos_nr_accesses(r),
-            age: r.age,
-        })
-        .collect()
-}
-
-/// Stats of a `stat` scheme over `tried`: it applies nothing, so, as in the kernel's vaddr
-/// `damos_va_stat()`, `nr_applied` and `sz_applied` stay 0.
-pub fn stat_stats(tried: &[TriedRegion]) -> SchemeStats {
-    SchemeStats {
-        nr_tried: tried.len() as u64,
-        sz_tried: tried.iter().map(|r| r.range.size()).sum(),
-        ..SchemeStats::default()
-    }
 }
 
 #[cfg(test)]
@@ -265,30 +248,7 @@ mod tests {
         let mut r = region(0, 4096, 0, 0);
         r.nr_accesses_bp = 59_999;
         assert!(p.matches(&r));
-        let tried = tried_regions(&p, [&[r][..]]);
-        assert_eq!(tried[0].nr_accesses, 5);
-    }
-
-    #[test]
-    fn stat_over_targets() {
-        let all = pattern((0, u64::MAX), (0, u64::MAX), (0, u64::MAX));
-        let hot = pattern((0, u64::MAX), (10, u64::MAX), (0, u64::MAX));
-        let targets = [
-            vec![region(0x1000, 0x3000, 0, 4), region(0x3000, 0x4000, 20, 1)],
-            vec![region(0x10000, 0x20000, 15, 2)],
-        ];
-        let of = |p| tried_regions(p, targets.iter().map(Vec::as_slice));
-        let tried = of(&all);
-        assert_eq!(tried.len(), 3);
-        assert_eq!(stat_stats(&tried).sz_tried, 0x2000 + 0x1000 + 0x10000);
-        let tried = of(&hot);
-        assert_eq!(
-            tried.iter().map(|r| r.range.start).collect::<Vec<_>>(),
-            vec![0x3000, 0x10000]
-        );
-        let stats = stat_stats(&tried);
-        assert_eq!((stats.nr_tried, stats.sz_tried), (2, 0x11000));
-        assert_eq!((stats.nr_applied, stats.sz_applied), (0, 0));
+        assert_eq!(TriedRegion::from(&r).nr_accesses, 5);
     }
 
     #[test]

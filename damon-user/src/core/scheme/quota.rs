@@ -3,6 +3,7 @@
 //! the region scores that decide what comes first under it (`damon_hot_score()`,
 //! `damon_cold_score()`).
 use super::{GoalMetric, QuotaGoal, Quotas};
+use crate::core::tune::feed_loop_next_input;
 use crate::core::{Attrs, PAGE_SIZE, Region};
 
 /// The highest region score (`DAMOS_MAX_SCORE`).
@@ -34,27 +35,6 @@ pub fn hot_score(r: &Region, attrs: &Attrs, q: &Quotas) -> u32 {
 /// How cold `r` is: `99 - hot_score` (`damon_cold_score()`).
 pub fn cold_score(r: &Region, attrs: &Attrs, q: &Quotas) -> u32 {
     MAX_SCORE - hot_score(r, attrs, q)
-}
-
-/// One step of the feedback loop towards a goal score of 10 000 (`damon_feed_loop_next_input`):
-/// about `last * (2 - score / 10000)`, at least 10 000.
-pub fn feed_loop_next(last: u64, score: u64) -> u64 {
-    const GOAL: u64 = 10_000;
-    if score == GOAL {
-        return last;
-    }
-    if score >= 2 * GOAL {
-        return GOAL;
-    }
-    let d = score.abs_diff(GOAL);
-    let c = last
-        .checked_mul(d)
-        .map_or_else(|| last / GOAL * d, |p| p / GOAL);
-    if score > GOAL {
-        last.saturating_sub(c).max(GOAL)
-    } else {
-        last.saturating_add(c)
-    }
 }
 
 /// A goal's current value where this build measures it itself; `user_input` is what the user
@@ -149,7 +129,7 @@ impl QuotaState {
                 let s = g.current_value.saturating_mul(10_000) / g.target_value.max(1);
                 score = score.max(s);
             }
-            self.esz_bp = feed_loop_next(self.esz_bp.max(10_000), score);
+            self.esz_bp = feed_loop_next_input(self.esz_bp.max(10_000), score);
             esz = self.esz_bp / 10_000;
         }
         if q.ms != 0 {
@@ -220,7 +200,7 @@ mod tests {
     fn the_feedback_loop_follows_the_quota_goal_selftest() {
         let run = |mut bp: u64, score: u64, n: usize| {
             for _ in 0..n {
-                bp = feed_loop_next(bp.max(10_000), score);
+                bp = feed_loop_next_input(bp.max(10_000), score);
             }
             bp
         };
@@ -228,8 +208,8 @@ mod tests {
         assert_eq!(run(320_000, 15_000, 5) / 10_000, 1);
         assert_eq!(run(10_000, 5_000, 6), 113_905);
         assert_eq!(run(113_905, 18_000, 2), 10_000);
-        assert_eq!(feed_loop_next(50_000, 10_000), 50_000);
-        assert_eq!(feed_loop_next(50_000, 25_000), 10_000);
+        assert_eq!(feed_loop_next_input(50_000, 10_000), 50_000);
+        assert_eq!(feed_loop_next_input(50_000, 25_000), 10_000);
     }
 
     #[test]
