@@ -6,10 +6,10 @@ use std::{
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use damon_tests::{ChildGuard, damon_bin};
+use damon_tests::{ChildGuard, damon_bin, wait_until};
 
 /// The line of `text` that starts with `prefix`; the test fails naming the whole text if there
 /// is none.
@@ -122,22 +122,23 @@ fn a_corrupt_record_prints_each_cause_once() {
 fn wait_for_mount(server: &mut ChildGuard, dir: &Path, log: &Path) {
     let mountinfo = format!("/proc/{}/mountinfo", server.pid());
     let want = dir.to_str().expect("utf-8 mount point");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mounted = std::fs::read_to_string(&mountinfo)
-            .map(|m| m.lines().any(|l| l.split_whitespace().nth(4) == Some(want)))
-            .unwrap_or(false);
-        if mounted {
-            return;
-        }
-        let exited = !matches!(server.0.try_wait(), Ok(None));
-        if exited || Instant::now() > deadline {
-            panic!(
-                "damon fs did not mount {want} (exited: {exited}); its log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let mounted = wait_until(
+        &format!("damon fs to mount {want}"),
+        Duration::from_secs(10),
+        || {
+            let exited = !matches!(server.0.try_wait(), Ok(None));
+            exited
+                || std::fs::read_to_string(&mountinfo)
+                    .map(|m| m.lines().any(|l| l.split_whitespace().nth(4) == Some(want)))
+                    .unwrap_or(false)
+        },
+    );
+    let exited = !matches!(server.0.try_wait(), Ok(None));
+    if mounted.is_err() || exited {
+        panic!(
+            "damon fs did not mount {want} (exited: {exited}); its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
     }
 }
 
@@ -191,14 +192,12 @@ fn a_refused_state_write_logs_each_cause_once() {
         "{on:?}"
     );
     let prefix = "write \"on\" to kdamonds/0/state: ";
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let text = loop {
-        let text = std::fs::read_to_string(log.path()).expect("read the log");
-        if text.contains(prefix) || Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let read_log = || std::fs::read_to_string(log.path()).expect("read the log");
+    // On timeout the search below fails, showing the whole log.
+    let _logged = wait_until("the refusal in the log", Duration::from_secs(5), || {
+        read_log().contains(prefix)
+    });
+    let text = read_log();
     server.signal(libc::SIGTERM);
     let _ = server.wait_for(Duration::from_secs(10));
     let line = text

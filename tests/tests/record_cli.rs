@@ -184,7 +184,8 @@ fn every_subcommand_has_a_summary_and_examples() {
 fn check_mounts_tracefs_when_none_is_mounted() {
     let script = r#"
         for fs in tracefs debugfs; do
-            awk -v fs=$fs '$3 == fs { print $2 }' /proc/mounts | sort -r | while read -r m; do
+            # Not a pipeline into `while`: its `exit` would only leave a subshell.
+            for m in $(awk -v fs=$fs '$3 == fs { print $2 }' /proc/mounts | sort -r); do
                 umount -l "$m" || exit 10
             done
         done

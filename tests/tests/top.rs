@@ -1,7 +1,7 @@
 //! `damon top` in a real terminal (tmux): the hot region shows, `q` exits and restores it.
 use std::{process::Command, time::Duration};
 
-use damon_tests::{Workload, damon_bin, field, parse_range};
+use damon_tests::{Workload, damon_bin, field, parse_range, wait_until};
 
 fn tmux(args: &[&str]) -> String {
     let out = Command::new("tmux")
@@ -53,32 +53,29 @@ fn top_shows_the_hot_region_and_quits_on_q() {
 
     // Wait for a screen that shows a region inside the hot buffer among the hottest.
     let hot_prefix = format!("{:x}", hot_start >> 24); // the buffer's top address digits
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let mut screen = String::new();
-    while std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(500));
-        screen = tmux(&["capture-pane", "-p", "-t", &name]);
-        if screen.contains("damon top")
-            && screen.contains(&hot_prefix)
-            && screen_shows_hot(&screen, hot_start, hot_end)
-        {
-            break;
-        }
-    }
+    // On timeout the assertion below fails, showing the last screen.
+    let _shown = wait_until(
+        "the hot buffer on the screen",
+        Duration::from_secs(15),
+        || {
+            screen = tmux(&["capture-pane", "-p", "-t", &name]);
+            screen.contains("damon top")
+                && screen.contains(&hot_prefix)
+                && screen_shows_hot(&screen, hot_start, hot_end)
+        },
+    );
     assert!(
         screen_shows_hot(&screen, hot_start, hot_end),
         "hot buffer {hot_start:#x}-{hot_end:#x} not shown hot:\n{screen}"
     );
 
     tmux(&["send-keys", "-t", &name, "q"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
+    // On timeout the assertion below fails, showing the last screen.
+    let _exited = wait_until("top to exit", Duration::from_secs(5), || {
         screen = tmux(&["capture-pane", "-p", "-t", &name]);
-        if screen.contains("TOP-EXITED") {
-            break;
-        }
-    }
+        screen.contains("TOP-EXITED")
+    });
     assert!(
         screen.contains("TOP-EXITED-0"),
         "damon top did not exit 0 on q:\n{screen}"

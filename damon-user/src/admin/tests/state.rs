@@ -162,19 +162,19 @@ fn keywords_that_need_a_running_kdamond() {
 #[test]
 fn on_takes_the_actions_this_build_applies() {
     let me = std::process::id() as i32;
-    for action in [
-        "stat",
-        "pageout",
-        "cold",
-        "lru_deprio",
-        "willneed",
-        "collapse",
+    for (word, action) in [
+        ("stat", Action::Stat),
+        ("pageout", Action::Pageout),
+        ("cold", Action::Cold),
+        ("lru_deprio", Action::LruDeprio),
+        ("willneed", Action::Willneed),
+        ("collapse", Action::Collapse),
     ] {
         let (mut t, fake) = staged(me);
-        set(&mut t, &format!("{S}/action"), action);
-        state(&mut t, "on").unwrap_or_else(|e| panic!("{action}: {e}"));
+        set(&mut t, &format!("{S}/action"), word);
+        state(&mut t, "on").unwrap_or_else(|e| panic!("{word}: {e}"));
         let started = fake.started();
-        assert_eq!(started[0].1.contexts[0].schemes[0].action.as_str(), action);
+        assert_eq!(started[0].1.contexts[0].schemes[0].action, action, "{word}");
         state(&mut t, "off").unwrap();
     }
 }
