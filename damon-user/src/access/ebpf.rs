@@ -126,6 +126,10 @@ fn clear_range(page: u64, flags: u8, folio: u32, cold: bool, vmas: &[AddrRange])
     )
 }
 
+/// `MADV_COLLAPSE` (Linux 6.1): libc defines it for glibc targets only, and the guests' damon
+/// is built for musl.
+const MADV_COLLAPSE: i32 = 25;
+
 /// The advice that carries out `action` on another process, for the actions
 /// `process_madvise` allows there; `None` for the others (they apply nothing).
 fn madvise_advice(action: Action) -> Option<i32> {
@@ -133,7 +137,7 @@ fn madvise_advice(action: Action) -> Option<i32> {
         Action::Pageout => Some(libc::MADV_PAGEOUT),
         Action::Cold | Action::LruDeprio => Some(libc::MADV_COLD),
         Action::Willneed => Some(libc::MADV_WILLNEED),
-        Action::Collapse => Some(libc::MADV_COLLAPSE),
+        Action::Collapse => Some(MADV_COLLAPSE),
         _ => None,
     }
 }
