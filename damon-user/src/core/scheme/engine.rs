@@ -257,9 +257,9 @@ fn apply_one(
         return;
     }
     // A region some of whose samples could not be measured may be in use: its reading of
-    // "not accessed" is a default, not an observation. No scheme acts on it (a kernel,
-    // which always measures, never meets this).
-    if r.nr_unmeasured > 0 {
+    // "not accessed" is a default, not an observation. No action touches it (a kernel, which
+    // always measures, never meets this); `stat`, which changes nothing, still counts it.
+    if r.nr_unmeasured > 0 && run.scheme.action != Action::Stat {
         return;
     }
     if esz != 0 && run.score(&r, attrs) < run.quota.min_score {
