@@ -290,3 +290,42 @@ fn no_scheme_acts_on_memory_it_could_not_measure() {
         "a region read unmeasured was acted on: {walked:#x?}"
     );
 }
+
+#[test]
+fn adjacent_admitted_regions_are_acted_on_in_one_call() {
+    let mut sim = SimMemory::new(4);
+    let mut ctx = context(&sim);
+    ctx.set_schemes(vec![any_region(Action::Pageout)]);
+    // The first pass sees the one initial region; the second the regions it was split into.
+    run(&mut ctx, &mut sim, 0, 20);
+    let (first, calls) = (ctx.scheme_stats()[0], sim.stats().actions);
+    run(&mut ctx, &mut sim, 20, 20);
+    let regions = ctx.scheme_stats()[0].nr_applied - first.nr_applied;
+    assert!(regions >= 2, "every region applied: {regions}");
+    // The heap is one mapping whose regions all match: one call over all of it.
+    assert_eq!(sim.stats().actions - calls, 1);
+    assert_eq!(sim.stats().action_bytes, 2 * HEAP.size());
+    // Regions the pattern leaves out split the calls: only the cold part (the first 16 MiB
+    // are hot) is admitted, still in one call.
+    let cold = Scheme {
+        pattern: AccessPattern {
+            nr_accesses: Bounds { min: 0, max: 0 },
+            ..any_region(Action::Pageout).pattern
+        },
+        ..any_region(Action::Pageout)
+    };
+    ctx.set_schemes(vec![cold]);
+    let (before, applied) = (sim.stats(), ctx.scheme_stats()[0]);
+    run(&mut ctx, &mut sim, 40, 40);
+    let (calls, bytes) = (
+        sim.stats().actions - before.actions,
+        sim.stats().action_bytes - before.action_bytes,
+    );
+    let stats = ctx.scheme_stats()[0];
+    let regions = stats.nr_applied - applied.nr_applied;
+    assert_eq!(bytes, stats.sz_applied - applied.sz_applied, "{stats:?}");
+    assert!(
+        calls >= 1 && calls < regions,
+        "{calls} calls for {regions} regions"
+    );
+}

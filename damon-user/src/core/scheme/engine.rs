@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::quota::{QuotaState, cold_score, hot_score};
 use super::{Action, QuotaGoal, Scheme, SchemeStats, TriedRegion};
 use crate::core::target::Target;
-use crate::core::{Attrs, Operations, PAGE_SIZE, Region, region::align_down};
+use crate::core::{AddrRange, Attrs, Operations, PAGE_SIZE, Pid, Region, region::align_down};
 
 /// A scheme as a context runs it: the scheme, its apply timer, quota state and stats.
 #[derive(Clone, Debug)]
@@ -17,6 +17,20 @@ pub(crate) struct SchemeRun {
     next_apply_sample: u64,
     quota: QuotaState,
     walk: Walk,
+    /// Regions admitted in this pass and not yet acted on: adjacent ones of a target are
+    /// advised in one call (see [`Pending`]).
+    pending: Option<Pending>,
+}
+
+/// Adjacent admitted regions, acted on as one range. The kernel advises region by region,
+/// and a large folio (a file's page cache is made of them, up to 2 MiB) that a range only
+/// partly covers is skipped by `MADV_PAGEOUT`/`MADV_COLD`: every region boundary would keep
+/// one resident. One call over the whole run cuts folios only at its two ends.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    pid: Pid,
+    range: AddrRange,
+    nr_regions: u64,
 }
 
 /// A tried-regions walk (`damos_walk()`): the regions the next due pass applies the scheme to.
@@ -47,6 +61,7 @@ impl SchemeRun {
             stats: SchemeStats::default(),
             quota: QuotaState::default(),
             walk: Walk::Off,
+            pending: None,
         }
     }
 
@@ -105,6 +120,39 @@ impl SchemeRun {
                 self.walk = other;
                 Vec::new()
             }
+        }
+    }
+
+    /// Queues an admitted region for the action, first acting on what is queued unless the
+    /// region continues it.
+    fn defer(&mut self, pid: Pid, range: AddrRange, ops: &mut dyn Operations) {
+        if let Some(p) = &mut self.pending
+            && p.pid == pid
+            && p.range.end == range.start
+        {
+            p.range.end = range.end;
+            p.nr_regions += 1;
+            return;
+        }
+        self.flush(ops);
+        self.pending = Some(Pending {
+            pid,
+            range,
+            nr_regions: 1,
+        });
+    }
+
+    /// Acts on the queued regions: all of them applied, or (the call failed) none.
+    fn flush(&mut self, ops: &mut dyn Operations) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        let t0 = Instant::now();
+        let applied = ops.apply_scheme(p.pid, p.range, self.scheme.action);
+        self.quota.total_charged_ns += t0.elapsed().as_nanos() as u64;
+        if applied > 0 {
+            self.stats.nr_applied += p.nr_regions;
+            self.stats.sz_applied += applied;
         }
     }
 
@@ -229,6 +277,7 @@ pub(in crate::core) fn apply_schemes(
         }
     }
     for run in runs.iter_mut().filter(|r| r.is_due(passed)) {
+        run.flush(ops);
         run.restart_timer(passed, attrs);
         if let Walk::Pending(regions) = std::mem::take(&mut run.walk) {
             run.walk = Walk::Done(regions);
@@ -275,13 +324,9 @@ fn apply_one(
         split_at(t, *ri, r.start + sz);
     }
     let r = t.regions[*ri];
-    let t0 = Instant::now();
-    let applied = if run.scheme.action == Action::Stat {
-        0
-    } else {
-        ops.apply_scheme(t.pid, r.range(), run.scheme.action)
-    };
-    run.quota.total_charged_ns += t0.elapsed().as_nanos() as u64;
+    if run.scheme.action != Action::Stat {
+        run.defer(t.pid, r.range(), ops);
+    }
     if let Walk::Pending(tried) = &mut run.walk {
         tried.push(TriedRegion::from(&r));
     }
@@ -294,8 +339,4 @@ fn apply_one(
     }
     run.stats.nr_tried += 1;
     run.stats.sz_tried += sz;
-    if applied > 0 {
-        run.stats.nr_applied += 1;
-        run.stats.sz_applied += applied;
-    }
 }
