@@ -329,3 +329,40 @@ fn adjacent_admitted_regions_are_acted_on_in_one_call() {
         "{calls} calls for {regions} regions"
     );
 }
+
+#[test]
+fn a_region_with_a_hole_fails_alone_when_its_run_is_acted_on_together() {
+    let mut sim = SimMemory::new(5);
+    let mut ctx = context(&sim);
+    ctx.set_schemes(vec![any_region(Action::Pageout)]);
+    run(&mut ctx, &mut sim, 0, 40);
+    // A page unmapped in the middle: the region holding it cannot apply (madvise's ENOMEM),
+    // the others still do, one by one after the call over all of them failed.
+    let hole = HEAP.start + 40 * MIB;
+    sim.set_mappings(
+        PID,
+        vec![
+            AddrRange::new(HEAP.start, hole),
+            AddrRange::new(hole + 4096, HEAP.end),
+        ],
+    );
+    let before = ctx.scheme_stats()[0];
+    ctx.start_walk();
+    run(&mut ctx, &mut sim, 40, 20);
+    let walked = ctx.take_walk().expect("the walk ended with the pass");
+    let with_hole = walked[0]
+        .iter()
+        .find(|r| r.range.start <= hole && hole < r.range.end)
+        .expect("a region over the hole");
+    let after = ctx.scheme_stats()[0];
+    assert_eq!(after.nr_tried - before.nr_tried, walked[0].len() as u64);
+    assert_eq!(
+        after.nr_applied - before.nr_applied,
+        walked[0].len() as u64 - 1,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.sz_applied - before.sz_applied,
+        HEAP.size() - with_hole.range.size()
+    );
+}

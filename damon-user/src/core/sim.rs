@@ -143,13 +143,24 @@ impl Operations for SimMemory {
         self.lock().processes.contains_key(&pid)
     }
 
-    /// Every action succeeds on a live process: the whole range is applied.
+    /// An action on a live process applies to the whole range when it is all mapped, and to
+    /// nothing otherwise (madvise's `ENOMEM` for a range with holes).
     fn apply_scheme(&mut self, pid: Pid, range: AddrRange, _action: Action) -> u64 {
         let mut state = self.lock();
-        if !state.processes.contains_key(&pid) {
+        let Some(p) = state.processes.get(&pid) else {
             return 0;
+        };
+        let mut mapped = 0;
+        for m in &p.mappings {
+            mapped += m
+                .end
+                .min(range.end)
+                .saturating_sub(m.start.max(range.start));
         }
         state.stats.actions += 1;
+        if mapped < range.size() {
+            return 0;
+        }
         state.stats.action_bytes += range.size();
         range.size()
     }

@@ -20,6 +20,8 @@ pub(crate) struct SchemeRun {
     /// Regions admitted in this pass and not yet acted on: adjacent ones of a target are
     /// advised in one call (see [`Pending`]).
     pending: Option<Pending>,
+    /// Where each queued region starts (kept between passes for its capacity).
+    pending_starts: Vec<u64>,
 }
 
 /// Adjacent admitted regions, acted on as one range. The kernel advises region by region,
@@ -30,7 +32,6 @@ pub(crate) struct SchemeRun {
 struct Pending {
     pid: Pid,
     range: AddrRange,
-    nr_regions: u64,
 }
 
 /// A tried-regions walk (`damos_walk()`): the regions the next due pass applies the scheme to.
@@ -62,6 +63,7 @@ impl SchemeRun {
             quota: QuotaState::default(),
             walk: Walk::Off,
             pending: None,
+            pending_starts: Vec::new(),
         }
     }
 
@@ -131,29 +133,44 @@ impl SchemeRun {
             && p.range.end == range.start
         {
             p.range.end = range.end;
-            p.nr_regions += 1;
+            self.pending_starts.push(range.start);
             return;
         }
         self.flush(ops);
-        self.pending = Some(Pending {
-            pid,
-            range,
-            nr_regions: 1,
-        });
+        self.pending = Some(Pending { pid, range });
+        self.pending_starts.clear();
+        self.pending_starts.push(range.start);
     }
 
-    /// Acts on the queued regions: all of them applied, or (the call failed) none.
+    /// Acts on the queued regions. The stats are the kernel's, per region: when the call over
+    /// all of them fails (a region with a hole in its range: `ENOMEM` after advising every
+    /// mapped part), each region is advised again alone to tell which ones apply.
     fn flush(&mut self, ops: &mut dyn Operations) {
         let Some(p) = self.pending.take() else {
             return;
         };
         let t0 = Instant::now();
         let applied = ops.apply_scheme(p.pid, p.range, self.scheme.action);
-        self.quota.total_charged_ns += t0.elapsed().as_nanos() as u64;
         if applied > 0 {
-            self.stats.nr_applied += p.nr_regions;
+            self.stats.nr_applied += self.pending_starts.len() as u64;
             self.stats.sz_applied += applied;
+        } else if self.pending_starts.len() > 1 {
+            let ends = self
+                .pending_starts
+                .iter()
+                .skip(1)
+                .copied()
+                .chain([p.range.end]);
+            for (start, end) in self.pending_starts.iter().copied().zip(ends) {
+                let applied =
+                    ops.apply_scheme(p.pid, AddrRange::new(start, end), self.scheme.action);
+                if applied > 0 {
+                    self.stats.nr_applied += 1;
+                    self.stats.sz_applied += applied;
+                }
+            }
         }
+        self.quota.total_charged_ns += t0.elapsed().as_nanos() as u64;
     }
 
     pub fn walk_pending(&self) -> bool {
