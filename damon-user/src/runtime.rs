@@ -226,7 +226,7 @@ impl KdamondBackend for EbpfBackend {
             .map_err(|e| BackendError::new(Chain(&e).to_string()))?;
         handle
             .set_schemes(schemes_of(cfg))
-            .map_err(|e| BackendError::new(e.to_string()))?;
+            .map_err(BackendError::from)?;
         Ok(Box::new(Running { handle }))
     }
 }
@@ -250,30 +250,24 @@ impl RunningKdamond for Running {
 
     fn commit(&mut self, cfg: &KdamondConfig) -> Result<(), BackendError> {
         let spec = spec_of(cfg)?;
-        self.handle
-            .commit(spec)
-            .map_err(|e| BackendError::new(e.to_string()))?;
+        self.handle.commit(spec).map_err(BackendError::from)?;
         self.handle
             .set_schemes(schemes_of(cfg))
-            .map_err(|e| BackendError::new(e.to_string()))
+            .map_err(BackendError::from)
     }
 
     fn schemes_now(&self) -> Result<SchemesNow, BackendError> {
-        self.handle
-            .schemes_now()
-            .map_err(|e| BackendError::new(e.to_string()))
+        self.handle.schemes_now().map_err(BackendError::from)
     }
 
     fn walk_schemes(&self) -> Result<Vec<Vec<TriedRegion>>, BackendError> {
-        self.handle
-            .walk_schemes()
-            .map_err(|e| BackendError::new(e.to_string()))
+        self.handle.walk_schemes().map_err(BackendError::from)
     }
 
     fn commit_quota_goals(&mut self, goals: Vec<Vec<QuotaGoal>>) -> Result<(), BackendError> {
         self.handle
             .commit_quota_goals(goals)
-            .map_err(|e| BackendError::new(e.to_string()))
+            .map_err(BackendError::from)
     }
 
     fn sample_us(&self) -> u64 {

@@ -338,3 +338,65 @@ fn dropping_the_handle_stops_the_thread() {
     )
     .is_err()));
 }
+
+/// A scheme whose watermarks keep it inactive: the free memory rate (per mille) is never
+/// above 1000, so `low` 1000 keeps it out unless all memory is free.
+fn never_active() -> damon_user::core::scheme::Scheme {
+    use damon_user::core::scheme::{
+        AccessPattern, Action, Bounds, Scheme, Watermarks, WmarkMetric,
+    };
+    Scheme {
+        wmarks: Watermarks {
+            metric: WmarkMetric::FreeMemRate,
+            interval_us: 20_000,
+            high: 1000,
+            mid: 1000,
+            low: 1000,
+        },
+        ..Scheme::new(
+            Action::Stat,
+            AccessPattern {
+                sz: Bounds::ANY,
+                nr_accesses: Bounds::ANY,
+                age: Bounds::ANY,
+            },
+        )
+    }
+}
+
+#[test]
+fn inactive_watermarks_pause_monitoring_and_cancel_walks() {
+    let pid = 4242;
+    let sim = sim(pid);
+    let (kd, rx) = start(0, fast(), &sim, pid);
+    assert!(
+        rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+        "monitoring runs"
+    );
+    kd.set_schemes(vec![never_active()]).expect("schemes");
+    // At most the aggregation in progress ends; then nothing is sampled.
+    std::thread::sleep(Duration::from_millis(50));
+    let checks = sim.stats().checks;
+    while rx.try_recv().is_ok() {}
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        sim.stats().checks,
+        checks,
+        "sampling went on while inactive"
+    );
+    assert!(rx.try_recv().is_err(), "a snapshot while inactive");
+    // Requests are still served; a walk is cancelled.
+    assert_eq!(kd.schemes_now().expect("stats").stats[0].nr_tried, 0);
+    assert!(matches!(kd.walk_schemes(), Err(CoreError::Canceled)));
+    // A scheme without watermarks resumes monitoring.
+    kd.set_schemes(vec![damon_user::core::scheme::Scheme {
+        wmarks: Default::default(),
+        ..never_active()
+    }])
+    .expect("schemes");
+    assert!(
+        rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+        "monitoring resumed"
+    );
+    assert!(kd.schemes_now().expect("stats").stats[0].nr_tried > 0);
+}

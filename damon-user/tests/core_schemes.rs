@@ -36,16 +36,14 @@ fn context(sim: &SimMemory) -> MonitorContext {
 }
 
 fn any_region(action: Action) -> Scheme {
-    Scheme {
+    Scheme::new(
         action,
-        pattern: AccessPattern {
+        AccessPattern {
             sz: Bounds::ANY,
             nr_accesses: Bounds::ANY,
             age: Bounds::ANY,
         },
-        quotas: Quotas::default(),
-        apply_interval_us: 0,
-    }
+    )
 }
 
 /// Runs `samples` samples from sample `from`; returns the sample count reached.
@@ -365,4 +363,83 @@ fn a_region_with_a_hole_fails_alone_when_its_run_is_acted_on_together() {
         after.sz_applied - before.sz_applied,
         HEAP.size() - with_hole.range.size()
     );
+}
+
+#[test]
+fn watermarks_switch_a_scheme_between_high_mid_and_low() {
+    use damon_user::core::scheme::{Watermarks, WmarkMetric};
+    let mut sim = SimMemory::new(6);
+    let mut ctx = context(&sim);
+    ctx.set_schemes(vec![Scheme {
+        wmarks: Watermarks {
+            metric: WmarkMetric::FreeMemRate,
+            interval_us: 1_000_000,
+            high: 500,
+            mid: 400,
+            low: 100,
+        },
+        ..any_region(Action::Stat)
+    }]);
+    let mut n = 0;
+    let mut pass_at = |ctx: &mut MonitorContext, sim: &mut SimMemory, rate: u64| {
+        let wait = ctx.wmark_wait_us(&mut |_| rate);
+        let before = ctx.scheme_stats()[0].nr_tried;
+        n = run(ctx, sim, n, 20);
+        (wait, ctx.scheme_stats()[0].nr_tried > before)
+    };
+    // Starts active; above high it is deactivated and waits its interval.
+    assert_eq!(pass_at(&mut ctx, &mut sim, 450), (0, true));
+    assert_eq!(pass_at(&mut ctx, &mut sim, 600), (1_000_000, false));
+    // Between mid and high it stays inactive; below mid it is active again.
+    assert_eq!(pass_at(&mut ctx, &mut sim, 450), (1_000_000, false));
+    assert_eq!(pass_at(&mut ctx, &mut sim, 350), (0, true));
+    assert_eq!(pass_at(&mut ctx, &mut sim, 450), (0, true));
+    // Below low: inactive.
+    assert_eq!(pass_at(&mut ctx, &mut sim, 99), (1_000_000, false));
+}
+
+#[test]
+fn core_filters_select_regions_by_address_and_target() {
+    use damon_user::core::scheme::{Filter, FilterKind};
+    let mut sim = SimMemory::new(7);
+    let mut ctx = context(&sim);
+    let half = AddrRange::new(HEAP.start, HEAP.start + 32 * MIB);
+    let addr = |allow| Filter {
+        kind: FilterKind::Addr(half),
+        matching: true,
+        allow,
+    };
+    let tried = |ctx: &mut MonitorContext, sim: &mut SimMemory, n, filters: Vec<Filter>| {
+        ctx.set_schemes(vec![Scheme {
+            core_filters: filters,
+            ..any_region(Action::Stat)
+        }]);
+        ctx.start_walk();
+        let n = run(ctx, sim, n, 20);
+        let walked = ctx.take_walk().expect("walk done");
+        (n, walked[0].iter().map(|r| r.range).collect::<Vec<_>>())
+    };
+    let n = run(&mut ctx, &mut sim, 0, 40);
+    // Reject the first half: only the second is tried; a region across the bound is split
+    // there and its left piece judged (kept out), the right one left for the next pass.
+    let (n, regions) = tried(&mut ctx, &mut sim, n, vec![addr(false)]);
+    assert!(!regions.is_empty());
+    assert!(regions.iter().all(|r| r.start >= half.end), "{regions:x?}");
+    // Allow the first half as the last filter: the rest is rejected by default.
+    let (n, regions) = tried(&mut ctx, &mut sim, n, vec![addr(true)]);
+    assert!(!regions.is_empty());
+    assert!(regions.iter().all(|r| r.end <= half.end), "{regions:x?}");
+    // Not of target 0 is rejected: this target is 0, so everything passes; matching target 1
+    // is rejected, nothing else matches: everything passes too; reject target 0: nothing.
+    let target = |idx, matching| Filter {
+        kind: FilterKind::Target(idx),
+        matching,
+        allow: false,
+    };
+    let (n, all) = tried(&mut ctx, &mut sim, n, vec![target(0, false)]);
+    assert_eq!(all.iter().map(|r| r.size()).sum::<u64>(), HEAP.size());
+    let (n, all) = tried(&mut ctx, &mut sim, n, vec![target(1, true)]);
+    assert_eq!(all.iter().map(|r| r.size()).sum::<u64>(), HEAP.size());
+    let (_, none) = tried(&mut ctx, &mut sim, n, vec![target(0, true)]);
+    assert!(none.is_empty());
 }

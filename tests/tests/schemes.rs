@@ -71,17 +71,18 @@ impl FileWorkload {
 /// Page out what has not been accessed for 2 s (20 aggregations of 100 ms).
 fn pageout(quotas: Quotas) -> Scheme {
     Scheme {
-        action: Action::Pageout,
-        pattern: AccessPattern {
-            sz: Bounds::ANY,
-            nr_accesses: Bounds { min: 0, max: 0 },
-            age: Bounds {
-                min: 20,
-                max: u64::MAX,
-            },
-        },
         quotas,
-        apply_interval_us: 0,
+        ..Scheme::new(
+            Action::Pageout,
+            AccessPattern {
+                sz: Bounds::ANY,
+                nr_accesses: Bounds { min: 0, max: 0 },
+                age: Bounds {
+                    min: 20,
+                    max: u64::MAX,
+                },
+            },
+        )
     }
 }
 

@@ -25,18 +25,34 @@ pub struct ContextConfig {
     pub schemes: Vec<Scheme>,
 }
 
-/// Why the monitor refused or failed an operation. Reported to the writer as EINVAL; the
-/// message is logged.
+/// Why the monitor refused or failed an operation. Reported to the writer as `errno`
+/// (EINVAL unless said otherwise); the message is logged.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct BackendError {
     pub message: String,
+    pub errno: i32,
 }
 
 impl BackendError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            errno: libc::EINVAL,
+        }
+    }
+}
+
+impl From<crate::core::CoreError> for BackendError {
+    /// A request the kdamond dropped is ECANCELED, as the kernel's `damon_call()`.
+    fn from(e: crate::core::CoreError) -> Self {
+        let errno = match e {
+            crate::core::CoreError::Canceled => libc::ECANCELED,
+            _ => libc::EINVAL,
+        };
+        Self {
+            message: e.to_string(),
+            errno,
         }
     }
 }

@@ -7,11 +7,37 @@ use super::backend::ContextConfig;
 use super::dirs::context::{ContextDir, RegionDir};
 use super::dirs::scheme::SchemeDir;
 use super::node::UlRangeDir;
-use crate::core::scheme::{AccessPattern, Action, Bounds, QuotaGoal, Quotas, Scheme};
+use crate::core::region::align_down;
+use crate::core::scheme::memcg;
+use crate::core::scheme::{
+    AccessPattern, Action, Bounds, Filter, FilterKind, FilterType, QuotaGoal, Quotas, Scheme,
+    Watermarks,
+};
 use crate::core::{AddrRange, Attrs, ContextSpec, IntervalsGoal, Pid, TargetSpec};
 
-/// Why a context cannot be started; becomes [`super::AdminError::InvalidConfig`] (EINVAL).
-pub type Invalid = String;
+/// Why a context cannot be started, with the errno the kernel returns: EINVAL, or ENOMEM for
+/// a filter it cannot set up (`damon_sysfs_add_scheme_filters()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub reason: String,
+    pub errno: i32,
+}
+
+impl From<String> for Invalid {
+    fn from(reason: String) -> Self {
+        Invalid {
+            reason,
+            errno: libc::EINVAL,
+        }
+    }
+}
+
+fn no_mem(reason: String) -> Invalid {
+    Invalid {
+        reason,
+        errno: libc::ENOMEM,
+    }
+}
 
 /// Build and validate the config of `ctx`, in the kernel's order: operations, attributes,
 /// targets, schemes.
@@ -20,39 +46,44 @@ pub fn build_context(ctx: &ContextDir) -> Result<ContextConfig, Invalid> {
     if !ops.is_supported() {
         return Err(format!(
             "operations {ops} is not supported by this build (avail_operations: vaddr, fvaddr)"
-        ));
+        )
+        .into());
     }
     if ctx.addr_unit != 1 {
         return Err(format!(
             "addr_unit {} is only meaningful for paddr; virtual address spaces need 1",
             ctx.addr_unit
-        ));
+        )
+        .into());
     }
 
     let intervals = &ctx.attrs.intervals;
     let nr_regions = ctx.attrs.nr_regions;
     // damon_set_attrs()
     if nr_regions.min < 3 {
-        return Err(format!("nr_regions min {} is less than 3", nr_regions.min));
+        return Err(format!("nr_regions min {} is less than 3", nr_regions.min).into());
     }
     if nr_regions.min > nr_regions.max {
         return Err(format!(
             "nr_regions min {} is larger than max {}",
             nr_regions.min, nr_regions.max
-        ));
+        )
+        .into());
     }
     if intervals.sample_us > intervals.aggr_us {
         return Err(format!(
             "sample_us {} is larger than aggr_us {}",
             intervals.sample_us, intervals.aggr_us
-        ));
+        )
+        .into());
     }
     let goal = intervals.goal;
     if goal.aggrs != 0 && goal.min_sample_us > goal.max_sample_us {
         return Err(format!(
             "intervals_goal min_sample_us {} is larger than max_sample_us {}",
             goal.min_sample_us, goal.max_sample_us
-        ));
+        )
+        .into());
     }
 
     let targets = ctx
@@ -100,7 +131,7 @@ fn task_exists(pid: i32) -> bool {
 
 fn build_target(idx: usize, pid: i32, regions: &[RegionDir]) -> Result<TargetSpec, Invalid> {
     if !task_exists(pid) {
-        return Err(format!("target {idx}: pid_target {pid} names no process"));
+        return Err(format!("target {idx}: pid_target {pid} names no process").into());
     }
     // damon_sysfs_set_regions(): each region start <= end, sorted, not overlapping.
     let mut prev_end = None;
@@ -109,14 +140,16 @@ fn build_target(idx: usize, pid: i32, regions: &[RegionDir]) -> Result<TargetSpe
             return Err(format!(
                 "target {idx} region {i}: start {:#x} is after end {:#x}",
                 r.start, r.end
-            ));
+            )
+            .into());
         }
         if let Some(prev_end) = prev_end.filter(|&e| e > r.start) {
             return Err(format!(
                 "target {idx} region {i}: starts at {:#x}, before the previous region ends \
                  ({prev_end:#x}): regions must be sorted and not overlap",
                 r.start
-            ));
+            )
+            .into());
         }
         prev_end = Some(r.end);
     }
@@ -138,20 +171,11 @@ fn bounds(r: UlRangeDir) -> Bounds {
 
 fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
     if let Some(why) = unsupported_action(s.action) {
-        return Err(format!(
-            "scheme {idx}: action {} is refused: {why}",
-            s.action
-        ));
+        return Err(format!("scheme {idx}: action {} is refused: {why}", s.action).into());
     }
-    let has_filters = [&s.core_filters, &s.ops_filters, &s.filters]
-        .iter()
-        .any(|dir| !dir.items.is_empty());
-    if has_filters {
-        return Err(format!(
-            "scheme {idx}: DAMOS filters cannot be applied by this build yet"
-        ));
-    }
+    let (core_filters, ops_filters) = build_filters(idx, s)?;
     let q = &s.quotas;
+    let w = &s.watermarks;
     Ok(Scheme {
         action: s.action,
         pattern: AccessPattern {
@@ -169,7 +193,87 @@ fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
             goals: goals_of(s),
         },
         apply_interval_us: s.apply_interval_us,
+        wmarks: Watermarks {
+            metric: w.metric,
+            interval_us: w.interval_us,
+            high: w.high,
+            mid: w.mid,
+            low: w.low,
+        },
+        core_filters,
+        ops_filters,
     })
+}
+
+/// The filters of a staged scheme, by layer: `core_filters/`, then `ops_filters/`, then
+/// `filters/` entries, each appended to the list of its layer, as the kernel builds them.
+fn build_filters(idx: usize, s: &SchemeDir) -> Result<(Vec<Filter>, Vec<Filter>), Invalid> {
+    let (mut core, mut ops) = (Vec::new(), Vec::new());
+    let dirs = [
+        ("core_filters", &s.core_filters),
+        ("ops_filters", &s.ops_filters),
+        ("filters", &s.filters),
+    ];
+    for (name, dir) in dirs {
+        for (j, f) in dir.items.iter().enumerate() {
+            let at = || format!("scheme {idx} {name}/{j}");
+            let kind = match f.filter_type {
+                FilterType::Anon => FilterKind::Anon,
+                FilterType::Active => FilterKind::Active,
+                FilterType::Young => FilterKind::Young,
+                FilterType::Unmapped => FilterKind::Unmapped,
+                FilterType::Memcg => {
+                    let path = f.memcg_path.trim_end_matches('\n');
+                    let id = memcg::id_of(path)
+                        .map_err(|why| no_mem(format!("{}: memcg_path {path:?}: {why}", at())))?;
+                    FilterKind::Memcg { id }
+                }
+                FilterType::HugepageSize => {
+                    if f.min > f.max {
+                        return Err(no_mem(format!(
+                            "{}: hugepage_size min {} is larger than max {}",
+                            at(),
+                            f.min,
+                            f.max
+                        )));
+                    }
+                    FilterKind::HugepageSize(Bounds {
+                        min: f.min,
+                        max: f.max,
+                    })
+                }
+                FilterType::Addr => {
+                    if f.addr_end < f.addr_start {
+                        return Err(no_mem(format!(
+                            "{}: addr_end {:#x} is before addr_start {:#x}",
+                            at(),
+                            f.addr_end,
+                            f.addr_start
+                        )));
+                    }
+                    FilterKind::Addr(AddrRange::new(
+                        align_down(f.addr_start),
+                        align_down(f.addr_end),
+                    ))
+                }
+                // A negative index matches no target.
+                FilterType::Target => {
+                    FilterKind::Target(usize::try_from(f.damon_target_idx).unwrap_or(usize::MAX))
+                }
+            };
+            let filter = Filter {
+                kind,
+                matching: f.matching,
+                allow: f.allow,
+            };
+            if f.filter_type.is_core() {
+                core.push(filter);
+            } else {
+                ops.push(filter);
+            }
+        }
+    }
+    Ok((core, ops))
 }
 
 /// Why this build cannot carry out `action` on another process; `None` when it can.

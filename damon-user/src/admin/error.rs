@@ -75,8 +75,8 @@ impl AdminError {
             | AdminError::Refused { .. }
             | AdminError::InvalidConfig { .. }
             | AdminError::NotRunning { .. }
-            | AdminError::NeverStarted { .. }
-            | AdminError::Backend { .. } => libc::EINVAL,
+            | AdminError::NeverStarted { .. } => libc::EINVAL,
+            AdminError::Backend { source, .. } => source.errno,
             AdminError::OutOfRange { .. } => libc::ERANGE,
             AdminError::AlreadyStopped { .. } => libc::EPERM,
             AdminError::Busy { .. } => libc::EBUSY,

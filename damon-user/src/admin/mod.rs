@@ -22,8 +22,9 @@
 //!   actions are those `process_madvise` can apply to another process: `pageout`, `cold`,
 //!   `lru_deprio` (as `cold`), `willneed`, `collapse`, and `stat`; `hugepage`, `nohugepage`,
 //!   `lru_prio` and `migrate_*` make `on`/`commit` fail with EINVAL, the log saying why.
-//!   Filters make `on`/`commit` fail with EINVAL too; watermarks are stored and read back,
-//!   and schemes are always active.
+//!   Watermarks and filters are passed on to the kdamond (`admin::config`); filters the
+//!   kernel could not set up (bad `memcg_path`, `addr_end < addr_start`, `min > max`) make
+//!   `on`/`commit` fail with ENOMEM, as the kernel's.
 //! - The tree holds at most [`node::MAX_DIRS`] directories: an `nr_*` write that would take it
 //!   past that fails with ENOMEM and changes nothing (the kernel fails such a write with
 //!   ENOMEM too, when it cannot allocate the directories, but has no fixed limit).

@@ -23,7 +23,7 @@ use super::error::CoreError;
 use super::ops::{Access, Operations, OpsError};
 use super::region::{PAGE_SIZE, Region};
 use super::sample;
-use super::scheme::{self, QuotaGoal, Scheme, SchemeRun, SchemeStats, TriedRegion};
+use super::scheme::{self, QuotaGoal, Scheme, SchemeRun, SchemeStats, TriedRegion, WmarkMetric};
 use super::snapshot::{Snapshot, TargetSnapshot};
 use super::target::{LiveTarget, Pid, Target};
 use super::tune;
@@ -151,6 +151,28 @@ impl MonitorContext {
     /// Whether a sample is in flight (prepared and not yet checked).
     pub fn is_prepared(&self) -> bool {
         self.prepared
+    }
+
+    /// Forgets the sample in flight: the next one is prepared anew (after a pause, so that a
+    /// check never spans it).
+    pub fn discard_sample(&mut self) {
+        self.prepared = false;
+    }
+
+    /// Checks every scheme's watermarks (`kdamond_wait_activation()`): 0 when monitoring goes
+    /// on (a scheme is active, or there is none), else how long to pause before checking
+    /// again, in microseconds. `metric` gives a watermark metric's value now.
+    pub fn wmark_wait_us(&mut self, metric: &mut dyn FnMut(WmarkMetric) -> u64) -> u64 {
+        self.schemes
+            .iter_mut()
+            .map(|s| s.wmark_wait_us(metric))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Ends every tried-regions walk unfinished: it is cancelled (all schemes inactive).
+    pub fn cancel_walk(&mut self) {
+        self.schemes.iter_mut().for_each(SchemeRun::cancel_walk);
     }
 
     /// Starts a sample: builds pending initial regions, picks each region's sampling page and

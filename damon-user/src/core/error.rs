@@ -45,6 +45,10 @@ pub enum CoreError {
     },
     #[error("kdamond is not running")]
     NotRunning,
+    /// A request the kdamond dropped unanswered: it stopped first, or the request was a
+    /// tried-regions walk and every scheme is inactive (watermarks).
+    #[error("canceled: the kdamond stopped, or every scheme is inactive")]
+    Canceled,
     #[error("cannot spawn kdamond thread {name}")]
     Spawn {
         name: String,

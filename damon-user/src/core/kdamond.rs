@@ -15,7 +15,7 @@ use super::attrs::ContextSpec;
 use super::context::MonitorContext;
 use super::error::CoreError;
 use super::ops::Operations;
-use super::scheme::{QuotaGoal, Scheme, SchemeStats, TriedRegion};
+use super::scheme::{self, QuotaGoal, Scheme, SchemeStats, TriedRegion};
 use super::snapshot::Snapshot;
 use super::target::LiveTarget;
 
@@ -263,7 +263,9 @@ impl KdamondHandle {
     fn ask<T>(&self, make: impl FnOnce(SyncSender<T>) -> Command) -> Result<T, CoreError> {
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
         self.request(make(reply_tx))?;
-        reply_rx.recv().map_err(|_| CoreError::NotRunning)
+        // The kdamond dropped the request: it stopped first, or (a walk) every scheme is
+        // inactive.
+        reply_rx.recv().map_err(|_| CoreError::Canceled)
     }
 
     fn request(&self, command: Command) -> Result<(), CoreError> {
@@ -319,6 +321,26 @@ impl Kdamond {
                 } else {
                     KdamondExit::TargetsExited
                 });
+            }
+            // Watermarks: while every scheme is inactive nothing is sampled; the kdamond
+            // checks again after the shortest interval, serving requests meanwhile.
+            let mut free_mem_rate = None;
+            let pause = self.ctx.wmark_wait_us(&mut |m| {
+                *free_mem_rate.get_or_insert_with(|| scheme::wmark::metric_value(m))
+            });
+            if pause > 0 {
+                self.ctx.discard_sample();
+                self.ctx.cancel_walk();
+                // Dropping the reply tells the waiting writer the walk was cancelled.
+                self.walk = None;
+                let until = Instant::now().checked_add(Duration::from_micros(pause));
+                if let Wait::Stop = self.wait(until, &mut pending) {
+                    return None;
+                }
+                for command in pending.drain(..) {
+                    self.serve(command);
+                }
+                continue;
             }
             if !self.ctx.is_prepared() {
                 if let Err(err) = self.ctx.prepare(self.ops.as_mut()) {

@@ -1,48 +1,15 @@
 //! `schemes/N/{filters,core_filters,ops_filters}/M/`: DAMOS filters.
 //!
-//! Stored and passed on; this build refuses `on`/`commit` of a scheme that has filters (see
-//! [`super::kdamond`]), since it cannot apply them yet.
+//! Stored as written; `on`/`commit` turns them into the core's [`Filter`]s
+//! (`admin::config`).
+//!
+//! [`Filter`]: crate::core::scheme::Filter
 
 use crate::admin::error::AdminError;
 use crate::admin::node::{
-    Access, Dir, OnError, keyword, line, store_bool, store_int, store_keyword, store_ul, yes_no,
+    Access, Dir, OnError, line, store_bool, store_int, store_keyword, store_ul, yes_no,
 };
-
-/// `enum damos_filter_type` (6.18), in the kernel's order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FilterType {
-    Anon,
-    Active,
-    Memcg,
-    Young,
-    HugepageSize,
-    Unmapped,
-    Addr,
-    Target,
-}
-
-pub const FILTER_TYPES: [(FilterType, &str); 8] = [
-    (FilterType::Anon, "anon"),
-    (FilterType::Active, "active"),
-    (FilterType::Memcg, "memcg"),
-    (FilterType::Young, "young"),
-    (FilterType::HugepageSize, "hugepage_size"),
-    (FilterType::Unmapped, "unmapped"),
-    (FilterType::Addr, "addr"),
-    (FilterType::Target, "target"),
-];
-
-impl FilterType {
-    /// Filters DAMON's core evaluates on regions; the rest need the operations set to look at
-    /// pages (`damos_filter_for_ops()` in the kernel).
-    pub fn is_core(self) -> bool {
-        matches!(self, FilterType::Addr | FilterType::Target)
-    }
-
-    pub fn word(self) -> &'static str {
-        keyword(self, &FILTER_TYPES)
-    }
-}
+pub use crate::core::scheme::FilterType;
 
 /// Which filter types a filters directory accepts: `core_filters/` only core types,
 /// `ops_filters/` only operations-set types, the older `filters/` both.
@@ -113,7 +80,7 @@ impl Dir for FilterDir {
     }
     fn show(&self, name: &str) -> String {
         match name {
-            "type" => line(self.filter_type.word()),
+            "type" => line(self.filter_type.as_str()),
             "matching" => yes_no(self.matching),
             "allow" => yes_no(self.allow),
             "memcg_path" => line(&self.memcg_path),
@@ -127,13 +94,13 @@ impl Dir for FilterDir {
     fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
         match name {
             "type" => {
-                let t = store_keyword(name, input, &FILTER_TYPES)?;
+                let t = store_keyword(name, input, FilterType::NAMES)?;
                 if !self.accepts(t) {
                     return Err(AdminError::Refused {
                         file: name.into(),
                         reason: format!(
                             "filter type {} does not belong in this directory",
-                            t.word()
+                            t.as_str()
                         ),
                     });
                 }

@@ -121,9 +121,15 @@ impl KdamondDir {
 
     fn build_config(&self, idx: usize) -> Result<KdamondConfig, AdminError> {
         let ctx = self.only_context(idx)?;
-        let ctx = config::build_context(ctx).map_err(|reason| AdminError::InvalidConfig {
-            kdamond: idx,
-            reason,
+        let ctx = config::build_context(ctx).map_err(|e| match e.errno {
+            libc::ENOMEM => AdminError::OutOfMemory {
+                file: format!("kdamond {idx}"),
+                reason: e.reason,
+            },
+            _ => AdminError::InvalidConfig {
+                kdamond: idx,
+                reason: e.reason,
+            },
         })?;
         Ok(KdamondConfig {
             contexts: vec![ctx],

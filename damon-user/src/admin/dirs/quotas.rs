@@ -1,13 +1,13 @@
 //! `schemes/N/quotas/` (with `weights/` and `goals/`) and `schemes/N/watermarks/`.
 //!
 //! The quotas go to the kdamond at `on`/`commit` (see `core::scheme`), which limits and tunes
-//! the schemes with them; watermarks are stored and read back, and schemes are always active.
+//! the schemes with them, and so do the watermarks (`core::scheme::wmark`).
 
 use crate::admin::error::AdminError;
 use crate::admin::node::{
-    Access, Dir, Numbered, OnError, keyword, line, store_int, store_keyword, store_uint, store_ul,
+    Access, Dir, Numbered, OnError, line, store_int, store_keyword, store_uint, store_ul,
 };
-use crate::core::scheme::GoalMetric;
+use crate::core::scheme::{GoalMetric, WmarkMetric};
 
 /// `quotas/goals/M/`; metric `user_input` by default (the kernel's zeroed allocation).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,18 +155,6 @@ impl Dir for QuotasDir {
     }
 }
 
-/// `enum damos_wmark_metric` words.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WmarkMetric {
-    None,
-    FreeMemRate,
-}
-
-pub const WMARK_METRICS: [(WmarkMetric, &str); 2] = [
-    (WmarkMetric::None, "none"),
-    (WmarkMetric::FreeMemRate, "free_mem_rate"),
-];
-
 /// `schemes/N/watermarks/`; metric `none` (always active) by default.
 pub struct WatermarksDir {
     pub metric: WmarkMetric,
@@ -196,7 +184,7 @@ impl Dir for WatermarksDir {
     }
     fn show(&self, name: &str) -> String {
         match name {
-            "metric" => line(keyword(self.metric, &WMARK_METRICS)),
+            "metric" => line(self.metric.as_str()),
             "interval_us" => line(self.interval_us),
             "high" => line(self.high),
             "mid" => line(self.mid),
@@ -205,7 +193,7 @@ impl Dir for WatermarksDir {
     }
     fn store(&mut self, name: &str, input: &[u8]) -> Result<(), AdminError> {
         if name == "metric" {
-            self.metric = store_keyword(name, input, &WMARK_METRICS)?;
+            self.metric = store_keyword(name, input, WmarkMetric::NAMES)?;
             return Ok(());
         }
         let v = store_ul(name, input, OnError::Einval)?;

@@ -256,7 +256,6 @@ fn on_validates_the_staged_files() {
             "migrate_cold",
             vec![(format!("{S}/action"), "migrate_cold")],
         ),
-        ("filter", vec![(format!("{S}/ops_filters/nr_filters"), "1")]),
         (
             "no context",
             vec![(format!("{K}/contexts/nr_contexts"), "0")],
@@ -601,5 +600,114 @@ fn no_spurious_busy_from_ticks_and_readers() {
     assert_eq!(
         failures, 0,
         "writes failed while only readers and ticks ran"
+    );
+}
+
+/// Filters the kernel cannot set up make `on` fail with ENOMEM (`damon_sysfs_add_scheme_filters()`),
+/// and change nothing.
+#[test]
+fn bad_filters_fail_with_enomem() {
+    let me = std::process::id() as i32;
+    let cases: Vec<(&str, Vec<(String, &str)>)> = vec![
+        (
+            "addr end before start",
+            vec![
+                (format!("{S}/core_filters/nr_filters"), "1"),
+                (format!("{S}/core_filters/0/type"), "addr"),
+                (format!("{S}/core_filters/0/addr_start"), "0x2000"),
+                (format!("{S}/core_filters/0/addr_end"), "0x1000"),
+            ],
+        ),
+        (
+            "hugepage_size min above max",
+            vec![
+                (format!("{S}/ops_filters/nr_filters"), "1"),
+                (format!("{S}/ops_filters/0/type"), "hugepage_size"),
+                (format!("{S}/ops_filters/0/min"), "4096"),
+                (format!("{S}/ops_filters/0/max"), "4095"),
+            ],
+        ),
+        (
+            "memcg that does not exist",
+            vec![
+                (format!("{S}/filters/nr_filters"), "1"),
+                (format!("{S}/filters/0/type"), "memcg"),
+                (format!("{S}/filters/0/memcg_path"), "/no/such/memcg"),
+            ],
+        ),
+    ];
+    for (what, writes) in cases {
+        let (mut t, fake) = staged(me);
+        for (path, value) in &writes {
+            set(&mut t, path, value);
+        }
+        assert_eq!(state_errno(&mut t, "on"), libc::ENOMEM, "{what}");
+        assert_eq!(read(&t, &format!("{K}/state")), "off\n", "{what}");
+        assert!(fake.started().is_empty(), "{what}");
+    }
+}
+
+/// Watermarks and filters reach the kdamond's scheme, filters by layer in the kernel's order
+/// (`core_filters/`, `ops_filters/`, then `filters/`).
+#[test]
+fn watermarks_and_filters_are_passed_on() {
+    use crate::core::scheme::{Filter, FilterKind, Watermarks, WmarkMetric};
+    let me = std::process::id() as i32;
+    let (mut t, fake) = staged(me);
+    for (path, value) in [
+        ("watermarks/metric", "free_mem_rate"),
+        ("watermarks/interval_us", "5000000"),
+        ("watermarks/high", "600"),
+        ("watermarks/mid", "500"),
+        ("watermarks/low", "50"),
+        ("filters/nr_filters", "1"),
+        ("filters/0/type", "target"),
+        ("filters/0/matching", "Y"),
+        ("filters/0/damon_target_idx", "0"),
+        ("core_filters/nr_filters", "1"),
+        ("core_filters/0/type", "addr"),
+        ("core_filters/0/addr_start", "0x1fff"),
+        ("core_filters/0/addr_end", "0x5000"),
+        ("core_filters/0/allow", "Y"),
+        ("ops_filters/nr_filters", "1"),
+        ("ops_filters/0/type", "anon"),
+        ("ops_filters/0/matching", "N"),
+    ] {
+        set(&mut t, &format!("{S}/{path}"), value);
+    }
+    state(&mut t, "on").unwrap();
+    let scheme = &fake.started()[0].1.contexts[0].schemes[0];
+    assert_eq!(
+        scheme.wmarks,
+        Watermarks {
+            metric: WmarkMetric::FreeMemRate,
+            interval_us: 5_000_000,
+            high: 600,
+            mid: 500,
+            low: 50,
+        }
+    );
+    assert_eq!(
+        scheme.core_filters,
+        vec![
+            Filter {
+                kind: FilterKind::Addr(AddrRange::new(0x1000, 0x5000)),
+                matching: false,
+                allow: true,
+            },
+            Filter {
+                kind: FilterKind::Target(0),
+                matching: true,
+                allow: false,
+            },
+        ]
+    );
+    assert_eq!(
+        scheme.ops_filters,
+        vec![Filter {
+            kind: FilterKind::Anon,
+            matching: false,
+            allow: false,
+        }]
     );
 }

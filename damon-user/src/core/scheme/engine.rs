@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::quota::{QuotaState, cold_score, hot_score};
-use super::{Action, QuotaGoal, Scheme, SchemeStats, TriedRegion};
+use super::{Action, FilterKind, QuotaGoal, Scheme, SchemeStats, TriedRegion, WmarkMetric, wmark};
 use crate::core::target::Target;
 use crate::core::{AddrRange, Attrs, Operations, PAGE_SIZE, Pid, Region, region::align_down};
 
@@ -22,6 +22,8 @@ pub(crate) struct SchemeRun {
     pending: Option<Pending>,
     /// Where each queued region starts (kept between passes for its capacity).
     pending_starts: Vec<u64>,
+    /// Whether the watermarks let the scheme run (`wmarks.activated`).
+    active: bool,
 }
 
 /// Adjacent admitted regions, acted on as one range. The kernel advises region by region,
@@ -64,11 +66,17 @@ impl SchemeRun {
             walk: Walk::Off,
             pending: None,
             pending_starts: Vec::new(),
+            active: true,
         }
     }
 
     pub fn is_due(&self, passed: u64) -> bool {
         passed >= self.next_apply_sample
+    }
+
+    /// Checks the watermarks: how long to wait before the next check (0: active).
+    pub fn wmark_wait_us(&mut self, metric: &mut dyn FnMut(WmarkMetric) -> u64) -> u64 {
+        wmark::wait_us(&self.scheme.wmarks, &mut self.active, metric)
     }
 
     /// New attributes restart every apply timer (`damon_set_attrs()`).
@@ -86,6 +94,8 @@ impl SchemeRun {
     pub fn recommit(&mut self, scheme: Scheme, passed: u64, attrs: &Attrs) {
         let timer_changed = scheme.apply_interval_us != self.scheme.apply_interval_us;
         self.scheme = scheme;
+        // A committed scheme starts active, as a new one.
+        self.active = true;
         if timer_changed {
             self.restart_timer(passed, attrs);
         }
@@ -123,6 +133,38 @@ impl SchemeRun {
                 Vec::new()
             }
         }
+    }
+
+    /// The core layer of `damos_filter_out()`: whether the core filters keep region `ri` of
+    /// target `t_idx` out. The first filter that matches decides; when none does, the default
+    /// is to keep out if the last filter allows (only without ops filters). An `addr` filter
+    /// splits a region that straddles its bound, judging the left piece.
+    fn core_filtered_out(&mut self, t_idx: usize, t: &mut Target, ri: usize) -> bool {
+        let filters = &self.scheme.core_filters;
+        for f in filters {
+            let has_type = match f.kind {
+                FilterKind::Target(idx) => idx == t_idx,
+                FilterKind::Addr(range) => {
+                    let r = t.regions[ri];
+                    if range.start <= r.start && r.end <= range.end {
+                        true
+                    } else if r.end <= range.start || range.end <= r.start {
+                        false
+                    } else if r.start < range.start {
+                        split_at(t, ri, range.start);
+                        false
+                    } else {
+                        split_at(t, ri, range.end);
+                        true
+                    }
+                }
+                _ => continue,
+            };
+            if has_type == f.matching {
+                return !f.allow;
+            }
+        }
+        self.scheme.ops_filters.is_empty() && filters.last().is_some_and(|f| f.allow)
     }
 
     /// Queues an admitted region for the action, first acting on what is queued unless the
@@ -171,6 +213,10 @@ impl SchemeRun {
             }
         }
         self.quota.total_charged_ns += t0.elapsed().as_nanos() as u64;
+    }
+
+    pub fn cancel_walk(&mut self) {
+        self.walk = Walk::Off;
     }
 
     pub fn walk_pending(&self) -> bool {
@@ -273,8 +319,9 @@ pub(in crate::core) fn apply_schemes(
     now_ns: u64,
     ops: &mut dyn Operations,
 ) {
-    // Whether a scheme is due cannot change before the timers restart at the end.
-    for run in runs.iter_mut().filter(|r| r.is_due(passed)) {
+    // Whether a scheme is due cannot change before the timers restart at the end; an
+    // inactive one is skipped, but its timer restarts.
+    for run in runs.iter_mut().filter(|r| r.is_due(passed) && r.active) {
         run.quota
             .adjust(&mut run.scheme.quotas, now_ns, &mut run.stats.qt_exceeds);
         if run.quota.esz != 0 {
@@ -287,7 +334,7 @@ pub(in crate::core) fn apply_schemes(
             // The next region is the one after `ri` now: pieces split off during this
             // region's turn are not visited again in this pass.
             let after = t.regions.len() - ri - 1;
-            for run in runs.iter_mut().filter(|r| r.is_due(passed)) {
+            for run in runs.iter_mut().filter(|r| r.is_due(passed) && r.active) {
                 apply_one(run, t_idx, t, &mut ri, attrs, ops);
             }
             ri = t.regions.len() - after;
@@ -339,6 +386,9 @@ fn apply_one(
             return;
         }
         split_at(t, *ri, r.start + sz);
+    }
+    if run.core_filtered_out(t_idx, t, *ri) {
+        return;
     }
     let r = t.regions[*ri];
     if run.scheme.action != Action::Stat {

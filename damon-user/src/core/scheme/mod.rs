@@ -9,7 +9,9 @@ use std::str::FromStr;
 use super::region::{AddrRange, Region};
 
 mod engine;
+pub mod memcg;
 mod quota;
+pub(crate) mod wmark;
 
 pub(crate) use engine::SchemeRun;
 pub(in crate::core) use engine::{any_due, apply_schemes};
@@ -162,6 +164,105 @@ pub struct Quotas {
     pub goals: Vec<QuotaGoal>,
 }
 
+keywords! {
+    /// What a scheme's watermarks measure (`enum damos_wmark_metric`).
+    WmarkMetric ("watermark metric") {
+        /// Always active.
+        None = "none",
+        /// Free memory in per-mille of all memory (`MemFree * 1000 / MemTotal`).
+        FreeMemRate = "free_mem_rate",
+    }
+}
+
+/// When a scheme is active (`struct damos_watermarks`): with a metric, between `low` and
+/// `high`, activated only once the metric falls below `mid`; checked every sample, and every
+/// `interval_us` while all schemes of the context are inactive (which pauses monitoring).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watermarks {
+    pub metric: WmarkMetric,
+    pub interval_us: u64,
+    pub high: u64,
+    pub mid: u64,
+    pub low: u64,
+}
+
+impl Default for Watermarks {
+    fn default() -> Self {
+        Watermarks {
+            metric: WmarkMetric::None,
+            interval_us: 0,
+            high: 0,
+            mid: 0,
+            low: 0,
+        }
+    }
+}
+
+keywords! {
+    /// What a DAMOS filter looks at (`enum damos_filter_type`, 6.18).
+    FilterType ("filter type") {
+        Anon = "anon",
+        Active = "active",
+        Memcg = "memcg",
+        Young = "young",
+        HugepageSize = "hugepage_size",
+        Unmapped = "unmapped",
+        Addr = "addr",
+        Target = "target",
+    }
+}
+
+impl FilterType {
+    /// Types DAMON's core evaluates on whole regions (`addr`, `target`); the others are
+    /// evaluated by the operations set on each folio.
+    pub fn is_core(self) -> bool {
+        matches!(self, FilterType::Addr | FilterType::Target)
+    }
+}
+
+/// A filter's type with its argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilterKind {
+    Anon,
+    Active,
+    /// Pages charged to the memory cgroup with this id (the cgroup directory's inode number).
+    Memcg {
+        id: u64,
+    },
+    Young,
+    /// Folios of `min..=max` bytes.
+    HugepageSize(Bounds),
+    Unmapped,
+    /// Addresses in `[start, end)`, both aligned down to a page.
+    Addr(AddrRange),
+    /// The target at this index of the context.
+    Target(usize),
+}
+
+impl FilterKind {
+    pub fn filter_type(&self) -> FilterType {
+        match self {
+            FilterKind::Anon => FilterType::Anon,
+            FilterKind::Active => FilterType::Active,
+            FilterKind::Memcg { .. } => FilterType::Memcg,
+            FilterKind::Young => FilterType::Young,
+            FilterKind::HugepageSize(_) => FilterType::HugepageSize,
+            FilterKind::Unmapped => FilterType::Unmapped,
+            FilterKind::Addr(_) => FilterType::Addr,
+            FilterKind::Target(_) => FilterType::Target,
+        }
+    }
+}
+
+/// One DAMOS filter (`struct damos_filter`): memory that has the type (`matching`) or has not
+/// (`!matching`) is let through (`allow`) or kept out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filter {
+    pub kind: FilterKind,
+    pub matching: bool,
+    pub allow: bool,
+}
+
 /// One scheme (`struct damos`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scheme {
@@ -170,6 +271,28 @@ pub struct Scheme {
     pub quotas: Quotas,
     /// How often the scheme is applied, in microseconds; 0: every aggregation interval.
     pub apply_interval_us: u64,
+    pub wmarks: Watermarks,
+    /// Filters on regions (`addr`, `target`), in evaluation order.
+    pub core_filters: Vec<Filter>,
+    /// Filters on folios, in evaluation order. Like the kernel's vaddr, only `stat` evaluates
+    /// them (into `sz_ops_filter_passed`); the madvise actions act on whole ranges.
+    pub ops_filters: Vec<Filter>,
+}
+
+impl Scheme {
+    /// A scheme doing `action` to the regions `pattern` selects, with no quota, watermark or
+    /// filter, applied every aggregation interval.
+    pub fn new(action: Action, pattern: AccessPattern) -> Self {
+        Scheme {
+            action,
+            pattern,
+            quotas: Quotas::default(),
+            apply_interval_us: 0,
+            wmarks: Watermarks::default(),
+            core_filters: Vec::new(),
+            ops_filters: Vec::new(),
+        }
+    }
 }
 
 /// A region a scheme's access pattern selected, as the kernel reports it in
