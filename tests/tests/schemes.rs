@@ -203,3 +203,50 @@ fn a_size_quota_of_10_mib_per_second_paces_pageout() {
     // Counted when the next window opens; the first window may not have been used up.
     assert!(stats.qt_exceeds as usize >= steps.len() - 2, "{stats:?}");
 }
+
+/// `stat` with folio filters counts the bytes of the folios they let through: a mapped
+/// file is page cache, not anonymous memory.
+#[test]
+#[ignore = "needs root"]
+fn stat_counts_the_folios_its_filters_let_through() {
+    use damon_user::core::scheme::{Filter, FilterKind};
+    let mut w = FileWorkload::start();
+    let (hot, cold) = w.resident();
+    let anon = |allow| Filter {
+        kind: FilterKind::Anon,
+        matching: true,
+        allow,
+    };
+    let stat = |filters| Scheme {
+        ops_filters: filters,
+        ..Scheme::new(
+            Action::Stat,
+            AccessPattern {
+                sz: Bounds::ANY,
+                nr_accesses: Bounds::ANY,
+                age: Bounds::ANY,
+            },
+        )
+    };
+    let (kd, _rx) = start(&w, stat(vec![anon(false)]));
+    kd.set_schemes(vec![stat(vec![anon(false)]), stat(vec![anon(true)])])
+        .expect("schemes");
+    let walked = kd.walk_schemes().expect("walk");
+    let passed = |i: usize| -> u64 { walked[i].iter().map(|r| r.sz_filter_passed).sum() };
+    println!(
+        "stat over a mapped file: {} MiB not anon, {} MiB anon; resident {} MiB",
+        passed(0) / MIB,
+        passed(1) / MIB,
+        (hot + cold) / MIB
+    );
+    assert!(
+        passed(0) >= (hot + cold) * 9 / 10,
+        "{} of {}",
+        passed(0),
+        hot + cold
+    );
+    assert_eq!(passed(1), 0);
+    let stats = kd.schemes_now().expect("stats").stats;
+    assert!(stats[0].sz_ops_filter_passed >= passed(0), "{stats:?}");
+    assert_eq!(stats[1].sz_ops_filter_passed, 0);
+}

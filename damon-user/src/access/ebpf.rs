@@ -15,7 +15,7 @@
 //! of accessed. A fault on the sampled page (or anywhere in its region, with
 //! [`FaultScope::Region`]) while the sample is in flight counts as an access.
 use crate::core::Pid;
-use crate::core::scheme::Action;
+use crate::core::scheme::{Action, Filter};
 use std::{collections::HashMap, os::fd::AsRawFd, os::fd::OwnedFd};
 
 use damon_common::{
@@ -451,6 +451,23 @@ impl Operations for EbpfOps {
             }
         }
         range.size()
+    }
+
+    fn filter_passed(
+        &mut self,
+        pid: Pid,
+        range: AddrRange,
+        filters: &[Filter],
+        core_allowed: bool,
+    ) -> u64 {
+        match self.targets.get(&pid) {
+            Some(t) if !matches!(t.state, TargetState::NoMm | TargetState::Reaped) => {}
+            _ => return 0,
+        }
+        super::folios::filter_passed(pid, range, filters, core_allowed).unwrap_or_else(|e| {
+            log::debug!("DAMOS stat filters on process {pid} {range}: {e}");
+            0
+        })
     }
 
     fn cleanup(&mut self) {

@@ -2,6 +2,7 @@
 //! [`ebpf::EbpfOps`] implements the core's `Operations` with the
 //! eBPF page-table walk, `process_madvise(MADV_COLD)` as mkold, and page-fault attribution.
 pub mod ebpf;
+pub mod folios;
 pub mod mkold;
 
 pub use ebpf::{EbpfOps, EbpfOpsOptions, FaultScope};

@@ -174,6 +174,18 @@ fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
         return Err(format!("scheme {idx}: action {} is refused: {why}", s.action).into());
     }
     let (core_filters, ops_filters) = build_filters(idx, s)?;
+    // Only `stat` evaluates folio filters (as the kernel's vaddr); `young` would need the
+    // Accessed bits the monitor itself reads and clears.
+    if s.action == Action::Stat
+        && let Some(f) = ops_filters.iter().find(|f| f.kind == FilterKind::Young)
+    {
+        return Err(format!(
+            "scheme {idx}: a {} filter cannot be evaluated by stat in this build: reading \
+             whether a page is young would clear the bit the monitor samples",
+            f.kind.filter_type()
+        )
+        .into());
+    }
     let q = &s.quotas;
     let w = &s.watermarks;
     Ok(Scheme {

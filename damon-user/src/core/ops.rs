@@ -1,5 +1,5 @@
 //! The address-space side of monitoring: what the core asks of an access check.
-use super::scheme::Action;
+use super::scheme::{Action, Filter};
 use super::target::Pid;
 use std::error::Error;
 
@@ -233,6 +233,20 @@ pub trait Operations: Send + 'static {
     /// applied.
     fn apply_scheme(&mut self, pid: Pid, range: AddrRange, action: Action) -> u64 {
         let _ = (pid, range, action);
+        0
+    }
+
+    /// Bytes of the folios mapped in `range` of process `pid` that the folio filters let
+    /// through (`stat` with such filters: vaddr's `damos_va_stat()`); `core_allowed`: a core
+    /// filter allowed the region, so every folio passes. By default nothing is counted.
+    fn filter_passed(
+        &mut self,
+        pid: Pid,
+        range: AddrRange,
+        filters: &[Filter],
+        core_allowed: bool,
+    ) -> u64 {
+        let _ = (pid, range, filters, core_allowed);
         0
     }
 

@@ -148,9 +148,7 @@ impl TriedRegionsDir {
                     end: r.range.end,
                     nr_accesses: r.nr_accesses,
                     age: r.age,
-                    // Bytes that passed operations-layer filters; with none, the kernel's
-                    // stat action counts nothing here.
-                    sz_filter_passed: 0,
+                    sz_filter_passed: r.sz_filter_passed,
                 })
                 .collect(),
         }

@@ -257,6 +257,13 @@ fn on_validates_the_staged_files() {
             vec![(format!("{S}/action"), "migrate_cold")],
         ),
         (
+            "young filter on stat",
+            vec![
+                (format!("{S}/ops_filters/nr_filters"), "1"),
+                (format!("{S}/ops_filters/0/type"), "young"),
+            ],
+        ),
+        (
             "no context",
             vec![(format!("{K}/contexts/nr_contexts"), "0")],
         ),

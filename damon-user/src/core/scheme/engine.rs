@@ -24,6 +24,8 @@ pub(crate) struct SchemeRun {
     pending_starts: Vec<u64>,
     /// Whether the watermarks let the scheme run (`wmarks.activated`).
     active: bool,
+    /// A core filter allowed the region being judged (`core_filters_allowed`).
+    core_allowed: bool,
 }
 
 /// Adjacent admitted regions, acted on as one range. The kernel advises region by region,
@@ -67,6 +69,7 @@ impl SchemeRun {
             pending: None,
             pending_starts: Vec::new(),
             active: true,
+            core_allowed: false,
         }
     }
 
@@ -140,6 +143,7 @@ impl SchemeRun {
     /// is to keep out if the last filter allows (only without ops filters). An `addr` filter
     /// splits a region that straddles its bound, judging the left piece.
     fn core_filtered_out(&mut self, t_idx: usize, t: &mut Target, ri: usize) -> bool {
+        self.core_allowed = false;
         let filters = &self.scheme.core_filters;
         for f in filters {
             let has_type = match f.kind {
@@ -161,6 +165,7 @@ impl SchemeRun {
                 _ => continue,
             };
             if has_type == f.matching {
+                self.core_allowed = f.allow;
                 return !f.allow;
             }
         }
@@ -391,11 +396,19 @@ fn apply_one(
         return;
     }
     let r = t.regions[*ri];
+    let mut sz_filter_passed = 0;
     if run.scheme.action != Action::Stat {
         run.defer(t.pid, r.range(), ops);
+    } else if !run.scheme.ops_filters.is_empty() {
+        sz_filter_passed =
+            ops.filter_passed(t.pid, r.range(), &run.scheme.ops_filters, run.core_allowed);
+        run.stats.sz_ops_filter_passed += sz_filter_passed;
     }
     if let Walk::Pending(tried) = &mut run.walk {
-        tried.push(TriedRegion::from(&r));
+        tried.push(TriedRegion {
+            sz_filter_passed,
+            ..TriedRegion::from(&r)
+        });
     }
     run.quota.charged_sz += sz;
     if esz != 0 && run.quota.charged_sz >= esz {

@@ -303,6 +303,8 @@ pub struct TriedRegion {
     /// [`damos_nr_accesses`] of the region.
     pub nr_accesses: u32,
     pub age: u32,
+    /// Bytes of folios that passed the folio filters (`stat` with such filters; else 0).
+    pub sz_filter_passed: u64,
 }
 
 impl From<&Region> for TriedRegion {
@@ -311,6 +313,7 @@ impl From<&Region> for TriedRegion {
             range: r.range(),
             nr_accesses: damos_nr_accesses(r),
             age: r.age,
+            sz_filter_passed: 0,
         }
     }
 }
@@ -324,7 +327,7 @@ pub struct SchemeStats {
     /// Regions the action did something to, and the bytes it applied to.
     pub nr_applied: u64,
     pub sz_applied: u64,
-    /// Bytes that passed operations-layer filters (none are applied by this build: 0).
+    /// Bytes of folios that passed the folio filters (`stat` with such filters only).
     pub sz_ops_filter_passed: u64,
     /// Charge windows that ended with the quota used up.
     pub qt_exceeds: u64,
