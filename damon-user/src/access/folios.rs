@@ -224,10 +224,9 @@ mod tests {
             0
         );
         // The executable's text is file memory.
-        let text = AddrRange::new(
-            crate::core::region::align_down(filtered_out as usize as u64),
-            crate::core::region::align_down(filtered_out as usize as u64) + PAGE_SIZE,
-        );
+        let code =
+            crate::core::region::align_down(filtered_out as fn(_, _, _) -> _ as usize as u64);
+        let text = AddrRange::new(code, code + PAGE_SIZE);
         assert_eq!(
             filter_passed(me, text, &only_anon, false).expect("folios"),
             0
