@@ -247,6 +247,84 @@ fn damo_drives_the_tree_in_a_private_mount_namespace() {
     );
 }
 
+/// damo's proactive-reclaim command line against our tree: the scheme it writes starts, runs
+/// and shows its stats in `damo report damon`; `damo report access` still reports regions.
+/// Anonymous memory has no swap to go to here, so pageout applies (madvise succeeds) without
+/// reclaiming it; the scheme's stats are what is checked.
+#[test]
+#[ignore = "needs root and damo (DAMON_TEST_DAMO)"]
+fn damo_starts_a_pageout_scheme_and_reports_its_stats() {
+    let damo = damo();
+    let (w, _ready) =
+        Workload::start(&["hotcold", "--hot-mib", "8", "--cold-mib", "32"]).expect("workload");
+    let fs = FsServer::start().expect("damon fs");
+    let ns = AdminNamespace::new(fs.path());
+    let pid = w.pid().to_string();
+    ns.damo(
+        &damo,
+        &[
+            "start",
+            "--ops",
+            "vaddr",
+            "--target_pid",
+            &pid,
+            "--damos_action",
+            "pageout",
+            "--damos_access_rate",
+            "0%",
+            "0%",
+            "--damos_age",
+            "2s",
+            "max",
+        ],
+    );
+    let scheme = format!("{CTX}/schemes/0");
+    assert_eq!(
+        fs.read(&format!("{scheme}/action")).unwrap().trim(),
+        "pageout"
+    );
+    assert_eq!(
+        fs.read(&format!("{scheme}/access_pattern/age/min"))
+            .unwrap()
+            .trim(),
+        "20",
+        "2 s in 100 ms aggregations"
+    );
+    let mut report = String::new();
+    let waited = wait_until(
+        "damo report damon to show the scheme applied",
+        Duration::from_secs(20),
+        || {
+            report = ns.damo(&damo, &["report", "damon"]);
+            applied_bytes(&report).is_some_and(|b| b > 0)
+        },
+    );
+    assert!(waited.is_ok(), "damo report damon:\n{report}");
+    println!("damo report damon:\n{report}");
+    assert!(report.contains("pageout"), "{report}");
+    let access = ns.damo(&damo, &["report", "access"]);
+    assert!(access.contains("total size"), "{access}");
+    ns.damo(&damo, &["stop"]);
+    assert_eq!(fs.read("kdamonds/0/state").unwrap().trim(), "off");
+}
+
+/// The applied bytes of the first scheme in `damo report damon` (its `stats` line:
+/// `... tried ... applied N B ...` or with units); `None` without it.
+fn applied_bytes(report: &str) -> Option<u64> {
+    let line = report.lines().find(|l| l.contains("applied"))?;
+    let after = line.split("applied").nth(1)?;
+    let mut words = after.split_whitespace().skip_while(|w| w.ends_with(':'));
+    let number: f64 = words.next()?.trim_end_matches(',').parse().ok()?;
+    let unit = words.next().unwrap_or("B");
+    let scale = match unit.trim_end_matches(',') {
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => 1,
+    };
+    Some((number * scale as f64) as u64)
+}
+
 /// A private mount namespace, held by a process of its own, in which our tree is bind-mounted
 /// over the kernel's admin directory; commands run in it through `nsenter`. The real
 /// /sys/kernel/mm/damon is never touched, and the namespace and its mount go with the
