@@ -460,14 +460,17 @@ impl Operations for EbpfOps {
         filters: &[Filter],
         core_allowed: bool,
     ) -> u64 {
-        match self.targets.get(&pid) {
-            Some(t) if !matches!(t.state, TargetState::NoMm | TargetState::Reaped) => {}
+        let target = match self.targets.get(&pid) {
+            Some(t) if !matches!(t.state, TargetState::NoMm | TargetState::Reaped) => t,
             _ => return 0,
-        }
-        super::folios::filter_passed(pid, range, filters, core_allowed).unwrap_or_else(|e| {
-            log::debug!("DAMOS stat filters on process {pid} {range}: {e}");
-            0
-        })
+        };
+        let alive = || !sys::pidfd_exited(&target.pidfd);
+        super::folios::filter_passed(pid, range, filters, core_allowed, &alive).unwrap_or_else(
+            |e| {
+                log::debug!("DAMOS stat filters on process {pid} {range}: {e}");
+                0
+            },
+        )
     }
 
     fn cleanup(&mut self) {

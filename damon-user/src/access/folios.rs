@@ -33,15 +33,19 @@ pub struct FolioInfo {
 /// Bytes of the folios mapped in `range` of `pid` that `filters` let through; a folio is
 /// counted once, whole, however much of it the range maps (`damos_va_stat()`).
 /// `core_allowed`: a core filter explicitly allowed the region, so every folio passes.
+/// `alive` tells whether the monitored process still runs (through its pidfd): asked once
+/// `/proc/PID/pagemap` is open, so that the file read is that process's, never one that
+/// reused its pid (which can only happen after it exited).
 pub fn filter_passed(
     pid: Pid,
     range: AddrRange,
     filters: &[Filter],
     core_allowed: bool,
+    alive: &dyn Fn() -> bool,
 ) -> io::Result<u64> {
     let default_reject = filters.last().is_some_and(|f| f.allow);
     let mut passed = 0;
-    for_each_folio(pid, range, |folio| {
+    for_each_folio(pid, range, alive, |folio| {
         if core_allowed || !filtered_out(&folio, filters, default_reject) {
             passed += folio.bytes;
         }
@@ -75,9 +79,16 @@ fn filtered_out(folio: &FolioInfo, filters: &[Filter], default_reject: bool) -> 
 pub fn for_each_folio(
     pid: Pid,
     range: AddrRange,
+    alive: &dyn Fn() -> bool,
     mut each: impl FnMut(FolioInfo),
 ) -> io::Result<()> {
     let pagemap = File::open(format!("/proc/{}/pagemap", pid.0))?;
+    if !alive() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("process {pid} exited"),
+        ));
+    }
     let kflags = File::open("/proc/kpageflags")?;
     let kcgroup = File::open("/proc/kpagecgroup").ok();
     let read_u64 = |f: &File, index: u64| -> io::Result<u64> {
@@ -215,12 +226,12 @@ mod tests {
             crate::core::region::align_down(start + anon.len() as u64),
         );
         let only_anon = [filter(FilterKind::Anon, true, true)];
-        let passed = filter_passed(me, range, &only_anon, false).expect("folios");
+        let passed = filter_passed(me, range, &only_anon, false, &|| true).expect("folios");
         // Whole folios count, so a large one at an end may reach past the range.
         assert!(passed >= range.size(), "{passed} of {}", range.size());
         let no_anon = [filter(FilterKind::Anon, true, false)];
         assert_eq!(
-            filter_passed(me, range, &no_anon, false).expect("folios"),
+            filter_passed(me, range, &no_anon, false, &|| true).expect("folios"),
             0
         );
         // The executable's text is file memory.
@@ -228,10 +239,10 @@ mod tests {
             crate::core::region::align_down(filtered_out as fn(_, _, _) -> _ as usize as u64);
         let text = AddrRange::new(code, code + PAGE_SIZE);
         assert_eq!(
-            filter_passed(me, text, &only_anon, false).expect("folios"),
+            filter_passed(me, text, &only_anon, false, &|| true).expect("folios"),
             0
         );
-        assert!(filter_passed(me, text, &no_anon, false).expect("folios") >= PAGE_SIZE);
+        assert!(filter_passed(me, text, &no_anon, false, &|| true).expect("folios") >= PAGE_SIZE);
         std::hint::black_box(&anon);
     }
 }
