@@ -342,9 +342,7 @@ fn dropping_the_handle_stops_the_thread() {
 /// A scheme whose watermarks keep it inactive: the free memory rate (per mille) is never
 /// above 1000, so `low` 1000 keeps it out unless all memory is free.
 fn never_active() -> damon_user::core::scheme::Scheme {
-    use damon_user::core::scheme::{
-        AccessPattern, Action, Bounds, Scheme, Watermarks, WmarkMetric,
-    };
+    use damon_user::core::scheme::{AccessPattern, Action, Scheme, Watermarks, WmarkMetric};
     Scheme {
         wmarks: Watermarks {
             metric: WmarkMetric::FreeMemRate,
@@ -353,14 +351,7 @@ fn never_active() -> damon_user::core::scheme::Scheme {
             mid: 1000,
             low: 1000,
         },
-        ..Scheme::new(
-            Action::Stat,
-            AccessPattern {
-                sz: Bounds::ANY,
-                nr_accesses: Bounds::ANY,
-                age: Bounds::ANY,
-            },
-        )
+        ..Scheme::new(Action::Stat, AccessPattern::ANY)
     }
 }
 

@@ -36,14 +36,7 @@ fn context(sim: &SimMemory) -> MonitorContext {
 }
 
 fn any_region(action: Action) -> Scheme {
-    Scheme::new(
-        action,
-        AccessPattern {
-            sz: Bounds::ANY,
-            nr_accesses: Bounds::ANY,
-            age: Bounds::ANY,
-        },
-    )
+    Scheme::new(action, AccessPattern::ANY)
 }
 
 /// Runs `samples` samples from sample `from`; returns the sample count reached.

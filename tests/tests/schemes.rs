@@ -219,14 +219,7 @@ fn stat_counts_the_folios_its_filters_let_through() {
     };
     let stat = |filters| Scheme {
         ops_filters: filters,
-        ..Scheme::new(
-            Action::Stat,
-            AccessPattern {
-                sz: Bounds::ANY,
-                nr_accesses: Bounds::ANY,
-                age: Bounds::ANY,
-            },
-        )
+        ..Scheme::new(Action::Stat, AccessPattern::ANY)
     };
     let (kd, _rx) = start(&w, stat(vec![anon(false)]));
     kd.set_schemes(vec![stat(vec![anon(false)]), stat(vec![anon(true)])])

@@ -46,6 +46,13 @@ pub struct AccessPattern {
 }
 
 impl AccessPattern {
+    /// Every region.
+    pub const ANY: AccessPattern = AccessPattern {
+        sz: Bounds::ANY,
+        nr_accesses: Bounds::ANY,
+        age: Bounds::ANY,
+    };
+
     /// Whether the pattern selects `r` (the kernel's `__damos_valid_target()`): every bound
     /// inclusive, `nr_accesses` taken from the moving average as `nr_accesses_bp / 10000`.
     pub fn matches(&self, r: &Region) -> bool {
