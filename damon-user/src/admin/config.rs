@@ -7,7 +7,7 @@ use super::backend::ContextConfig;
 use super::dirs::context::{ContextDir, RegionDir};
 use super::dirs::scheme::SchemeDir;
 use super::node::UlRangeDir;
-use crate::core::scheme::{AccessPattern, Action, Bounds, QuotaGoal, Quotas, Scheme};
+use crate::core::scheme::{AccessPattern, Bounds, QuotaGoal, Quotas, Scheme, check_scheme};
 use crate::core::{AddrRange, Attrs, ContextSpec, IntervalsGoal, Pid, TargetSpec};
 
 /// Why a context cannot be started; becomes [`super::AdminError::InvalidConfig`] (EINVAL).
@@ -137,22 +137,8 @@ fn bounds(r: UlRangeDir) -> Bounds {
 }
 
 fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
-    if let Some(why) = unsupported_action(s.action) {
-        return Err(format!(
-            "scheme {idx}: action {} is refused: {why}",
-            s.action
-        ));
-    }
-    let has_filters = [&s.core_filters, &s.ops_filters, &s.filters]
-        .iter()
-        .any(|dir| !dir.items.is_empty());
-    if has_filters {
-        return Err(format!(
-            "scheme {idx}: DAMOS filters cannot be applied by this build yet"
-        ));
-    }
     let q = &s.quotas;
-    Ok(Scheme {
+    let scheme = Scheme {
         action: s.action,
         pattern: AccessPattern {
             sz: bounds(s.access_pattern.sz),
@@ -169,21 +155,17 @@ fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
             goals: goals_of(s),
         },
         apply_interval_us: s.apply_interval_us,
-    })
-}
-
-/// Why this build cannot carry out `action` on another process; `None` when it can.
-pub fn unsupported_action(action: Action) -> Option<&'static str> {
-    match action {
-        Action::Hugepage | Action::Nohugepage => {
-            Some("process_madvise cannot apply MADV_HUGEPAGE or MADV_NOHUGEPAGE to another process")
-        }
-        Action::LruPrio => Some("no interface raises the LRU priority of another process's pages"),
-        Action::MigrateHot | Action::MigrateCold => {
-            Some("migrating pages between NUMA nodes is not supported by this build")
-        }
-        _ => None,
+    };
+    check_scheme(&scheme).map_err(|why| format!("scheme {idx}: {why}"))?;
+    let has_filters = [&s.core_filters, &s.ops_filters, &s.filters]
+        .iter()
+        .any(|dir| !dir.items.is_empty());
+    if has_filters {
+        return Err(format!(
+            "scheme {idx}: DAMOS filters cannot be applied by this build yet"
+        ));
     }
+    Ok(scheme)
 }
 
 /// The quota goals of a staged scheme; the kernel drops goals without a target
