@@ -12,8 +12,8 @@ use super::{
     StopSignals,
     session::{Event, MonitorArgs, Session},
 };
-use crate::core::KdamondExit;
-use crate::record::{Journal, RecordFormat, finish_file};
+use crate::core::{KdamondExit, kdamond::monotonic_ns, scheme::SchemeStats};
+use crate::record::{Journal, RecordFormat, RecordScheme, finish_file};
 
 #[derive(Debug, ClapArgs)]
 #[command(
@@ -59,6 +59,28 @@ fn say(args: std::fmt::Arguments) {
     let _ = err.flush();
 }
 
+/// The scheme stats last appended to the journal, so that unchanged stats are not appended
+/// again.
+#[derive(Default)]
+struct SchemesSaved(Option<Vec<SchemeStats>>);
+
+impl SchemesSaved {
+    /// Appends the schemes' stats when they changed since the last append.
+    fn push(&mut self, session: &mut Session, journal: &mut Journal) -> Result<()> {
+        let Some(stats) = session.scheme_stats() else {
+            return Ok(());
+        };
+        if self.0.as_deref() == Some(stats) {
+            return Ok(());
+        }
+        let stats = stats.to_vec();
+        let schemes = RecordScheme::all(&session.schemes, &stats, monotonic_ns());
+        journal.push_schemes(0, 0, schemes)?;
+        self.0 = Some(stats);
+        Ok(())
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     if let Some(journal) = &args.finish {
         if !args.monitor.pids.is_empty() || !args.monitor.command.is_empty() {
@@ -88,7 +110,13 @@ pub fn run(args: Args) -> Result<()> {
     let signals = StopSignals::install().context("installing SIGINT/SIGTERM/SIGHUP handlers")?;
     let mut session = Session::start(&args.monitor)?;
     let out = &args.output;
-    let mut journal = Journal::create(out, args.format.unwrap_or_default())?;
+    let format = args.format.unwrap_or_default();
+    let mut journal = if session.schemes.is_empty() {
+        Journal::create(out, format)?
+    } else {
+        Journal::create_with_schemes(out, format)?
+    };
+    let mut schemes_saved = SchemesSaved::default();
     say(format_args!(
         "Recording process {} into {}... Hit Ctrl-C to end.\n",
         session
@@ -116,6 +144,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         // Appending costs the same at any length of the recording: flush on time.
         if last_flush.elapsed() >= flush_every {
+            schemes_saved.push(&mut session, &mut journal)?;
             journal.flush()?;
             last_flush = Instant::now();
         }
@@ -136,6 +165,8 @@ pub fn run(args: Args) -> Result<()> {
         }
     });
     queued?;
+    // The final stats, read by finish() before it stopped the kdamond.
+    schemes_saved.push(&mut session, &mut journal)?;
     let nr_snapshots = journal.nr_snapshots();
     journal.finish().with_context(|| {
         format!(
