@@ -29,6 +29,9 @@ pub struct SchemeArgs {
     pub damos_quotas: Vec<Vec<String>>,
     pub damos_quota_goal: Vec<Vec<String>>,
     pub damos_nr_quota_goals: Vec<Vec<String>>,
+    /// Where each occurrence of each per-scheme option stood on the command line: the option,
+    /// and the index of its first value.
+    pub positions: Vec<(&'static str, Vec<usize>)>,
 }
 
 /// One `--damos-*` option: its id (damo's spelling, also an alias), its long name, how many values each
@@ -94,16 +97,9 @@ every aggregation interval).",
         long: "damos-quotas",
         min: 1,
         max: 6,
-        names: &[
-            "TIME_MS",
-            "SIZE",
-            "RESET_INTERVAL",
-            "WEIGHT_SZ",
-            "WEIGHT_NR_ACCESSES",
-            "WEIGHT_AGE",
-        ],
-        help: "A scheme's quotas: time (ms) and size (10M) it may use per reset interval (ms, \
-or 1s), and the weights (permil, or 50%) of size, access rate and age that rank regions under \
+        names: &["QUOTA"],
+        help: "A scheme's quotas, TIME_MS [SIZE [RESET_INTERVAL [WEIGHT_SZ WEIGHT_NR_ACCESSES \
+WEIGHT_AGE]]]: time (ms) and size (10M) it may use per reset interval (ms, or 1s), and the weights (permil, or 50%) of size, access rate and age that rank regions under \
 the quota. Values left out: 0 (no limit), 0, max (never resets), 0 0 0, as damo's.",
     },
     OptionSpec {
@@ -111,9 +107,9 @@ the quota. Values left out: 0 (no limit), 0, max (never resets), 0 0 0, as damo'
         long: "damos-quota-goal",
         min: 2,
         max: 3,
-        names: &["METRIC", "TARGET", "CURRENT_OR_NID"],
-        help: "A goal the size quota is tuned towards: METRIC TARGET, then for user_input the \
-current value, for node_mem_used_bp and node_mem_free_bp the node id. Metrics: user_input, \
+        names: &["METRIC", "TARGET", "EXTRA"],
+        help: "A goal the size quota is tuned towards: METRIC TARGET, then as EXTRA for user_input \
+the current value, for node_mem_used_bp and node_mem_free_bp the node id. Metrics: user_input, \
 some_mem_psi_us (target: a time), node_mem_used_bp, node_mem_free_bp (target: basis points or \
 40%). Needs --damos-quotas with a reset interval.",
     },
@@ -178,7 +174,22 @@ impl clap::FromArgMatches for SchemeArgs {
     }
 
     fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.positions.clear();
         for o in &OPTIONS {
+            // Indices of all values in order; each occurrence's first is where it stood.
+            let mut indices = matches.indices_of(o.id).into_iter().flatten();
+            let starts: Vec<usize> = matches
+                .get_occurrences::<String>(o.id)
+                .into_iter()
+                .flatten()
+                .filter_map(|vals| {
+                    let n = vals.count();
+                    let first = indices.next();
+                    indices.by_ref().take(n.saturating_sub(1)).for_each(drop);
+                    first
+                })
+                .collect();
+            self.positions.push((o.id, starts));
             let occurrences = matches
                 .get_occurrences::<String>(o.id)
                 .map(|occ| occ.map(|vals| vals.cloned().collect()).collect())
@@ -209,6 +220,40 @@ impl SchemeArgs {
             && self.damos_quotas.is_empty()
             && self.damos_quota_goal.is_empty()
             && self.damos_nr_quota_goals.is_empty()
+    }
+
+    /// A sentence for each per-scheme option that follows the `--damos-action` of another
+    /// scheme than its own: as in damo, the Nth occurrence of an option belongs to the Nth
+    /// scheme wherever it stands, which surprises a reader who expects it to belong to the
+    /// action before it.
+    pub fn misplaced(&self) -> Vec<String> {
+        let actions = self
+            .positions
+            .iter()
+            .find(|(id, _)| *id == "damos_action")
+            .map_or(&[][..], |(_, p)| p.as_slice());
+        let mut out = Vec::new();
+        for (id, starts) in &self.positions {
+            if matches!(
+                *id,
+                "damos_action" | "damos_quota_goal" | "damos_nr_quota_goals"
+            ) {
+                continue;
+            }
+            for (n, &at) in starts.iter().enumerate() {
+                let follows = actions.iter().rposition(|&a| a < at);
+                if let Some(after) = follows.filter(|&after| after != n) {
+                    let long = id.replace('_', "-");
+                    out.push(format!(
+                        "--{long} number {} follows the --damos-action of scheme {after} but \
+                         belongs to scheme {n}: as in damo, the Nth --{long} belongs to the Nth \
+                         scheme",
+                        n + 1
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// The schemes asked for, checked for what this build can do. Every error names the
@@ -555,7 +600,7 @@ fn parse_goal(g: &[String]) -> Result<QuotaGoal> {
     let (metric_s, target_s, extra) = match g {
         [m, t] => (m, t, None),
         [m, t, e] => (m, t, Some(e)),
-        _ => bail!("--damos-quota-goal takes METRIC TARGET [CURRENT_OR_NID]"),
+        _ => bail!("--damos-quota-goal takes METRIC TARGET [CURRENT | NID]"),
     };
     let metric: GoalMetric = metric_s.parse().map_err(|e| {
         anyhow!(
@@ -839,6 +884,48 @@ mod tests {
         wrong.extend(["--damos-nr-quota-goals", "1", "2"]);
         let e = err(&wrong);
         assert!(e.contains("adds up to 3, but 2"), "{e}");
+    }
+
+    #[test]
+    fn says_when_an_option_follows_another_schemes_action() {
+        let cli = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once(&"damon").chain(args))
+                .unwrap()
+                .args
+        };
+        let in_order = cli(&[
+            "--damos-action",
+            "stat",
+            "--damos-age",
+            "1s",
+            "max",
+            "--damos-action",
+            "cold",
+            "--damos-age",
+            "2s",
+            "max",
+        ]);
+        assert_eq!(in_order.misplaced(), Vec::<String>::new());
+        let skipped = cli(&[
+            "--damos-action",
+            "stat",
+            "--damos-action",
+            "cold",
+            "--damos-sz-region",
+            "1E",
+            "max",
+        ]);
+        assert_eq!(
+            skipped.misplaced(),
+            [
+                "--damos-sz-region number 1 follows the --damos-action of scheme 1 but belongs to \
+              scheme 0: as in damo, the Nth --damos-sz-region belongs to the Nth scheme"
+            ]
+        );
+        // The schemes are damo's all the same.
+        let s = skipped.schemes(UNITS).unwrap();
+        assert_eq!(s[0].pattern.sz.min, 1 << 60);
+        assert_eq!(s[1].pattern.sz, Bounds::ANY);
     }
 
     #[test]

@@ -258,6 +258,9 @@ impl MonitorArgs {
         }
         check_spec(&self.spec(&pids)?)?;
         self.schemes()?;
+        for warning in self.schemes.misplaced() {
+            log::warn!("{warning}");
+        }
         Ok(())
     }
 
@@ -410,8 +413,9 @@ impl Session {
         }
     }
 
-    /// Stops the kdamond, hands over the aggregations still queued, and returns why the
-    /// kdamond had stopped by itself, if it had.
+    /// Reads the schemes' final stats (see [`scheme_stats`](Self::scheme_stats)), stops the
+    /// kdamond, hands over the aggregations still queued, and returns why the kdamond had
+    /// stopped by itself, if it had.
     pub fn finish(&mut self, mut each: impl FnMut(&Snapshot)) -> Option<KdamondExit> {
         // The final stats, while the kdamond can still tell them.
         self.scheme_stats();
