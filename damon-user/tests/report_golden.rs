@@ -325,7 +325,8 @@ fn top_shows_the_schemes_stats() {
     };
     let want =
         "scheme 0 stat: tried 1,234 regions (3 MiB), applied 7 (8 KiB), quota exceeded 2 times";
-    let screen = damon_user::cmd::top::render_top(&history, &[scheme.clone()], 120, 30, false);
+    let screen =
+        damon_user::cmd::top::render_top(&history, std::slice::from_ref(&scheme), 120, 30, false);
     assert!(screen.contains(&format!("  {want}\n")), "{screen}");
     let plain = damon_user::cmd::top::render_plain(&history[11], &[scheme]);
     assert!(plain.contains(&format!("# {want}\n")), "{plain}");

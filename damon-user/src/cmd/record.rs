@@ -22,8 +22,9 @@ use crate::record::{Journal, RecordFormat, RecordScheme, finish_file};
 exits, then writes the file as a damo record (`damo report` reads it). While it runs, the file is \
 a journal that grows by appending every --flush-every seconds (`damon report` reads it): a \
 recorder that is killed loses only what it had not appended, and `damon record --finish FILE` \
-turns the journal it left into a damo record.\n\n\
-EXAMPLES:\n  damon record -p 1234 -d 10\n  damon record -o app.data -- ./app --flag\n  damon record -p 1234 --ops fvaddr --range 0x7f0000000000-0x7f0010000000\n  damon record -p 1234 --sample-us 1000 --aggr-us 50000 --format json\n  damon record --finish app.data       # after a recorder was killed"
+turns the journal it left into a damo record. With --damos-* schemes, their stats go into the \
+journal at every flush and into the finished file (`damon report schemes` shows them).\n\n\
+EXAMPLES:\n  damon record -p 1234 -d 10\n  damon record -o app.data -- ./app --flag\n  damon record -p 1234 --ops fvaddr --range 0x7f0000000000-0x7f0010000000\n  damon record -p 1234 --sample-us 1000 --aggr-us 50000 --format json\n  damon record -p 1234 --damos-action pageout --damos-access-rate 0% 0% --damos-age 2s max --damos-quotas 0 10M 1s\n  damon record --finish app.data       # after a recorder was killed"
 )]
 pub struct Args {
     /// Output file.
