@@ -248,3 +248,47 @@ fn bad_scheme_values_are_refused_before_anything_starts() {
         }
     }
 }
+
+/// `damon top` with a scheme shows its stats in every plain block (stdout not a terminal).
+#[test]
+#[ignore = "needs root"]
+fn top_shows_the_schemes_stats() {
+    let (w, _) = Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4"]).expect("w");
+    let output = Command::new(damon_bin())
+        .args(["top", "--duration", "2", "-p", &w.pid().to_string()])
+        .args(["--damos-action", "stat", "--damos-sz-region", "1E", "max"])
+        .args(["--damos-action", "stat"])
+        .output()
+        .expect("damon top");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "damon top: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // "# scheme 1 stat: tried 1,234 regions (...), ..."
+    let tried = |idx: usize| -> Vec<u64> {
+        let prefix = format!("# scheme {idx} stat: tried ");
+        text.lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(|rest| {
+                let n = rest.split_whitespace().next().unwrap_or_default();
+                n.replace(',', "")
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{rest:?}"))
+            })
+            .collect()
+    };
+    let (none, all) = (tried(0), tried(1));
+    assert!(
+        !all.is_empty(),
+        "no scheme lines in the plain blocks:\n{text}"
+    );
+    assert_eq!(none.len(), all.len(), "{text}");
+    assert!(none.iter().all(|&n| n == 0), "{none:?}");
+    assert!(
+        all.windows(2).all(|p| p[0] <= p[1]),
+        "running totals went down: {all:?}"
+    );
+    assert!(all.last().is_some_and(|&n| n > 0), "{all:?}\n{text}");
+}
