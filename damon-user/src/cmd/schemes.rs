@@ -32,7 +32,26 @@ pub struct SchemeArgs {
     /// Where each occurrence of each per-scheme option stood on the command line: the option,
     /// and the index of its first value.
     pub positions: Vec<(&'static str, Vec<usize>)>,
+    /// damo's options this build does not take, as given: (long name, values).
+    pub refused: Vec<(&'static str, Vec<String>)>,
 }
+
+/// damo's per-scheme options that this build does not take yet, with why; they are parsed
+/// (hidden from the help) so that a damo command line using them gets this reason rather than
+/// "unexpected argument".
+const REFUSED: [(&str, &str, &str); 2] = [
+    (
+        "damos_wmarks",
+        "damos-wmarks",
+        "watermarks are not taken from the command line by this build yet (schemes are \
+         always active)",
+    ),
+    (
+        "damos_filter",
+        "damos-filter",
+        "DAMOS filters cannot be applied by this build yet",
+    ),
+];
 
 /// One `--damos-*` option: its id (damo's spelling, also an alias), its long name, how many values each
 /// occurrence takes, their names, and its help.
@@ -158,6 +177,17 @@ impl clap::Args for SchemeArgs {
                 .action(clap::ArgAction::Append);
             cmd = cmd.arg(arg);
         }
+        for (id, long, _) in REFUSED {
+            cmd = cmd.arg(
+                clap::Arg::new(id)
+                    .long(long)
+                    .alias(id)
+                    .num_args(1..)
+                    .allow_hyphen_values(false)
+                    .action(clap::ArgAction::Append)
+                    .hide(true),
+            );
+        }
         cmd
     }
 
@@ -175,6 +205,13 @@ impl clap::FromArgMatches for SchemeArgs {
 
     fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
         self.positions.clear();
+        self.refused = REFUSED
+            .iter()
+            .filter_map(|&(id, long, _)| {
+                let values: Vec<String> = matches.get_many::<String>(id)?.cloned().collect();
+                Some((long, values))
+            })
+            .collect();
         for o in &OPTIONS {
             // Indices of all values in order; each occurrence's first is where it stood.
             let mut indices = matches.indices_of(o.id).into_iter().flatten();
@@ -210,18 +247,6 @@ pub struct Units {
 }
 
 impl SchemeArgs {
-    /// Whether any `--damos-*` option was given.
-    pub fn is_empty(&self) -> bool {
-        self.damos_action.is_empty()
-            && self.damos_access_rate.is_empty()
-            && self.damos_sz_region.is_empty()
-            && self.damos_age.is_empty()
-            && self.damos_apply_interval.is_empty()
-            && self.damos_quotas.is_empty()
-            && self.damos_quota_goal.is_empty()
-            && self.damos_nr_quota_goals.is_empty()
-    }
-
     /// A sentence for each per-scheme option that follows the `--damos-action` of another
     /// scheme than its own: as in damo, the Nth occurrence of an option belongs to the Nth
     /// scheme wherever it stands, which surprises a reader who expects it to belong to the
@@ -259,6 +284,13 @@ impl SchemeArgs {
     /// The schemes asked for, checked for what this build can do. Every error names the
     /// option and the value it refuses.
     pub fn schemes(&self, units: Units) -> Result<Vec<Scheme>> {
+        if let Some((long, values)) = self.refused.first() {
+            let why = REFUSED
+                .iter()
+                .find(|(_, l, _)| l == long)
+                .map_or("", |(_, _, why)| why);
+            bail!("--{long} {} is refused: {why}", values.join(" "));
+        }
         let n = self.damos_action.len();
         let too_many = |opt: &str, given: usize| -> Result<()> {
             if given > n {
@@ -1052,6 +1084,23 @@ mod tests {
             (
                 &["--damos-access-rate", "0%", "0%"],
                 "1 --damos-access-rate options but 0 schemes",
+            ),
+            (
+                &[
+                    "--damos_action",
+                    "stat",
+                    "--damos_wmarks",
+                    "free_mem_rate",
+                    "5s",
+                    "500",
+                    "400",
+                    "200",
+                ],
+                "--damos-wmarks free_mem_rate 5s 500 400 200 is refused: watermarks are not taken",
+            ),
+            (
+                &["--damos-action", "stat", "--damos_filter", "reject", "anon"],
+                "--damos-filter reject anon is refused: DAMOS filters cannot be applied by this build yet",
             ),
         ];
         for (args, want) in cases {
