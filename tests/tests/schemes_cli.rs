@@ -1,8 +1,12 @@
 //! Schemes (DAMOS) from the command line: `damon record --damos-*`, and `damon report
 //! schemes` on what it recorded.
-use std::{path::Path, process::Command};
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
-use damon_tests::{Workload, damo, damon_bin};
+use damon_tests::{ChildGuard, Workload, damo, damon_bin, wait_until};
 use damon_user::record::{RecordScheme, read_records};
 
 /// Records `pid` for `secs` seconds into `out` with `schemes` (the `--damos-*` options).
@@ -291,4 +295,47 @@ fn top_shows_the_schemes_stats() {
         "running totals went down: {all:?}"
     );
     assert!(all.last().is_some_and(|&n| n > 0), "{all:?}\n{text}");
+}
+
+/// A recorder killed mid-run leaves a journal whose schemes carry the stats of its last flush,
+/// and they grow from flush to flush.
+#[test]
+#[ignore = "needs root"]
+fn a_killed_recorder_leaves_the_stats_of_its_last_flush() {
+    let (w, _) = Workload::start(&["hotcold", "--hot-mib", "2", "--cold-mib", "2"]).expect("w");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("killed.data");
+    let mut rec = ChildGuard(
+        Command::new(damon_bin())
+            .args(["record", "-p", &w.pid().to_string(), "-o"])
+            .arg(&out)
+            .args(["--damos-action", "stat"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("damon record"),
+    );
+    let tried = || {
+        read_records(&out)
+            .ok()
+            .and_then(|r| r.first().and_then(|r| r.schemes.first().cloned()))
+            .map_or(0, |s| s.stats.nr_tried)
+    };
+    wait_until("stats in the journal", Duration::from_secs(20), || {
+        tried() > 0
+    })
+    .unwrap();
+    let first = tried();
+    wait_until("more stats in the journal", Duration::from_secs(20), || {
+        tried() > first
+    })
+    .unwrap();
+    rec.signal(libc::SIGKILL);
+    rec.wait_for(Duration::from_secs(10)).expect("killed");
+    let schemes = schemes_of(&out);
+    assert_eq!(schemes.len(), 1);
+    assert!(schemes[0].stats.nr_tried > first, "{schemes:?}");
+    // `damon report schemes` reads the journal as it is.
+    let rows = report_rows(&out);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].2[0], schemes[0].stats.nr_tried);
 }
