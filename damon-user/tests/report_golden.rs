@@ -253,15 +253,15 @@ fn top_screens() {
     let history = workload(12, &[4242, 4343]);
     check_golden(
         "top",
-        &damon_user::cmd::top::render_top(&history, 100, 30, false),
+        &damon_user::cmd::top::render_top(&history, &[], 100, 30, false),
     );
     check_golden(
         "top_small",
-        &damon_user::cmd::top::render_top(&history, 60, 12, false),
+        &damon_user::cmd::top::render_top(&history, &[], 60, 12, false),
     );
     check_golden(
         "top_plain",
-        &damon_user::cmd::top::render_plain(&history[11]),
+        &damon_user::cmd::top::render_plain(&history[11], &[]),
     );
 }
 
@@ -270,7 +270,7 @@ fn top_screens_fit_the_terminal() {
     let history = workload(12, &[4242]);
     for (w, h) in [(40u16, 8u16), (80, 24), (200, 60)] {
         for colour in [false, true] {
-            let screen = damon_user::cmd::top::render_top(&history, w, h, colour);
+            let screen = damon_user::cmd::top::render_top(&history, &[], w, h, colour);
             assert!(
                 screen.lines().count() <= usize::from(h),
                 "{w}x{h}: too many lines\n{screen}"
@@ -285,7 +285,7 @@ fn top_screens_fit_the_terminal() {
         }
     }
     assert_eq!(
-        damon_user::cmd::top::render_top(&[], 80, 24, false)
+        damon_user::cmd::top::render_top(&[], &[], 80, 24, false)
             .lines()
             .collect::<Vec<_>>(),
         [
@@ -293,6 +293,46 @@ fn top_screens_fit_the_terminal() {
             "waiting for the first aggregation..."
         ]
     );
+}
+
+#[test]
+fn top_shows_the_schemes_stats() {
+    use damon_user::record::{RecordBounds, RecordScheme, RecordSchemeStats};
+    let history = workload(12, &[4242]);
+    let any = RecordBounds {
+        min: 0,
+        max: u64::MAX,
+    };
+    let scheme = RecordScheme {
+        scheme_idx: 0,
+        action: "stat".into(),
+        sz: any,
+        nr_accesses: any,
+        age: any,
+        quota_ms: 0,
+        quota_bytes: 0,
+        quota_reset_interval_ms: 0,
+        apply_interval_us: 0,
+        at_ns: 0,
+        stats: RecordSchemeStats {
+            nr_tried: 1234,
+            sz_tried: 3 << 20,
+            nr_applied: 7,
+            sz_applied: 8192,
+            sz_ops_filter_passed: 0,
+            qt_exceeds: 2,
+        },
+    };
+    let want =
+        "scheme 0 stat: tried 1,234 regions (3 MiB), applied 7 (8 KiB), quota exceeded 2 times";
+    let screen =
+        damon_user::cmd::top::render_top(&history, std::slice::from_ref(&scheme), 120, 30, false);
+    assert!(screen.contains(&format!("  {want}\n")), "{screen}");
+    let plain = damon_user::cmd::top::render_plain(&history[11], &[scheme]);
+    assert!(plain.contains(&format!("# {want}\n")), "{plain}");
+    // Without schemes, no such line.
+    let screen = damon_user::cmd::top::render_top(&history, &[], 120, 30, false);
+    assert!(!screen.contains("scheme 0"), "{screen}");
 }
 
 fn strip_ansi(s: &str) -> String {

@@ -11,7 +11,7 @@ use crate::core::region::align_down;
 use crate::core::scheme::memcg;
 use crate::core::scheme::{
     AccessPattern, Action, Bounds, Filter, FilterKind, FilterType, QuotaGoal, Quotas, Scheme,
-    Watermarks,
+    Watermarks, check_scheme,
 };
 use crate::core::{AddrRange, Attrs, ContextSpec, IntervalsGoal, Pid, TargetSpec};
 
@@ -170,9 +170,6 @@ fn bounds(r: UlRangeDir) -> Bounds {
 }
 
 fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
-    if let Some(why) = unsupported_action(s.action) {
-        return Err(format!("scheme {idx}: action {} is refused: {why}", s.action).into());
-    }
     let (core_filters, ops_filters) = build_filters(idx, s)?;
     // Only `stat` evaluates folio filters (as the kernel's vaddr); `young` would need the
     // Accessed bits the monitor itself reads and clears.
@@ -188,7 +185,7 @@ fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
     }
     let q = &s.quotas;
     let w = &s.watermarks;
-    Ok(Scheme {
+    let scheme = Scheme {
         action: s.action,
         pattern: AccessPattern {
             sz: bounds(s.access_pattern.sz),
@@ -214,7 +211,9 @@ fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
         },
         core_filters,
         ops_filters,
-    })
+    };
+    check_scheme(&scheme).map_err(|why| format!("scheme {idx}: {why}"))?;
+    Ok(scheme)
 }
 
 /// The filters of a staged scheme, by layer: `core_filters/`, then `ops_filters/`, then
@@ -286,20 +285,6 @@ fn build_filters(idx: usize, s: &SchemeDir) -> Result<(Vec<Filter>, Vec<Filter>)
         }
     }
     Ok((core, ops))
-}
-
-/// Why this build cannot carry out `action` on another process; `None` when it can.
-pub fn unsupported_action(action: Action) -> Option<&'static str> {
-    match action {
-        Action::Hugepage | Action::Nohugepage => {
-            Some("process_madvise cannot apply MADV_HUGEPAGE or MADV_NOHUGEPAGE to another process")
-        }
-        Action::LruPrio => Some("no interface raises the LRU priority of another process's pages"),
-        Action::MigrateHot | Action::MigrateCold => {
-            Some("migrating pages between NUMA nodes is not supported by this build")
-        }
-        _ => None,
-    }
 }
 
 /// The quota goals of a staged scheme; the kernel drops goals without a target

@@ -12,8 +12,8 @@ use super::{
     StopSignals,
     session::{Event, MonitorArgs, Session},
 };
-use crate::core::KdamondExit;
-use crate::record::{Journal, RecordFormat, finish_file};
+use crate::core::{KdamondExit, kdamond::monotonic_ns, scheme::SchemeStats};
+use crate::record::{Journal, RecordFormat, RecordScheme, finish_file};
 
 #[derive(Debug, ClapArgs)]
 #[command(
@@ -22,8 +22,9 @@ use crate::record::{Journal, RecordFormat, finish_file};
 exits, then writes the file as a damo record (`damo report` reads it). While it runs, the file is \
 a journal that grows by appending every --flush-every seconds (`damon report` reads it): a \
 recorder that is killed loses only what it had not appended, and `damon record --finish FILE` \
-turns the journal it left into a damo record.\n\n\
-EXAMPLES:\n  damon record -p 1234 -d 10\n  damon record -o app.data -- ./app --flag\n  damon record -p 1234 --ops fvaddr --range 0x7f0000000000-0x7f0010000000\n  damon record -p 1234 --sample-us 1000 --aggr-us 50000 --format json\n  damon record --finish app.data       # after a recorder was killed"
+turns the journal it left into a damo record. With --damos-* schemes, their stats go into the \
+journal at every flush and into the finished file (`damon report schemes` shows them).\n\n\
+EXAMPLES:\n  damon record -p 1234 -d 10\n  damon record -o app.data -- ./app --flag\n  damon record -p 1234 --ops fvaddr --range 0x7f0000000000-0x7f0010000000\n  damon record -p 1234 --sample-us 1000 --aggr-us 50000 --format json\n  damon record -p 1234 --damos-action pageout --damos-access-rate 0% 0% --damos-age 2s max --damos-quotas 0 10M 1s\n  damon record --finish app.data       # after a recorder was killed"
 )]
 pub struct Args {
     /// Output file.
@@ -59,6 +60,28 @@ fn say(args: std::fmt::Arguments) {
     let _ = err.flush();
 }
 
+/// The scheme stats last appended to the journal, so that unchanged stats are not appended
+/// again.
+#[derive(Default)]
+struct SchemesSaved(Option<Vec<SchemeStats>>);
+
+impl SchemesSaved {
+    /// Appends the schemes' stats when they changed since the last append.
+    fn push(&mut self, session: &mut Session, journal: &mut Journal) -> Result<()> {
+        let Some(stats) = session.scheme_stats() else {
+            return Ok(());
+        };
+        if self.0.as_deref() == Some(stats) {
+            return Ok(());
+        }
+        let stats = stats.to_vec();
+        let schemes = RecordScheme::all(&session.schemes, &stats, monotonic_ns());
+        journal.push_schemes(0, 0, schemes)?;
+        self.0 = Some(stats);
+        Ok(())
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     if let Some(journal) = &args.finish {
         if !args.monitor.pids.is_empty() || !args.monitor.command.is_empty() {
@@ -88,7 +111,13 @@ pub fn run(args: Args) -> Result<()> {
     let signals = StopSignals::install().context("installing SIGINT/SIGTERM/SIGHUP handlers")?;
     let mut session = Session::start(&args.monitor)?;
     let out = &args.output;
-    let mut journal = Journal::create(out, args.format.unwrap_or_default())?;
+    let format = args.format.unwrap_or_default();
+    let mut journal = if session.schemes.is_empty() {
+        Journal::create(out, format)?
+    } else {
+        Journal::create_with_schemes(out, format)?
+    };
+    let mut schemes_saved = SchemesSaved::default();
     say(format_args!(
         "Recording process {} into {}... Hit Ctrl-C to end.\n",
         session
@@ -116,6 +145,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         // Appending costs the same at any length of the recording: flush on time.
         if last_flush.elapsed() >= flush_every {
+            schemes_saved.push(&mut session, &mut journal)?;
             journal.flush()?;
             last_flush = Instant::now();
         }
@@ -136,6 +166,8 @@ pub fn run(args: Args) -> Result<()> {
         }
     });
     queued?;
+    // The final stats, read by finish() before it stopped the kdamond.
+    schemes_saved.push(&mut session, &mut journal)?;
     let nr_snapshots = journal.nr_snapshots();
     journal.finish().with_context(|| {
         format!(

@@ -28,6 +28,7 @@ EXAMPLES:
   damon report heatmap -o heat.png              # or heat.svg
   damon report wss --step 10                    # working set size percentiles
   damon report raw | awk '$11 > 0'              # accessed regions, for scripts
+  damon report schemes                          # what the --damos-* schemes tried and applied
 
 Files written by damo (json or json_compressed) are read as well, and so is the journal a
 recording in progress keeps (or a killed recorder left).";
@@ -43,6 +44,9 @@ pub enum Style {
     Wss,
     /// One line per region per snapshot, for scripts.
     Raw,
+    /// The schemes (DAMOS) the recording applied and what they did (tried, applied, quota
+    /// exceeded).
+    Schemes,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -60,7 +64,7 @@ pub enum When {
 }
 
 #[derive(Debug, ClapArgs)]
-#[command(about = "Show a record file: regions, heatmap, working set size or raw lines", after_help = EXAMPLES)]
+#[command(about = "Show a record file: regions, heatmap, working set size, raw lines or schemes", after_help = EXAMPLES)]
 pub struct Args {
     /// Report style.
     #[arg(value_enum, default_value_t = Style::Access)]
@@ -166,6 +170,7 @@ fn style_name(style: Style) -> &'static str {
         Style::Heatmap => "heatmap",
         Style::Wss => "wss",
         Style::Raw => "raw",
+        Style::Schemes => "schemes",
     }
 }
 
@@ -234,6 +239,8 @@ pub fn render(args: &Args, out: &mut dyn Write, terminal: Terminal) -> Result<()
         }
         Style::Raw if args.json => report::raw::render_json(&input),
         Style::Raw => report::raw::render_text(&input),
+        Style::Schemes if args.json => report::schemes::render_json(&input),
+        Style::Schemes => report::schemes::render_text(&input, nums),
     };
     out.write_all(text.as_bytes())
         .context("writing the report")?;

@@ -10,13 +10,17 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, ValueEnum};
 
-use super::StopSignals;
+use super::{
+    StopSignals,
+    schemes::{SchemeArgs, Units},
+};
 use crate::{
     access::{EbpfOpsOptions, FaultScope},
     bpf::{PerfSampler, PmuError, probe},
     core::{
         AddrRange, Attrs, ContextSpec, IntervalsGoal, KdamondExit, KdamondHandle, OpsId, Pid,
         Snapshot, TargetSpec,
+        scheme::{Scheme, SchemeStats},
     },
     report::range::parse_address_range,
     runtime::{check_spec, check_target, start_ebpf_kdamond},
@@ -95,6 +99,8 @@ pub struct MonitorArgs {
     /// Command to start and monitor until it exits.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+    #[command(flatten)]
+    pub schemes: SchemeArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -219,6 +225,15 @@ impl MonitorArgs {
         })
     }
 
+    /// The schemes of the `--damos-*` options, their access rates and ages converted with the
+    /// intervals given.
+    pub fn schemes(&self) -> Result<Vec<Scheme>> {
+        self.schemes.schemes(Units {
+            sample_us: self.sample_us,
+            aggr_us: self.aggr_us,
+        })
+    }
+
     /// Checks everything that can be checked before starting anything.
     pub fn validate(&self) -> Result<()> {
         if self.pids.is_empty() && self.command.is_empty() {
@@ -242,6 +257,10 @@ impl MonitorArgs {
             pids.push(Pid(i32::MAX)); // the command's, not known before it starts: no pid is this
         }
         check_spec(&self.spec(&pids)?)?;
+        self.schemes()?;
+        for warning in self.schemes.misplaced() {
+            log::warn!("{warning}");
+        }
         Ok(())
     }
 
@@ -268,6 +287,10 @@ pub struct Session {
     pub kdamond: KdamondHandle,
     pub snapshots: Receiver<Snapshot>,
     pub pids: Vec<Pid>,
+    /// The schemes the kdamond applies.
+    pub schemes: Vec<Scheme>,
+    /// The schemes' stats as last read from the kdamond.
+    last_stats: Option<Vec<SchemeStats>>,
     child: ChildGuard,
 }
 
@@ -294,6 +317,7 @@ impl Drop for ChildGuard {
 impl Session {
     pub fn start(args: &MonitorArgs) -> Result<Session> {
         args.validate()?;
+        let schemes = args.schemes()?;
         let missing = probe::check_kernel();
         if !missing.is_empty() {
             let list: Vec<String> = missing
@@ -327,12 +351,32 @@ impl Session {
         };
         let (tx, snapshots) = channel();
         let kdamond = start_ebpf_kdamond(0, args.spec(&pids)?, opts, tx, args.seed)?;
+        if !schemes.is_empty() {
+            kdamond
+                .set_schemes(schemes.clone())
+                .context("setting the schemes")?;
+        }
         Ok(Session {
             kdamond,
             snapshots,
             pids,
+            last_stats: None,
+            schemes,
             child,
         })
+    }
+
+    /// The schemes' running stats now; while the kdamond runs they are read from it, after
+    /// it stopped they are the last read (by this or [`finish`](Self::finish)). `None`
+    /// without schemes, or when none could be read.
+    pub fn scheme_stats(&mut self) -> Option<&[SchemeStats]> {
+        if self.schemes.is_empty() {
+            return None;
+        }
+        if let Ok(now) = self.kdamond.schemes_now() {
+            self.last_stats = Some(now.stats);
+        }
+        self.last_stats.as_deref()
     }
 
     /// Whether the command we started is still running (true when there is none).
@@ -369,9 +413,12 @@ impl Session {
         }
     }
 
-    /// Stops the kdamond, hands over the aggregations still queued, and returns why the
-    /// kdamond had stopped by itself, if it had.
+    /// Reads the schemes' final stats (see [`scheme_stats`](Self::scheme_stats)), stops the
+    /// kdamond, hands over the aggregations still queued, and returns why the kdamond had
+    /// stopped by itself, if it had.
     pub fn finish(&mut self, mut each: impl FnMut(&Snapshot)) -> Option<KdamondExit> {
+        // The final stats, while the kdamond can still tell them.
+        self.scheme_stats();
         self.kdamond.stop();
         while let Ok(s) = self.snapshots.try_recv() {
             each(&s);

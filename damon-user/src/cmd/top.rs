@@ -17,7 +17,8 @@ use super::{
     session::{Event, MonitorArgs, Session},
     tty::{self, LiveScreen},
 };
-use crate::core::Snapshot;
+use crate::core::{Snapshot, kdamond::monotonic_ns};
+use crate::record::RecordScheme;
 pub use crate::report::top::{render_plain, render_top};
 
 const EXAMPLES: &str = "\
@@ -25,7 +26,9 @@ EXAMPLES:
   damon top -p 1234                     # refresh at every aggregation
   damon top -p 1234 -p 5678 -d 2        # two processes, every 2 seconds
   damon top --aggr-us 200000 -- ./app   # start ./app and watch it
-  damon top -p 1234 | tee top.log       # plain blocks when not on a terminal";
+  damon top -p 1234 | tee top.log       # plain blocks when not on a terminal
+  damon top -p 1234 --damos-action stat --damos-access-rate 0% 0% --damos-age 2s max
+                                        # and what a scheme would act on";
 
 #[derive(Debug, ClapArgs)]
 #[command(about = "Show the hottest memory regions of processes, live", after_help = EXAMPLES)]
@@ -93,15 +96,22 @@ pub fn watch(
         }
         last_refresh = Instant::now();
         dirty = false;
+        let schemes = match session.scheme_stats() {
+            Some(stats) => {
+                let stats = stats.to_vec();
+                RecordScheme::all(&session.schemes, &stats, monotonic_ns())
+            }
+            None => Vec::new(),
+        };
         match &screen {
             Some(screen) => {
                 let (w, h) = tty::size();
-                screen.draw(&render_top(history.make_contiguous(), w, h, true));
+                screen.draw(&render_top(history.make_contiguous(), &schemes, w, h, true));
             }
             None => {
                 if let Some(s) = history.back() {
                     let mut out = std::io::stdout().lock();
-                    out.write_all(render_plain(s).as_bytes())?;
+                    out.write_all(render_plain(s, &schemes).as_bytes())?;
                     out.flush()?;
                 }
             }

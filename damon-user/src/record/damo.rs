@@ -16,14 +16,15 @@
 //!   "pid": 1234, "nr_lost_snapshots": 0}]
 //! ```
 //!
-//! `pid` and `nr_lost_snapshots` are ours; damo ignores keys it does not know. We write what
+//! `pid`, `nr_lost_snapshots` and `damon_schemes` (the context's schemes and their stats, see
+//! [`RecordScheme`], only when it had schemes) are ours; damo ignores keys it does not know. We write what
 //! damo's writer writes (numbers as digit strings, `nr_accesses.samples` as a number) and read
 //! every variant damo reads: numbers or strings, separators, units, nulls for unknowns.
 use std::{cell::RefCell, io};
 
 use serde::{Deserialize, Serialize, Serializer, ser::Error as _, ser::SerializeSeq};
 
-use super::{DecodeError, Record, RecordRegion, RecordSnapshot, text::NumOrText};
+use super::{DecodeError, Record, RecordRegion, RecordScheme, RecordSnapshot, text::NumOrText};
 use crate::core::{Intervals, IntervalsGoal};
 
 const NS_PER_US: u64 = 1_000;
@@ -42,6 +43,9 @@ struct OutRecord<'a, S> {
     data_source: &'a str,
     pid: Option<i32>,
     nr_lost_snapshots: u64,
+    /// Ours, written only when the context had schemes.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    damon_schemes: &'a [RecordScheme],
 }
 
 #[derive(Serialize)]
@@ -125,6 +129,7 @@ fn out_record<S>(r: &Record, snapshots: S) -> OutRecord<'_, S> {
         data_source: &r.data_source,
         pid: r.pid,
         nr_lost_snapshots: r.nr_lost_snapshots,
+        damon_schemes: &r.schemes,
     }
 }
 
@@ -256,6 +261,8 @@ struct InRecord {
     pid: Option<i64>,
     #[serde(default)]
     nr_lost_snapshots: Option<u64>,
+    #[serde(default)]
+    damon_schemes: Option<Vec<RecordScheme>>,
 }
 
 #[derive(Deserialize)]
@@ -470,6 +477,7 @@ fn convert_record(idx: usize, r: InRecord) -> Result<Record, DecodeError> {
             .data_source
             .unwrap_or_else(|| super::DATA_SOURCE_UNKNOWN.to_string()),
         nr_lost_snapshots: r.nr_lost_snapshots.unwrap_or(0),
+        schemes: r.damon_schemes.unwrap_or_default(),
         snapshots,
     })
 }

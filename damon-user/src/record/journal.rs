@@ -17,13 +17,18 @@
 //! {"snapshot":{"record":0,"start_ns":...,"end_ns":...,
 //!              "regions":[{"start":4096,"end":8192,"nr_accesses":3,"age":1},...]}}
 //! {"lost":{"kdamond_idx":0,"context_idx":0,"nr":2}}
+//! {"schemes":{"kdamond_idx":0,"context_idx":0,"schemes":[{"scheme_idx":0,"action":"stat",...,
+//!             "stats":{"nr_tried":12,"sz_tried":49152,...}}]}}
 //! ```
 //!
 //! (one line each). A record line (ids 0, 1, ... in order) comes before the first snapshot of
 //! its record; `format` is the damo format to convert to. Regions are [`RecordRegion`]s as
 //! serde writes them: a field added there with `#[serde(default)]` is written from then on,
-//! reads as its default from older journals, and is ignored by older readers. A last line
-//! without its newline is a write cut short and is left out.
+//! reads as its default from older journals, and is ignored by older readers. A schemes line
+//! holds the schemes of a context and their stats at that time ([`RecordScheme`]); the last one
+//! of a context is what its records carry. Journals with schemes lines say version 2, so that
+//! readers older than those lines refuse them by their version; others say version 1. A last
+//! line without its newline is a write cut short and is left out.
 use std::os::fd::AsRawFd;
 use std::{
     collections::HashMap,
@@ -38,15 +43,18 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     DATA_SOURCE_UNKNOWN, DecodeError, Record, RecordError, RecordFormat, RecordRegion,
-    RecordSnapshot, damo::SnapshotSource, writer::RecordKey,
+    RecordScheme, RecordSnapshot, damo::SnapshotSource, writer::RecordKey,
 };
 use crate::{
     core::{Intervals, IntervalsGoal, Snapshot, TargetSnapshot},
     outfile::NewFile,
 };
 
-/// The layout version this code writes and the newest it reads.
-pub const VERSION: u32 = 1;
+/// The newest layout version this code reads: 2 has schemes lines.
+pub const VERSION: u32 = 2;
+
+/// The version of a journal without schemes lines, which older readers read too.
+const VERSION_WITHOUT_SCHEMES: u32 = 1;
 
 /// How a journal's text starts; damo's JSON is a list and starts with `[`.
 const MAGIC: &[u8] = b"{\"damon_journal\":";
@@ -61,6 +69,7 @@ enum Line {
     Record(RecordLine),
     Snapshot(SnapshotLine),
     Lost(LostLine),
+    Schemes(SchemesLine),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -122,6 +131,13 @@ struct LostLine {
     nr: u64,
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+struct SchemesLine {
+    kdamond_idx: usize,
+    context_idx: usize,
+    schemes: Vec<RecordScheme>,
+}
+
 impl RecordLine {
     fn of(id: usize, s: &Snapshot, t: &TargetSnapshot) -> Self {
         RecordLine {
@@ -154,6 +170,7 @@ impl RecordLine {
             }),
             data_source: DATA_SOURCE_UNKNOWN.to_string(),
             nr_lost_snapshots: 0,
+            schemes: Vec::new(),
             snapshots: Vec::new(),
         }
     }
@@ -181,6 +198,8 @@ pub struct Journal {
     nr_snapshots: usize,
     /// Whether lines were appended since the last flush.
     unflushed: bool,
+    /// Whether schemes lines may be appended (the header says version 2).
+    with_schemes: bool,
     /// Reused buffers: one line, one snapshot's regions.
     line: Vec<u8>,
     regions: Vec<RecordRegion>,
@@ -213,6 +232,20 @@ impl Journal {
     /// planted file or link is never written through), private to the user (mode 0600).
     /// `format` is what [`finish`](Self::finish) converts it to.
     pub fn create(path: &Path, format: RecordFormat) -> Result<Journal, RecordError> {
+        Self::create_versioned(path, format, false)
+    }
+
+    /// [`create`](Self::create) for a recording with schemes, whose stats
+    /// [`push_schemes`](Self::push_schemes) appends.
+    pub fn create_with_schemes(path: &Path, format: RecordFormat) -> Result<Journal, RecordError> {
+        Self::create_versioned(path, format, true)
+    }
+
+    fn create_versioned(
+        path: &Path,
+        format: RecordFormat,
+        with_schemes: bool,
+    ) -> Result<Journal, RecordError> {
         let write_error = |source| RecordError::Write {
             path: path.to_path_buf(),
             source,
@@ -226,11 +259,16 @@ impl Journal {
             ids: HashMap::new(),
             nr_snapshots: 0,
             unflushed: false,
+            with_schemes,
             line: Vec::new(),
             regions: Vec::new(),
         };
         let header = Line::DamonJournal(Header {
-            version: VERSION,
+            version: if with_schemes {
+                VERSION
+            } else {
+                VERSION_WITHOUT_SCHEMES
+            },
             format: format.to_string(),
         });
         append(&mut journal.out, &mut journal.line, &header).map_err(write_error)?;
@@ -302,6 +340,30 @@ impl Journal {
             kdamond_idx,
             context_idx,
             nr,
+        });
+        self.unflushed = true;
+        append(&mut self.out, &mut self.line, &line).map_err(|e| self.write_error(e))
+    }
+
+    /// Appends the schemes of a context with their stats now: the latest appended is what the
+    /// context's records carry. Only for a journal made by
+    /// [`create_with_schemes`](Self::create_with_schemes); others refuse it.
+    pub fn push_schemes(
+        &mut self,
+        kdamond_idx: usize,
+        context_idx: usize,
+        schemes: Vec<RecordScheme>,
+    ) -> Result<(), RecordError> {
+        if !self.with_schemes {
+            return Err(self.write_error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a journal created without schemes cannot take schemes lines",
+            )));
+        }
+        let line = Line::Schemes(SchemesLine {
+            kdamond_idx,
+            context_idx,
+            schemes,
         });
         self.unflushed = true;
         append(&mut self.out, &mut self.line, &line).map_err(|e| self.write_error(e))
@@ -422,6 +484,8 @@ struct Heads {
     format: Option<RecordFormat>,
     records: Vec<Record>,
     lost: HashMap<(usize, usize), u64>,
+    /// The latest schemes line of each context.
+    schemes: HashMap<(usize, usize), Vec<RecordScheme>>,
     nr_snapshots: usize,
 }
 
@@ -457,6 +521,11 @@ impl Heads {
                     ));
                 }
                 self.records.push(r.head());
+                Ok(None)
+            }
+            (true, Line::Schemes(l)) => {
+                self.schemes
+                    .insert((l.kdamond_idx, l.context_idx), l.schemes);
                 Ok(None)
             }
             (true, Line::Lost(l)) => {
@@ -500,6 +569,11 @@ impl Heads {
                 .get(&(r.kdamond_idx, r.context_idx))
                 .copied()
                 .unwrap_or(0);
+            r.schemes = self
+                .schemes
+                .get(&(r.kdamond_idx, r.context_idx))
+                .cloned()
+                .unwrap_or_default();
         }
     }
 }

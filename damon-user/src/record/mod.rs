@@ -29,7 +29,9 @@ use std::{fs, path::Path};
 pub use error::{DecodeError, RecordError};
 pub use format::{FileKind, RecordFormat, parse_record_file, parse_records};
 pub use journal::{Finished, Journal, finish_file};
-pub use model::{Record, RecordRegion, RecordSnapshot};
+pub use model::{
+    Record, RecordBounds, RecordRegion, RecordScheme, RecordSchemeStats, RecordSnapshot,
+};
 pub use writer::RecordWriter;
 
 /// damo's `data_source` for anything but DAMON_STAT.

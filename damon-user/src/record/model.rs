@@ -1,7 +1,10 @@
 //! The in-memory form of a record file: what damo calls `DamonRecord`s.
 use serde::{Deserialize, Serialize};
 
-use crate::core::{Intervals, RegionSnapshot, Snapshot, TargetSnapshot};
+use crate::core::{
+    Intervals, RegionSnapshot, Snapshot, TargetSnapshot,
+    scheme::{Bounds, Scheme, SchemeStats},
+};
 
 /// The aggregations of one target under one set of intervals, in time order.
 ///
@@ -24,7 +27,100 @@ pub struct Record {
     pub data_source: String,
     /// Aggregations of this record's context that the recorder dropped, e.g. on a full buffer.
     pub nr_lost_snapshots: u64,
+    /// The schemes (DAMOS) of this record's context and what they did; every record of the
+    /// context carries them. Ours: damo's records have none.
+    #[serde(default)]
+    pub schemes: Vec<RecordScheme>,
     pub snapshots: Vec<RecordSnapshot>,
+}
+
+/// A scheme a recording applied, as set (its access pattern in the core's units: bytes,
+/// samples per aggregation, aggregation intervals), and its running stats when last read
+/// (`at_ns`, the recorder's clock): at the end of the recording, or, in the journal of one
+/// still running or killed, at its latest flush.
+///
+/// Stored as serde writes it, in journals (`schemes` lines) and in damo files (our
+/// `damon_schemes` key of each record, which damo ignores). A field added here needs
+/// `#[serde(default)]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordScheme {
+    pub scheme_idx: usize,
+    /// The action's word; a word this build does not know is kept as it is.
+    pub action: String,
+    pub sz: RecordBounds,
+    pub nr_accesses: RecordBounds,
+    pub age: RecordBounds,
+    pub quota_ms: u64,
+    pub quota_bytes: u64,
+    pub quota_reset_interval_ms: u64,
+    pub apply_interval_us: u64,
+    pub at_ns: u64,
+    pub stats: RecordSchemeStats,
+}
+
+/// `[min, max]`, both inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordBounds {
+    pub min: u64,
+    pub max: u64,
+}
+
+/// A scheme's running totals (the kernel's `struct damos_stat`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSchemeStats {
+    pub nr_tried: u64,
+    pub sz_tried: u64,
+    pub nr_applied: u64,
+    pub sz_applied: u64,
+    #[serde(default)]
+    pub sz_ops_filter_passed: u64,
+    pub qt_exceeds: u64,
+}
+
+impl From<&SchemeStats> for RecordSchemeStats {
+    fn from(s: &SchemeStats) -> Self {
+        RecordSchemeStats {
+            nr_tried: s.nr_tried,
+            sz_tried: s.sz_tried,
+            nr_applied: s.nr_applied,
+            sz_applied: s.sz_applied,
+            sz_ops_filter_passed: s.sz_ops_filter_passed,
+            qt_exceeds: s.qt_exceeds,
+        }
+    }
+}
+
+impl RecordScheme {
+    /// Scheme `scheme_idx` as set, with `stats` read at `at_ns`.
+    pub fn of(scheme_idx: usize, scheme: &Scheme, stats: &SchemeStats, at_ns: u64) -> Self {
+        let b = |b: Bounds| RecordBounds {
+            min: b.min,
+            max: b.max,
+        };
+        RecordScheme {
+            scheme_idx,
+            action: scheme.action.to_string(),
+            sz: b(scheme.pattern.sz),
+            nr_accesses: b(scheme.pattern.nr_accesses),
+            age: b(scheme.pattern.age),
+            quota_ms: scheme.quotas.ms,
+            quota_bytes: scheme.quotas.bytes,
+            quota_reset_interval_ms: scheme.quotas.reset_interval_ms,
+            apply_interval_us: scheme.apply_interval_us,
+            at_ns,
+            stats: stats.into(),
+        }
+    }
+
+    /// `schemes` with their `stats` (by index) read at `at_ns`.
+    pub fn all(schemes: &[Scheme], stats: &[SchemeStats], at_ns: u64) -> Vec<Self> {
+        schemes
+            .iter()
+            .zip(stats)
+            .enumerate()
+            .map(|(i, (s, st))| Self::of(i, s, st, at_ns))
+            .collect()
+    }
 }
 
 /// The regions of a target at the end of one aggregation interval.
@@ -140,6 +236,7 @@ impl Record {
             intervals: Some(snapshot.intervals),
             data_source: super::DATA_SOURCE_UNKNOWN.to_string(),
             nr_lost_snapshots: 0,
+            schemes: Vec::new(),
             snapshots: Vec::new(),
         }
     }

@@ -593,3 +593,112 @@ fn tuned_intervals_keep_one_record_with_per_snapshot_intervals() {
         "damo's per-snapshot sample interval is written"
     );
 }
+
+fn record_scheme(nr_tried: u64, at_ns: u64) -> RecordScheme {
+    use crate::core::scheme::{AccessPattern, Action, Bounds, Quotas, Scheme, SchemeStats};
+    let scheme = Scheme {
+        action: Action::Pageout,
+        pattern: AccessPattern {
+            sz: Bounds::ANY,
+            nr_accesses: Bounds { min: 0, max: 0 },
+            age: Bounds {
+                min: 20,
+                max: u64::MAX,
+            },
+        },
+        quotas: Quotas {
+            bytes: 10 << 20,
+            reset_interval_ms: 1000,
+            ..Quotas::default()
+        },
+        apply_interval_us: 0,
+        ..Scheme::new(Action::Stat, AccessPattern::ANY)
+    };
+    let stats = SchemeStats {
+        nr_tried,
+        sz_tried: nr_tried * 4096,
+        nr_applied: 1,
+        sz_applied: 4096,
+        sz_ops_filter_passed: 0,
+        qt_exceeds: 2,
+    };
+    RecordScheme::of(0, &scheme, &stats, at_ns)
+}
+
+/// The header version of a journal file.
+fn journal_version(path: &std::path::Path) -> u64 {
+    let bytes = journal_bytes(path);
+    let (text, _) = super::journal::inflate_all(&bytes).unwrap();
+    let first = text.split(|&b| b == b'\n').next().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(first).unwrap();
+    v["damon_journal"]["version"].as_u64().unwrap()
+}
+
+#[test]
+fn scheme_stats_go_through_the_journal_into_the_damo_file() {
+    for format in [RecordFormat::Json, RecordFormat::JsonCompressed] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec.data");
+        let mut journal = Journal::create_with_schemes(&path, format).unwrap();
+        assert_eq!(journal_version(&path), 2);
+        journal.push(&snapshot(0, &[10, 20])).unwrap();
+        journal
+            .push_schemes(0, 0, vec![record_scheme(5, 100)])
+            .unwrap();
+        journal.push(&snapshot(1, &[10, 20])).unwrap();
+        journal
+            .push_schemes(0, 0, vec![record_scheme(9, 200)])
+            .unwrap();
+        journal.flush().unwrap();
+
+        // The latest line of the context is what every record of it carries.
+        let records = read_records(&path).unwrap();
+        assert_eq!(records.len(), 2);
+        for r in &records {
+            assert_eq!(r.schemes, vec![record_scheme(9, 200)], "journal");
+        }
+        journal.finish().unwrap();
+        let records = read_records(&path).unwrap();
+        for r in &records {
+            assert_eq!(r.schemes, vec![record_scheme(9, 200)], "damo file");
+        }
+        // In the damo file under our own key of each record, beside damo's own keys.
+        let text = match format {
+            RecordFormat::Json => fs::read(&path).unwrap(),
+            RecordFormat::JsonCompressed => {
+                super::journal::inflate_all(&fs::read(&path).unwrap())
+                    .unwrap()
+                    .0
+            }
+        };
+        let doc: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        let first = &doc[0];
+        assert_eq!(first["damon_schemes"][0]["stats"]["nr_tried"], 9);
+        assert_eq!(first["damon_schemes"][0]["action"], "pageout");
+        assert_eq!(first["scheme_idx"], serde_json::Value::Null);
+        assert!(first["snapshots"][0]["damos_stats"].is_null());
+    }
+}
+
+#[test]
+fn journals_without_schemes_keep_version_1_and_refuse_schemes_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rec.data");
+    let mut journal = Journal::create(&path, RecordFormat::JsonCompressed).unwrap();
+    assert_eq!(journal_version(&path), 1);
+    journal.push(&snapshot(0, &[10])).unwrap();
+    assert!(
+        journal
+            .push_schemes(0, 0, vec![record_scheme(1, 1)])
+            .is_err()
+    );
+    journal.finish().unwrap();
+    let records = read_records(&path).unwrap();
+    assert!(records.iter().all(|r| r.schemes.is_empty()));
+    let text = fs::read(&path).unwrap();
+    let (text, _) = super::journal::inflate_all(&text).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&text).contains("damon_schemes"),
+        "no key without schemes"
+    );
+}

@@ -271,6 +271,7 @@ mod tests {
             }),
             data_source: "unknown".into(),
             nr_lost_snapshots: 0,
+            schemes: Vec::new(),
             snapshots: vec![RecordSnapshot {
                 start_ns: 0,
                 end_ns: 100_000_000,

@@ -6,6 +6,7 @@
 //! - [`heatmap`]: access frequency over time × address, as text or an image;
 //! - [`wss`]: percentiles of the working set size over snapshots;
 //! - [`raw`]: one line per region per snapshot, for scripts;
+//! - [`schemes`]: the schemes (DAMOS) a recording applied and their stats;
 //! - [`top`]: the live screens of `damon top`.
 //!
 //! Text output starts with `#` comment lines (input, targets, intervals, lost aggregations);
@@ -18,6 +19,7 @@ pub mod heatmap;
 mod metrics;
 pub mod range;
 pub mod raw;
+pub mod schemes;
 pub mod table;
 pub mod top;
 pub mod wss;

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     core::{Snapshot, TargetSnapshot, snapshot::working_set_bytes},
-    record::Record,
+    record::{Record, RecordScheme},
 };
 
 /// Rows of the heat strip at most.
@@ -34,6 +34,20 @@ fn percent(part: u64, whole: u64) -> f64 {
     } else {
         part as f64 * 100.0 / whole as f64
     }
+}
+
+/// "scheme 0 pageout: tried 12 regions (1.5 MiB), applied 3 (512 KiB), quota exceeded 0 times"
+fn scheme_line(s: &RecordScheme, nums: Numbers) -> String {
+    format!(
+        "scheme {} {}: tried {} regions ({}), applied {} ({}), quota exceeded {} times",
+        s.scheme_idx,
+        s.action,
+        nums.count(s.stats.nr_tried),
+        nums.bytes(s.stats.sz_tried),
+        nums.count(s.stats.nr_applied),
+        nums.bytes(s.stats.sz_applied),
+        nums.count(s.stats.qt_exceeds)
+    )
 }
 
 /// "kdamond 0 context 0: sample 5 ms, aggr 100 ms, update 1 s"
@@ -113,9 +127,16 @@ fn fit(line: &str, width: usize) -> String {
 /// The full-screen view: per context its targets with WSS, the hottest regions of the latest
 /// aggregation with bars, and a heat strip of the recent aggregations of each target.
 ///
-/// `history` holds the aggregations seen so far, oldest first; the output has at most
+/// `history` holds the aggregations seen so far, oldest first; `schemes` the schemes of the
+/// (one) context with their stats now, shown under its targets. The output has at most
 /// `height` lines of at most `width` visible characters.
-pub fn render_top(history: &[Snapshot], width: u16, height: u16, colour: bool) -> String {
+pub fn render_top(
+    history: &[Snapshot],
+    schemes: &[RecordScheme],
+    width: u16,
+    height: u16,
+    colour: bool,
+) -> String {
     let nums = Numbers::default();
     let (width, height) = (usize::from(width).max(20), usize::from(height).max(3));
     let mut lines: Vec<String> = Vec::new();
@@ -133,6 +154,13 @@ pub fn render_top(history: &[Snapshot], width: u16, height: u16, colour: bool) -
             s.targets
                 .iter()
                 .map(|t| format!("  {}", target_line(t, nums))),
+        );
+    }
+    if !latest.is_empty() {
+        lines.extend(
+            schemes
+                .iter()
+                .map(|s| format!("  {}", scheme_line(s, nums))),
         );
     }
     // The table of hottest regions comes first; heat strips get up to half of what is left,
@@ -291,9 +319,9 @@ fn strip_rows(grid: &Grid, now_ns: u64, nums: Numbers, colour: bool, label: usiz
         .collect()
 }
 
-/// One plain block per refresh for a non-terminal stdout: context, targets, and the ten
-/// hottest regions of each target, all lines `#`-prefixed but the regions.
-pub fn render_plain(snapshot: &Snapshot) -> String {
+/// One plain block per refresh for a non-terminal stdout: context, targets, the schemes' stats,
+/// and the ten hottest regions of each target, all lines `#`-prefixed but the regions.
+pub fn render_plain(snapshot: &Snapshot, schemes: &[RecordScheme]) -> String {
     let nums = Numbers::default();
     let mut out = String::new();
     let _ = writeln!(
@@ -303,6 +331,9 @@ pub fn render_plain(snapshot: &Snapshot) -> String {
         nums.duration_ns(snapshot.end_ns),
         context_line(snapshot, nums)
     );
+    for s in schemes {
+        let _ = writeln!(out, "# {}", scheme_line(s, nums));
+    }
     for t in &snapshot.targets {
         let _ = writeln!(out, "# {}", target_line(t, nums));
         let mut regions = t.regions.clone();

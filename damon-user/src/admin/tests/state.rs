@@ -264,6 +264,17 @@ fn on_validates_the_staged_files() {
             ],
         ),
         (
+            "memcg quota goal",
+            vec![
+                (format!("{S}/quotas/goals/nr_goals"), "1"),
+                (
+                    format!("{S}/quotas/goals/0/target_metric"),
+                    "node_memcg_used_bp",
+                ),
+                (format!("{S}/quotas/goals/0/target_value"), "5000"),
+            ],
+        ),
+        (
             "no context",
             vec![(format!("{K}/contexts/nr_contexts"), "0")],
         ),

@@ -149,6 +149,47 @@ keywords! {
     }
 }
 
+/// Why this build cannot carry out `action` on another process; `None` when it can.
+pub fn unsupported_action(action: Action) -> Option<&'static str> {
+    match action {
+        Action::Hugepage | Action::Nohugepage => {
+            Some("process_madvise cannot apply MADV_HUGEPAGE or MADV_NOHUGEPAGE to another process")
+        }
+        Action::LruPrio => Some("no interface raises the LRU priority of another process's pages"),
+        Action::MigrateHot | Action::MigrateCold => {
+            Some("migrating pages between NUMA nodes is not supported by this build")
+        }
+        _ => None,
+    }
+}
+
+/// Why this build cannot tune a quota towards `metric`; `None` when it can.
+pub fn unsupported_goal_metric(metric: GoalMetric) -> Option<&'static str> {
+    match metric {
+        GoalMetric::NodeMemcgUsedBp | GoalMetric::NodeMemcgFreeBp => {
+            Some("per-cgroup memory of a node is not measured by this build")
+        }
+        _ => None,
+    }
+}
+
+/// Checks what this build can do of `scheme`: its action and its quota goals. The admin tree
+/// and the command line refuse a scheme for the same reasons, in the same words.
+pub fn check_scheme(scheme: &Scheme) -> Result<(), String> {
+    if let Some(why) = unsupported_action(scheme.action) {
+        return Err(format!("action {} is refused: {why}", scheme.action));
+    }
+    if let Some((metric, why)) = scheme
+        .quotas
+        .goals
+        .iter()
+        .find_map(|g| unsupported_goal_metric(g.metric).map(|why| (g.metric, why)))
+    {
+        return Err(format!("quota goal metric {metric} is refused: {why}"));
+    }
+    Ok(())
+}
+
 /// One goal a quota is tuned towards (`struct damos_quota_goal`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuotaGoal {

@@ -278,6 +278,7 @@ mod tests {
             }),
             data_source: "unknown".into(),
             nr_lost_snapshots: 0,
+            schemes: Vec::new(),
             snapshots: snapshots
                 .into_iter()
                 .enumerate()

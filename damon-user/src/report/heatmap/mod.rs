@@ -207,6 +207,7 @@ mod tests {
             intervals: None,
             data_source: "unknown".into(),
             nr_lost_snapshots: 0,
+            schemes: Vec::new(),
             snapshots: vec![RecordSnapshot {
                 start_ns: 10,
                 end_ns: 20,
