@@ -234,6 +234,19 @@ fn bad_scheme_values_are_refused_before_anything_starts() {
              MADV_HUGEPAGE or MADV_NOHUGEPAGE to another process",
         ),
         (
+            &[
+                "--damos-action",
+                "stat",
+                "--damos-filter",
+                "allow",
+                "addr",
+                "0x2000",
+                "0x1000",
+            ],
+            "damon: scheme 0: --damos-filter allow addr 0x2000 0x1000: END 0x1000 is before \
+             START 0x2000",
+        ),
+        (
             &["--damos-age", "1s", "max"],
             "damon: 1 --damos-age options but 0 schemes (--damos-action): the Nth --damos-age \
              belongs to the Nth scheme",

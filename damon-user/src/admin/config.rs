@@ -10,8 +10,8 @@ use super::node::UlRangeDir;
 use crate::core::region::align_down;
 use crate::core::scheme::memcg;
 use crate::core::scheme::{
-    AccessPattern, Action, Bounds, Filter, FilterKind, FilterType, QuotaGoal, Quotas, Scheme,
-    Watermarks, check_scheme,
+    AccessPattern, Bounds, Filter, FilterKind, FilterType, QuotaGoal, Quotas, Scheme, Watermarks,
+    check_scheme,
 };
 use crate::core::{AddrRange, Attrs, ContextSpec, IntervalsGoal, Pid, TargetSpec};
 
@@ -171,18 +171,6 @@ fn bounds(r: UlRangeDir) -> Bounds {
 
 fn build_scheme(idx: usize, s: &SchemeDir) -> Result<Scheme, Invalid> {
     let (core_filters, ops_filters) = build_filters(idx, s)?;
-    // Only `stat` evaluates folio filters (as the kernel's vaddr); `young` would need the
-    // Accessed bits the monitor itself reads and clears.
-    if s.action == Action::Stat
-        && let Some(f) = ops_filters.iter().find(|f| f.kind == FilterKind::Young)
-    {
-        return Err(format!(
-            "scheme {idx}: a {} filter cannot be evaluated by stat in this build: reading \
-             whether a page is young would clear the bit the monitor samples",
-            f.kind.filter_type()
-        )
-        .into());
-    }
     let q = &s.quotas;
     let w = &s.watermarks;
     let scheme = Scheme {

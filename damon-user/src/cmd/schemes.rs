@@ -13,8 +13,11 @@
 //! intervals) with the intervals given at the start, as damo converts them.
 use anyhow::{Result, anyhow, bail};
 
+use crate::core::AddrRange;
+use crate::core::region::align_down;
 use crate::core::scheme::{
-    AccessPattern, Action, Bounds, GoalMetric, QuotaGoal, Quotas, Scheme, check_scheme,
+    AccessPattern, Action, Bounds, Filter, FilterKind, FilterType, GoalMetric, QuotaGoal, Quotas,
+    Scheme, Watermarks, WmarkMetric, check_scheme, memcg,
 };
 
 /// The `--damos-*` options, as typed: one entry per occurrence, with its values;
@@ -29,6 +32,9 @@ pub struct SchemeArgs {
     pub damos_quotas: Vec<Vec<String>>,
     pub damos_quota_goal: Vec<Vec<String>>,
     pub damos_nr_quota_goals: Vec<Vec<String>>,
+    pub damos_wmarks: Vec<Vec<String>>,
+    pub damos_filter: Vec<Vec<String>>,
+    pub damos_nr_filters: Vec<Vec<String>>,
     /// Where each occurrence of each per-scheme option stood on the command line: the option,
     /// and the index of its first value.
     pub positions: Vec<(&'static str, Vec<usize>)>,
@@ -36,22 +42,10 @@ pub struct SchemeArgs {
     pub refused: Vec<(&'static str, Vec<String>)>,
 }
 
-/// damo's per-scheme options that this build does not take yet, with why; they are parsed
+/// damo's per-scheme options that this build does not take, with why; they are parsed
 /// (hidden from the help) so that a damo command line using them gets this reason rather than
-/// "unexpected argument".
-const REFUSED: [(&str, &str, &str); 2] = [
-    (
-        "damos_wmarks",
-        "damos-wmarks",
-        "watermarks are not taken from the command line by this build yet (schemes are \
-         always active)",
-    ),
-    (
-        "damos_filter",
-        "damos-filter",
-        "DAMOS filters cannot be applied by this build yet",
-    ),
-];
+/// "unexpected argument". None at present.
+const REFUSED: [(&str, &str, &str); 0] = [];
 
 /// One `--damos-*` option: its id (damo's spelling, also an alias), its long name, how many values each
 /// occurrence takes, their names, and its help.
@@ -64,7 +58,7 @@ struct OptionSpec {
     help: &'static str,
 }
 
-const OPTIONS: [OptionSpec; 8] = [
+const OPTIONS: [OptionSpec; 11] = [
     OptionSpec {
         id: "damos_action",
         long: "damos-action",
@@ -141,6 +135,37 @@ some_mem_psi_us (target: a time), node_mem_used_bp, node_mem_free_bp (target: ba
         help: "How many of the --damos-quota-goal options each scheme takes, in order (needed \
 with goals and more than one scheme).",
     },
+    OptionSpec {
+        id: "damos_wmarks",
+        long: "damos-wmarks",
+        min: 5,
+        max: 5,
+        names: &["METRIC", "INTERVAL", "HIGH", "MID", "LOW"],
+        help: "A scheme's watermarks: METRIC none or free_mem_rate (free memory, permil), \
+checked every INTERVAL (5s; a bare number is microseconds) while the scheme is off; on below \
+MID, off above HIGH or below LOW (permil, or 50%).",
+    },
+    OptionSpec {
+        id: "damos_filter",
+        long: "damos-filter",
+        min: 2,
+        max: 6,
+        names: &["FILTER"],
+        help: "A filter, one per option: allow|reject [none] TYPE [ARGS] (damo's grammar; \
+none: memory that is not of the type). Types: anon, active, young, unmapped, memcg PATH, \
+hugepage_size MIN MAX, addr START END, target INDEX. addr and target decide per region; the \
+others, per folio, only for stat (as the kernel's vaddr). Filters go to the first scheme, or \
+as --damos-nr-filters says.",
+    },
+    OptionSpec {
+        id: "damos_nr_filters",
+        long: "damos-nr-filters",
+        min: 1,
+        max: usize::MAX,
+        names: &["N"],
+        help: "How many of the --damos-filter options each scheme takes, in order (needed \
+with filters and more than one scheme).",
+    },
 ];
 
 impl SchemeArgs {
@@ -154,6 +179,9 @@ impl SchemeArgs {
             "damos_quotas" => &mut self.damos_quotas,
             "damos_quota_goal" => &mut self.damos_quota_goal,
             "damos_nr_quota_goals" => &mut self.damos_nr_quota_goals,
+            "damos_wmarks" => &mut self.damos_wmarks,
+            "damos_filter" => &mut self.damos_filter,
+            "damos_nr_filters" => &mut self.damos_nr_filters,
             _ => return None,
         })
     }
@@ -261,7 +289,11 @@ impl SchemeArgs {
         for (id, starts) in &self.positions {
             if matches!(
                 *id,
-                "damos_action" | "damos_quota_goal" | "damos_nr_quota_goals"
+                "damos_action"
+                    | "damos_quota_goal"
+                    | "damos_nr_quota_goals"
+                    | "damos_filter"
+                    | "damos_nr_filters"
             ) {
                 continue;
             }
@@ -306,16 +338,37 @@ impl SchemeArgs {
         too_many("--damos-age", self.damos_age.len())?;
         too_many("--damos-apply-interval", self.damos_apply_interval.len())?;
         too_many("--damos-quotas", self.damos_quotas.len())?;
+        too_many("--damos-wmarks", self.damos_wmarks.len())?;
         let nr_goals = self.goals_per_scheme()?;
+        let nr_filters = handed_out(
+            n,
+            self.damos_filter.len(),
+            &self.damos_nr_filters,
+            "--damos-filter",
+            "--damos-nr-filters",
+            "filters",
+        )?;
 
         let mut goals = self.damos_quota_goal.iter();
+        let mut filters = self.damos_filter.iter();
         let mut schemes = Vec::with_capacity(n);
         for (i, action_args) in self.damos_action.iter().enumerate() {
             let ctx = |e: anyhow::Error| anyhow!("scheme {i}: {e}");
             let scheme_goals: Vec<&Vec<String>> = goals.by_ref().take(nr_goals[i]).collect();
-            let scheme = self
+            let mut scheme = self
                 .scheme(i, action_args, &scheme_goals, units)
                 .map_err(ctx)?;
+            if let Some(w) = self.damos_wmarks.get(i) {
+                scheme.wmarks = parse_wmarks(w).map_err(ctx)?;
+            }
+            for f in filters.by_ref().take(nr_filters[i]) {
+                let filter = parse_filter(f).map_err(ctx)?;
+                if filter.kind.filter_type().is_core() {
+                    scheme.core_filters.push(filter);
+                } else {
+                    scheme.ops_filters.push(filter);
+                }
+            }
             check_scheme(&scheme).map_err(|why| anyhow!("scheme {i}: {why}"))?;
             schemes.push(scheme);
         }
@@ -623,6 +676,172 @@ fn parse_quotas(q: &[String]) -> Result<Quotas> {
         weight_nr_accesses_permil: weight(4, "WEIGHT_NR_ACCESSES")?,
         weight_age_permil: weight(5, "WEIGHT_AGE")?,
         goals: Vec::new(),
+    })
+}
+
+/// How many of `given` per-scheme items (filters) each of `n` schemes takes: all to the
+/// first, or as the `--damos-nr-*` counts say.
+fn handed_out(
+    n: usize,
+    given: usize,
+    counts: &[Vec<String>],
+    opt: &str,
+    nr_opt: &str,
+    what: &str,
+) -> Result<Vec<usize>> {
+    if given > 0 && n == 0 {
+        bail!("{opt} without a scheme (--damos-action)");
+    }
+    let counts: Vec<&String> = counts.iter().flatten().collect();
+    if counts.is_empty() {
+        if n > 1 && given > 0 {
+            bail!(
+                "{given} {opt} options and {n} schemes: say how many {what} each scheme takes with {nr_opt}"
+            );
+        }
+        let mut v = vec![0; n];
+        if let Some(first) = v.first_mut() {
+            *first = given;
+        }
+        return Ok(v);
+    }
+    let per_scheme = counts
+        .iter()
+        .map(|c| {
+            c.trim()
+                .parse::<usize>()
+                .map_err(|_| anyhow!("{nr_opt}: {c:?} is not a number of {what}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if per_scheme.len() != n {
+        bail!("{nr_opt} has {} values for {n} schemes", per_scheme.len());
+    }
+    let sum: usize = per_scheme.iter().sum();
+    if sum != given {
+        bail!("{nr_opt} adds up to {sum}, but {given} {opt} given");
+    }
+    Ok(per_scheme)
+}
+
+/// `--damos-wmarks METRIC INTERVAL HIGH MID LOW`.
+fn parse_wmarks(w: &[String]) -> Result<Watermarks> {
+    let [metric, interval, high, mid, low] = w else {
+        bail!("--damos-wmarks takes METRIC INTERVAL HIGH MID LOW");
+    };
+    let metric: WmarkMetric = metric
+        .parse()
+        .map_err(|e| anyhow!("--damos-wmarks: {e}; metrics: none, free_mem_rate"))?;
+    let mark = |v: &str, name: &str| -> Result<u64> {
+        parse_parts(v, 1000.0, "permil").map_err(|e| anyhow!("--damos-wmarks {name}: {e}"))
+    };
+    Ok(Watermarks {
+        metric,
+        interval_us: parse_time_us(interval)
+            .map_err(|e| anyhow!("--damos-wmarks INTERVAL: {e}"))?,
+        high: mark(high, "HIGH")?,
+        mid: mark(mid, "MID")?,
+        low: mark(low, "LOW")?,
+    })
+}
+
+/// One `--damos-filter`: damo's `allow|reject [none] TYPE [ARGS]`, or its older
+/// `TYPE matching|nomatching [ARGS] [allow|reject]`.
+fn parse_filter(words: &[String]) -> Result<Filter> {
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let bad = |why: String| anyhow!("--damos-filter {}: {why}", w.join(" "));
+    let (allow, matching, ftype, args) = match w.as_slice() {
+        [verdict @ ("allow" | "reject"), rest @ ..] => {
+            let (matching, rest) = match rest {
+                ["none" | "non", rest @ ..] => (false, rest),
+                rest => (true, rest),
+            };
+            let [ftype, args @ ..] = rest else {
+                return Err(bad("no filter type".into()));
+            };
+            (*verdict == "allow", matching, *ftype, args.to_vec())
+        }
+        [ftype, m @ ("matching" | "nomatching"), rest @ ..] => {
+            let (args, allow) = match rest {
+                [args @ .., v @ ("allow" | "pass" | "reject")] => {
+                    (args, matches!(*v, "allow" | "pass"))
+                }
+                args => (args, false),
+            };
+            (allow, *m == "matching", *ftype, args.to_vec())
+        }
+        _ => {
+            return Err(bad("expected allow|reject [none] TYPE [ARGS]".into()));
+        }
+    };
+    let ftype: FilterType = ftype.parse().map_err(|e| {
+        bad(format!(
+            "{e}; types: {}",
+            FilterType::NAMES
+                .iter()
+                .map(|(_, w)| *w)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let want = |n: usize, names: &str| -> Result<()> {
+        if args.len() != n {
+            return Err(bad(format!("{ftype} takes {names}")));
+        }
+        Ok(())
+    };
+    let kind = match ftype {
+        FilterType::Anon | FilterType::Active | FilterType::Young | FilterType::Unmapped => {
+            want(0, "no argument")?;
+            match ftype {
+                FilterType::Anon => FilterKind::Anon,
+                FilterType::Active => FilterKind::Active,
+                FilterType::Young => FilterKind::Young,
+                _ => FilterKind::Unmapped,
+            }
+        }
+        FilterType::Memcg => {
+            want(1, "PATH")?;
+            let id = memcg::id_of(args[0]).map_err(|e| bad(format!("memcg {:?}: {e}", args[0])))?;
+            FilterKind::Memcg { id }
+        }
+        FilterType::HugepageSize => {
+            want(2, "MIN MAX")?;
+            let min = parse_size(args[0]).map_err(|e| bad(format!("MIN: {e}")))?;
+            let max = parse_size(args[1]).map_err(|e| bad(format!("MAX: {e}")))?;
+            if min > max {
+                return Err(bad(format!("MIN {} is more than MAX {}", args[0], args[1])));
+            }
+            FilterKind::HugepageSize(Bounds { min, max })
+        }
+        FilterType::Addr => {
+            want(2, "START END")?;
+            let addr = |v: &str| -> Result<u64> {
+                let t = v.trim();
+                let parsed = match t.strip_prefix("0x") {
+                    Some(hex) => u64::from_str_radix(hex, 16).ok(),
+                    None => parse_size(t).ok(),
+                };
+                parsed.ok_or_else(|| bad(format!("{v:?} is not an address")))
+            };
+            let (start, end) = (addr(args[0])?, addr(args[1])?);
+            if end < start {
+                return Err(bad(format!("END {} is before START {}", args[1], args[0])));
+            }
+            FilterKind::Addr(AddrRange::new(align_down(start), align_down(end)))
+        }
+        FilterType::Target => {
+            want(1, "INDEX")?;
+            let idx = args[0]
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| bad(format!("{:?} is not a target index", args[0])))?;
+            FilterKind::Target(idx)
+        }
+    };
+    Ok(Filter {
+        kind,
+        matching,
+        allow,
     })
 }
 
@@ -1090,23 +1309,173 @@ mod tests {
                     "--damos_action",
                     "stat",
                     "--damos_wmarks",
-                    "free_mem_rate",
+                    "free_mem",
                     "5s",
                     "500",
                     "400",
                     "200",
                 ],
-                "--damos-wmarks free_mem_rate 5s 500 400 200 is refused: watermarks are not taken",
+                "--damos-wmarks: unknown watermark metric \"free_mem\"",
             ),
             (
-                &["--damos-action", "stat", "--damos_filter", "reject", "anon"],
-                "--damos-filter reject anon is refused: DAMOS filters cannot be applied by this build yet",
+                &[
+                    "--damos-action",
+                    "stat",
+                    "--damos-wmarks",
+                    "free_mem_rate",
+                    "5s",
+                    "lots",
+                    "400",
+                    "200",
+                ],
+                "--damos-wmarks HIGH: \"lots\" is not permil",
+            ),
+            (
+                &[
+                    "--damos-action",
+                    "stat",
+                    "--damos_filter",
+                    "reject",
+                    "anonymous",
+                ],
+                "unknown filter type \"anonymous\"",
+            ),
+            (
+                &[
+                    "--damos-action",
+                    "stat",
+                    "--damos-filter",
+                    "allow",
+                    "addr",
+                    "0x2000",
+                ],
+                "addr takes START END",
+            ),
+            (
+                &[
+                    "--damos-action",
+                    "stat",
+                    "--damos-filter",
+                    "allow",
+                    "addr",
+                    "0x2000",
+                    "0x1000",
+                ],
+                "END 0x1000 is before START 0x2000",
+            ),
+            (
+                &[
+                    "--damos-action",
+                    "stat",
+                    "--damos-filter",
+                    "reject",
+                    "young",
+                ],
+                "a young filter cannot be evaluated by stat",
+            ),
+            (
+                &[
+                    "--damos-action",
+                    "stat",
+                    "--damos-filter",
+                    "allow",
+                    "memcg",
+                    "/no/such/group",
+                ],
+                "memcg \"/no/such/group\"",
+            ),
+            (
+                &[
+                    "--damos-action",
+                    "stat",
+                    "--damos-action",
+                    "cold",
+                    "--damos-filter",
+                    "reject",
+                    "anon",
+                ],
+                "say how many filters each scheme takes with --damos-nr-filters",
             ),
         ];
         for (args, want) in cases {
             let e = err(args);
             assert!(e.contains(want), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn watermarks_and_filters_in_damos_grammar() {
+        let s = parse(&[
+            "--damos-action",
+            "stat",
+            "--damos-action",
+            "pageout",
+            "--damos-wmarks",
+            "none",
+            "0",
+            "0",
+            "0",
+            "0",
+            "--damos-wmarks",
+            "free_mem_rate",
+            "5s",
+            "60%",
+            "500",
+            "50",
+            "--damos-filter",
+            "allow",
+            "none",
+            "anon",
+            "--damos-filter",
+            "reject",
+            "addr",
+            "0x1fff",
+            "0x5000",
+            "--damos_filter",
+            "target",
+            "matching",
+            "1",
+            "allow",
+            "--damos-nr-filters",
+            "2",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(s[0].wmarks, Watermarks::default());
+        assert_eq!(
+            s[1].wmarks,
+            Watermarks {
+                metric: WmarkMetric::FreeMemRate,
+                interval_us: 5_000_000,
+                high: 600,
+                mid: 500,
+                low: 50,
+            }
+        );
+        assert_eq!(
+            s[0].ops_filters,
+            vec![Filter {
+                kind: FilterKind::Anon,
+                matching: false,
+                allow: true,
+            }]
+        );
+        assert_eq!(
+            s[0].core_filters,
+            vec![Filter {
+                kind: FilterKind::Addr(AddrRange::new(0x1000, 0x5000)),
+                matching: true,
+                allow: false,
+            }]
+        );
+        assert_eq!(
+            s[1].core_filters,
+            vec![Filter {
+                kind: FilterKind::Target(1),
+                matching: true,
+                allow: true,
+            }]
+        );
     }
 
     #[test]

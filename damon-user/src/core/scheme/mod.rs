@@ -187,6 +187,20 @@ pub fn check_scheme(scheme: &Scheme) -> Result<(), String> {
     {
         return Err(format!("quota goal metric {metric} is refused: {why}"));
     }
+    // Only `stat` evaluates folio filters (as the kernel's vaddr); `young` would need the
+    // Accessed bits the monitor itself reads and clears.
+    if scheme.action == Action::Stat
+        && let Some(f) = scheme
+            .ops_filters
+            .iter()
+            .find(|f| f.kind == FilterKind::Young)
+    {
+        return Err(format!(
+            "a {} filter cannot be evaluated by stat in this build: reading whether a page \
+             is young would clear the bit the monitor samples",
+            f.kind.filter_type()
+        ));
+    }
     Ok(())
 }
 
