@@ -19,6 +19,7 @@ mod fetch;
 mod host;
 mod initramfs;
 mod kernels;
+mod pageout;
 mod qemu;
 mod regions;
 mod results;
@@ -69,7 +70,8 @@ struct Finished {
 impl Run {
     fn passed(&self) -> bool {
         matches!(&self.outcome, Outcome::Done(f)
-            if f.verdict.passed() && f.compare.as_ref().is_none_or(|c| c.is_ok()))
+            if f.verdict.passed()
+                && f.compare.as_ref().is_none_or(|c| c.as_ref().is_ok_and(|r| r.problems().is_empty())))
     }
 
     fn line(&self) -> String {
@@ -85,8 +87,10 @@ impl Run {
                     compare,
                 } = f.as_ref();
                 let mut problems = verdict.failures.clone();
-                if let Some(Err(e)) = compare {
-                    problems.push(format!("compare: {e:#}"));
+                match compare {
+                    Some(Err(e)) => problems.push(format!("compare: {e:#}")),
+                    Some(Ok(r)) => problems.extend(r.problems()),
+                    None => {}
                 }
                 let took = format!("[{:.1} s]", wall.as_secs_f64());
                 if problems.is_empty() {
@@ -239,9 +243,13 @@ impl Ctx<'_> {
         let logs = self.vm.join("logs");
         let console = logs.join(format!("{}.console.log", k.name));
         let results = logs.join(format!("{}.results.txt", k.name));
+        // The pageout comparison: two runs of at most PAGEOUT_SECS, each with a workload to
+        // start and a scheme to write.
         let timeout = GUEST_TIMEOUT
             + if compare {
-                Duration::from_secs(u64::from(COMPARE_SECS) * 4)
+                Duration::from_secs(
+                    u64::from(COMPARE_SECS) * 4 + 2 * (u64::from(initramfs::PAGEOUT_SECS) + 30),
+                )
             } else {
                 Duration::ZERO
             };
