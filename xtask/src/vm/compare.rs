@@ -284,8 +284,8 @@ pub fn markdown(rows: &[&Row], secs: u32) -> String {
         .collect();
     if !pageouts.is_empty() {
         s.push_str(&format!(
-            "\nDAMOS pageout, with zram swap in the guest: `damon workload hotcold` with a \
-             {PAGEOUT_HOT_MIB} MiB hot and a {PAGEOUT_COLD_MIB} MiB cold buffer, a fresh one under \
+            "\nDAMOS pageout, with zram swap in the guest: `damon workload hotcold` with hot \
+             and cold buffers of {PAGEOUT_HOT_MIB} and {PAGEOUT_COLD_MIB} MiB, a fresh one under \
              each monitor; the same scheme written to the kernel's DAMON sysfs and to our \
              `damon fs` tree: one vaddr kdamond at the attributes above, action `pageout`, \
              nr_accesses 0-0, age {PAGEOUT_AGE}+ aggregations (2 s), no quota. Each ran until the \
@@ -294,11 +294,11 @@ pub fn markdown(rows: &[&Row], secs: u32) -> String {
              `Swap:` of the buffers' mappings (smaps) at the end; time to 90 % is from `on` until \
              90 % of the cold buffer was out, sampled every {poll} s and interpolated; refaults are the workload's \
              major faults during the run (the cold buffer is never touched again); pswpout and \
-             pswpin are the guest's. Ours passes within {within:.0} % of the kernel's on paged out \
+             pswpin are the guest's; kdamond CPU is utime+stime of the kdamond thread over the run. Ours passes within {within:.0} % of the kernel's on paged out \
              and time to 90 % (the time also within one sample), with at most {slack:.0} % of the \
              hot buffer's pages more refaults.\n\n\
-             | kernel | swap | monitor | setup (s) | cold paged out (MiB) | cold out (%) | time to 90 % (s) | hot paged out (MiB) | hot refaults | pswpout (MiB) | pswpin (pages) | sz_applied (MiB) | run (s) | verdict |\n\
-             |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+             | kernel | swap | monitor | setup (s) | cold paged out (MiB) | cold out (%) | time to 90 % (s) | hot paged out (MiB) | hot refaults | pswpout (MiB) | pswpin (pages) | sz_applied (MiB) | run (s) | kdamond CPU (s) | verdict |\n\
+             |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
             poll = pageout::POLL_S,
             within = pageout::WITHIN * 100.0,
             slack = pageout::REFAULT_SLACK * 100.0,
@@ -315,7 +315,7 @@ pub fn markdown(rows: &[&Row], secs: u32) -> String {
                 (MONITORS[1], &p.ours, verdict.as_str()),
             ] {
                 s.push_str(&format!(
-                    "| {} ({}) | {} | {who} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {} | {:.1} | {} | {} | {:.1} | {v} |\n",
+                    "| {} ({}) | {} | {who} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {} | {:.1} | {} | {} | {:.1} | {} | {v} |\n",
                     r.kernel,
                     r.release,
                     p.swap,
@@ -330,6 +330,7 @@ pub fn markdown(rows: &[&Row], secs: u32) -> String {
                     run.sz_applied
                         .map_or("-".into(), |b| format!("{:.1}", b as f64 / f64::from(1 << 20))),
                     run.secs,
+                    run.cpu_s.map_or("-".into(), |c| format!("{c:.2}")),
                 ));
             }
         }

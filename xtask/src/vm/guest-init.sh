@@ -116,6 +116,9 @@ pageout_run() {
     (set -e; pageout_scheme "$2" $PO_PID) > /tmp/po-setup.out 2>&1
     setup=$?
     t_on=$(uptime_s)
+    K=$2/kdamonds/0
+    kpid=$(cat $K/pid 2>/dev/null)
+    c0=$(cpu_ticks $kpid)
     : > /tmp/po-series.txt
     while [ $setup = 0 ]; do
         now=$(uptime_s)
@@ -126,14 +129,13 @@ pageout_run() {
         sleep 0.5
     done
     t1=$(uptime_s)
-    K=$2/kdamonds/0
+    c1=$(cpu_ticks $kpid)
     S=$K/contexts/0/schemes/0
     echo update_schemes_stats > $K/state 2>/dev/null
     applied=$(cat $S/stats/sz_applied 2>/dev/null)
-    kpid=$(cat $K/pid 2>/dev/null)
     echo off > $K/state 2>/dev/null
     out1=$(vmstat pswpout); in1=$(vmstat pswpin); maj1=$(majflt $PO_PID)
-    r "pageout-$1 setup_rc=$setup t0=$t0 t_on=$t_on t1=$t1 cold_kb=$cold_kb hot_kb=$((PAGEOUT_HOT_MIB * 1024)) pswpout=$((out1 - out0)) pswpin=$((in1 - in0)) majflt=$((maj1 - maj0)) sz_applied=${applied:-none} pid=${kpid:-none}"
+    r "pageout-$1 setup_rc=$setup t0=$t0 t_on=$t_on t1=$t1 cold_kb=$cold_kb hot_kb=$((PAGEOUT_HOT_MIB * 1024)) pswpout=$((out1 - out0)) pswpin=$((in1 - in0)) majflt=$((maj1 - maj0)) sz_applied=${applied:-none} pid=${kpid:-none} cpu_ticks=$((${c1:-0} - ${c0:-0}))"
     blob pageout-$1-setup /tmp/po-setup.out
     blob pageout-$1 /tmp/po-series.txt
     kill -9 $PO_PID 2>/dev/null

@@ -19,6 +19,8 @@ pub const WITHIN: f64 = 0.20;
 /// buffer's pages more than the kernel's.
 pub const REFAULT_SLACK: f64 = 0.05;
 const PAGE_KIB: u64 = 4;
+/// `/proc/PID/stat` counts CPU time in USER_HZ ticks, 100 per second on x86.
+const TICKS_PER_S: f64 = 100.0;
 
 /// One monitor's run.
 #[derive(Debug)]
@@ -45,6 +47,8 @@ pub struct Run {
     pub pswpin: u64,
     /// The scheme's own `stats/sz_applied`, bytes.
     pub sz_applied: Option<u64>,
+    /// CPU time (utime + stime) of the kdamond thread from `on` to the last sample.
+    pub cpu_s: Option<f64>,
 }
 
 impl Run {
@@ -130,6 +134,9 @@ fn run(r: &Results, who: &str) -> Result<Run> {
         pswpout: num("pswpout")?,
         pswpin: num("pswpin")?,
         sz_applied: field(line, "sz_applied").and_then(|v| v.parse().ok()),
+        cpu_s: field(line, "cpu_ticks")
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|t| t / TICKS_PER_S),
     })
 }
 
@@ -214,7 +221,7 @@ mod tests {
     fn guest(kernel_series: &str, ours_series: &str, ours_majflt: u64) -> String {
         format!(
             "@@vm swap setup_rc=0 algorithm=lz4 size_mib=256\n\
-             @@vm pageout-kernel setup_rc=0 t0=99.90 t_on=100.00 t1=104.50 cold_kb=65536 hot_kb=8192 pswpout=16384 pswpin=2 majflt=1 sz_applied=67108864 pid=90\n\
+             @@vm pageout-kernel setup_rc=0 t0=99.90 t_on=100.00 t1=104.50 cold_kb=65536 hot_kb=8192 pswpout=16384 pswpin=2 majflt=1 sz_applied=67108864 pid=90 cpu_ticks=150\n\
              @@vm begin pageout-kernel\n{kernel_series}\n@@vm end pageout-kernel\n\
              @@vm pageout-ours setup_rc=0 t0=197.00 t_on=200.00 t1=206.00 cold_kb=65536 hot_kb=8192 pswpout=16384 pswpin=0 majflt={ours_majflt} sz_applied=none pid=91\n\
              @@vm begin pageout-ours\n{ours_series}\n@@vm end pageout-ours\n"
@@ -237,6 +244,8 @@ mod tests {
         assert!((p.ours.setup_s - 3.0).abs() < 1e-9);
         assert_eq!(p.kernel.sz_applied, Some(64 << 20));
         assert_eq!(p.ours.sz_applied, None);
+        assert_eq!(p.kernel.cpu_s, Some(1.5));
+        assert_eq!(p.ours.cpu_s, None);
         assert_eq!(p.ours.hot_out_kib, 4);
         assert_eq!(p.ours.refaults, 3);
         assert_eq!(p.kernel.pswpin, 2);
