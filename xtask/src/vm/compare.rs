@@ -291,14 +291,16 @@ pub fn markdown(rows: &[&Row], secs: u32) -> String {
              nr_accesses 0-0, age {PAGEOUT_AGE}+ aggregations (2 s), no quota. Each ran until the \
              cold buffer was 99 % out or for {PAGEOUT_SECS} s. Setup is from the first write into the admin tree until \
              `echo on > state` returned (ours loads its eBPF programs then). Paged out is the \
-             `Swap:` of the buffers' mappings (smaps) at the end; time to 90 % is from `on` until \
-             90 % of the cold buffer was out, sampled every {poll} s and interpolated; refaults are the workload's \
+             `Swap:` of the buffers' mappings (smaps) at the end; first out is from `on` until a \
+             sample first showed some of the cold buffer out (the monitoring until regions are old \
+             enough), time to 90 % from `on` until 90 % of it was out, sampled every {poll} s and \
+             interpolated; refaults are the workload's \
              major faults during the run (the cold buffer is never touched again); pswpout and \
              pswpin are the guest's; kdamond CPU is utime+stime of the kdamond thread over the run. Ours passes within {within:.0} % of the kernel's on paged out \
              and time to 90 % (the time also within one sample), with at most {slack:.0} % of the \
              hot buffer's pages more refaults.\n\n\
-             | kernel | swap | monitor | setup (s) | cold paged out (MiB) | cold out (%) | time to 90 % (s) | hot paged out (MiB) | hot refaults | pswpout (MiB) | pswpin (pages) | sz_applied (MiB) | run (s) | kdamond CPU (s) | verdict |\n\
-             |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+             | kernel | swap | monitor | setup (s) | cold paged out (MiB) | cold out (%) | first out (s) | time to 90 % (s) | hot paged out (MiB) | hot refaults | pswpout (MiB) | pswpin (pages) | sz_applied (MiB) | run (s) | kdamond CPU (s) | verdict |\n\
+             |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
             poll = pageout::POLL_S,
             within = pageout::WITHIN * 100.0,
             slack = pageout::REFAULT_SLACK * 100.0,
@@ -315,13 +317,14 @@ pub fn markdown(rows: &[&Row], secs: u32) -> String {
                 (MONITORS[1], &p.ours, verdict.as_str()),
             ] {
                 s.push_str(&format!(
-                    "| {} ({}) | {} | {who} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {} | {:.1} | {} | {} | {:.1} | {} | {v} |\n",
+                    "| {} ({}) | {} | {who} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} | {} | {:.1} | {} | {} | {:.1} | {} | {v} |\n",
                     r.kernel,
                     r.release,
                     p.swap,
                     run.setup_s,
                     run.cold_out_kib as f64 / 1024.0,
                     run.cold_out_pct(),
+                    seconds(run.first_out_s),
                     seconds(run.to_90_s),
                     run.hot_out_kib as f64 / 1024.0,
                     run.refaults,
@@ -371,11 +374,12 @@ pub fn text(rows: &[&Row]) -> String {
         if let Some(Ok(p)) = &r.pageout {
             for (who, run) in [("kernel DAMOS", &p.kernel), ("damon DAMOS", &p.ours)] {
                 s.push_str(&format!(
-                    "{:<20} pageout: {who}: setup {:.1} s, cold {:.1} MiB out ({:.0} %), 90 % in {} s, hot {:.1} MiB out, {} refaults, {:.1} s\n",
+                    "{:<20} pageout: {who}: setup {:.1} s, cold {:.1} MiB out ({:.0} %), first out {} s, 90 % in {} s, hot {:.1} MiB out, {} refaults, {:.1} s\n",
                     r.kernel,
                     run.setup_s,
                     run.cold_out_kib as f64 / 1024.0,
                     run.cold_out_pct(),
+                    seconds(run.first_out_s),
                     seconds(run.to_90_s),
                     run.hot_out_kib as f64 / 1024.0,
                     run.refaults,

@@ -36,6 +36,9 @@ pub struct Run {
     pub cold_out_kib: u64,
     /// Swap of the hot buffer at the end, KiB.
     pub hot_out_kib: u64,
+    /// From `on` until the first sample that shows any of the cold buffer swapped out: the
+    /// monitoring until regions are old enough, without the pageout's own time.
+    pub first_out_s: Option<f64>,
     /// From `on` until 90 % of the cold buffer was swapped out, interpolated between the two
     /// samples around it.
     pub to_90_s: Option<f64>,
@@ -126,6 +129,10 @@ fn run(r: &Results, who: &str) -> Result<Run> {
         cold_kib,
         hot_kib: num("hot_kb")?,
         setup_s: t_on - t0,
+        first_out_s: series
+            .iter()
+            .find(|(_, c, _)| *c > 0)
+            .map(|(t, _, _)| t - t_on),
         to_90_s: crossing(&series, cold_kib as f64 * 0.9).map(|t| (t - t_on).max(0.0)),
         secs: t_end - t_on,
         cold_out_kib,
@@ -241,6 +248,7 @@ mod tests {
         assert!((p.kernel.to_90_s.unwrap() - k90).abs() < 1e-9);
         assert!((p.kernel.secs - 4.5).abs() < 1e-9);
         assert!((p.kernel.setup_s - 0.1).abs() < 1e-9);
+        assert!((p.kernel.first_out_s.unwrap() - 3.0).abs() < 1e-9);
         assert!((p.ours.setup_s - 3.0).abs() < 1e-9);
         assert_eq!(p.kernel.sz_applied, Some(64 << 20));
         assert_eq!(p.ours.sz_applied, None);
