@@ -5,7 +5,8 @@
 //! what the guest reports on its results port: `damon check` passes, `damon record` tells
 //! the hot buffer of `damon workload hotcold` from the cold one, and `damon fs` serves an
 //! admin tree in which DAMON's sysfs example starts a kdamond. With `--compare`, kernels
-//! that have DAMON vaddr also run it and ours on the same workload, and the numbers go to
+//! that have DAMON vaddr also run it and ours on the same workload, then the same DAMOS
+//! pageout scheme under each with zram swap inside the guest, and the numbers go to
 //! `target/vm/compare.md`. The guest's console log of every kernel is kept in
 //! `target/vm/logs/`.
 //!
