@@ -296,11 +296,13 @@ pub fn markdown(rows: &[&Row], secs: u32) -> String {
              enough), time to 90 % from `on` until 90 % of it was out, sampled every {poll} s and \
              interpolated; refaults are the workload's \
              major faults during the run (the cold buffer is never touched again); pswpout and \
-             pswpin are the guest's; kdamond CPU is utime+stime of the kdamond thread over the run. Ours passes within {within:.0} % of the kernel's on paged out \
+             pswpin are the guest's; kdamond CPU is utime+stime of the kdamond thread over the run; aggregation is the \
+             run over the aggregations counted by the kernel's `damon:damon_aggregated` \
+             tracepoint (ours has none). Ours passes within {within:.0} % of the kernel's on paged out \
              and time to 90 % (the time also within one sample), with at most {slack:.0} % of the \
              hot buffer's pages more refaults.\n\n\
-             | kernel | swap | monitor | setup (s) | cold paged out (MiB) | cold out (%) | first out (s) | time to 90 % (s) | hot paged out (MiB) | hot refaults | pswpout (MiB) | pswpin (pages) | sz_applied (MiB) | run (s) | kdamond CPU (s) | verdict |\n\
-             |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+             | kernel | swap | monitor | setup (s) | cold paged out (MiB) | cold out (%) | first out (s) | time to 90 % (s) | hot paged out (MiB) | hot refaults | pswpout (MiB) | pswpin (pages) | sz_applied (MiB) | run (s) | kdamond CPU (s) | aggregation (ms) | verdict |\n\
+             |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
             poll = pageout::POLL_S,
             within = pageout::WITHIN * 100.0,
             slack = pageout::REFAULT_SLACK * 100.0,
@@ -317,7 +319,7 @@ pub fn markdown(rows: &[&Row], secs: u32) -> String {
                 (MONITORS[1], &p.ours, verdict.as_str()),
             ] {
                 s.push_str(&format!(
-                    "| {} ({}) | {} | {who} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} | {} | {:.1} | {} | {} | {:.1} | {} | {v} |\n",
+                    "| {} ({}) | {} | {who} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} | {} | {:.1} | {} | {} | {:.1} | {} | {} | {v} |\n",
                     r.kernel,
                     r.release,
                     p.swap,
@@ -334,6 +336,7 @@ pub fn markdown(rows: &[&Row], secs: u32) -> String {
                         .map_or("-".into(), |b| format!("{:.1}", b as f64 / f64::from(1 << 20))),
                     run.secs,
                     run.cpu_s.map_or("-".into(), |c| format!("{c:.2}")),
+                    ms(run.aggregation_ms()),
                 ));
             }
         }

@@ -111,6 +111,11 @@ pageout_run() {
     hot=$(sed -n 's/.* hot=\(0x[0-9a-f]*\)-.*/\1/p' /tmp/po-workload.out)
     cold=$(sed -n 's/.* cold=\(0x[0-9a-f]*\)-.*/\1/p' /tmp/po-workload.out)
     cold_kb=$((PAGEOUT_COLD_MIB * 1024))
+    # The kernel's aggregations, from its damon_aggregated tracepoint (one event per region,
+    # in address order: an aggregation starts where the start address goes back down).
+    E=/sys/kernel/tracing/events/damon/damon_aggregated/enable
+    [ "$1" = kernel ] || E=/nonexistent
+    if [ -f $E ]; then echo > /sys/kernel/tracing/trace; echo 1 > $E; fi
     out0=$(vmstat pswpout); in0=$(vmstat pswpin); maj0=$(majflt $PO_PID)
     t0=$(uptime_s)
     (set -e; pageout_scheme "$2" $PO_PID) > /tmp/po-setup.out 2>&1
@@ -134,8 +139,14 @@ pageout_run() {
     echo update_schemes_stats > $K/state 2>/dev/null
     applied=$(cat $S/stats/sz_applied 2>/dev/null)
     echo off > $K/state 2>/dev/null
+    aggrs=none
+    if [ -f $E ] && [ "$(cat $E)" = 1 ]; then
+        echo 0 > $E
+        aggrs=$(grep damon_aggregated /sys/kernel/tracing/trace | sed 's/.* \([0-9]*\)-[0-9]*: .*/\1/' |
+            awk 'NR == 1 || $1 < prev { n++ } { prev = $1 } END { print n + 0 }')
+    fi
     out1=$(vmstat pswpout); in1=$(vmstat pswpin); maj1=$(majflt $PO_PID)
-    r "pageout-$1 setup_rc=$setup t0=$t0 t_on=$t_on t1=$t1 cold_kb=$cold_kb hot_kb=$((PAGEOUT_HOT_MIB * 1024)) pswpout=$((out1 - out0)) pswpin=$((in1 - in0)) majflt=$((maj1 - maj0)) sz_applied=${applied:-none} pid=${kpid:-none} cpu_ticks=$((${c1:-0} - ${c0:-0}))"
+    r "pageout-$1 setup_rc=$setup t0=$t0 t_on=$t_on t1=$t1 cold_kb=$cold_kb hot_kb=$((PAGEOUT_HOT_MIB * 1024)) pswpout=$((out1 - out0)) pswpin=$((in1 - in0)) majflt=$((maj1 - maj0)) sz_applied=${applied:-none} pid=${kpid:-none} cpu_ticks=$((${c1:-0} - ${c0:-0})) aggregations=$aggrs"
     blob pageout-$1-setup /tmp/po-setup.out
     blob pageout-$1 /tmp/po-series.txt
     kill -9 $PO_PID 2>/dev/null

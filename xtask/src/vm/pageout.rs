@@ -52,9 +52,18 @@ pub struct Run {
     pub sz_applied: Option<u64>,
     /// CPU time (utime + stime) of the kdamond thread from `on` to the last sample.
     pub cpu_s: Option<f64>,
+    /// Aggregations during the run, where they can be counted (the kernel's tracepoint).
+    pub aggregations: Option<u64>,
 }
 
 impl Run {
+    /// Mean length of an aggregation over the run, when they were counted.
+    pub fn aggregation_ms(&self) -> Option<f64> {
+        self.aggregations
+            .filter(|&n| n > 0)
+            .map(|n| self.secs * 1e3 / n as f64)
+    }
+
     pub fn cold_out_pct(&self) -> f64 {
         self.cold_out_kib as f64 * 100.0 / self.cold_kib.max(1) as f64
     }
@@ -144,6 +153,7 @@ fn run(r: &Results, who: &str) -> Result<Run> {
         cpu_s: field(line, "cpu_ticks")
             .and_then(|v| v.parse::<f64>().ok())
             .map(|t| t / TICKS_PER_S),
+        aggregations: field(line, "aggregations").and_then(|v| v.parse().ok()),
     })
 }
 
@@ -228,7 +238,7 @@ mod tests {
     fn guest(kernel_series: &str, ours_series: &str, ours_majflt: u64) -> String {
         format!(
             "@@vm swap setup_rc=0 algorithm=lz4 size_mib=256\n\
-             @@vm pageout-kernel setup_rc=0 t0=99.90 t_on=100.00 t1=104.50 cold_kb=65536 hot_kb=8192 pswpout=16384 pswpin=2 majflt=1 sz_applied=67108864 pid=90 cpu_ticks=150\n\
+             @@vm pageout-kernel setup_rc=0 t0=99.90 t_on=100.00 t1=104.50 cold_kb=65536 hot_kb=8192 pswpout=16384 pswpin=2 majflt=1 sz_applied=67108864 pid=90 cpu_ticks=150 aggregations=45\n\
              @@vm begin pageout-kernel\n{kernel_series}\n@@vm end pageout-kernel\n\
              @@vm pageout-ours setup_rc=0 t0=197.00 t_on=200.00 t1=206.00 cold_kb=65536 hot_kb=8192 pswpout=16384 pswpin=0 majflt={ours_majflt} sz_applied=none pid=91\n\
              @@vm begin pageout-ours\n{ours_series}\n@@vm end pageout-ours\n"
@@ -254,6 +264,8 @@ mod tests {
         assert_eq!(p.ours.sz_applied, None);
         assert_eq!(p.kernel.cpu_s, Some(1.5));
         assert_eq!(p.ours.cpu_s, None);
+        assert_eq!(p.kernel.aggregation_ms(), Some(100.0));
+        assert_eq!(p.ours.aggregation_ms(), None);
         assert_eq!(p.ours.hot_out_kib, 4);
         assert_eq!(p.ours.refaults, 3);
         assert_eq!(p.kernel.pswpin, 2);
