@@ -3,7 +3,11 @@ use anyhow::{Context, Result, bail};
 
 use super::{
     checks::{self, MAX_NR_ACCESSES},
-    initramfs::{AGGR_US, AUTOTUNE_SECS, MAX_REGIONS, MIN_REGIONS, SAMPLE_US, UPDATE_US},
+    initramfs::{
+        AGGR_US, AUTOTUNE_SECS, MAX_REGIONS, MIN_REGIONS, PAGEOUT_AGE, PAGEOUT_COLD_MIB,
+        PAGEOUT_HOT_MIB, PAGEOUT_SECS, SAMPLE_US, UPDATE_US,
+    },
+    pageout::{self, Pageout},
     regions::{self, Snapshot},
     results::{Results, field},
 };
@@ -35,6 +39,19 @@ pub struct Row {
     pub floor_pct: Option<f64>,
     /// Both monitors with the same intervals goal, on kernels that have the tuning.
     pub tuned: Option<Tuned>,
+    /// The kernel's DAMOS pageout and ours, when the guest could swap.
+    pub pageout: Option<Result<Pageout>>,
+}
+
+impl Row {
+    /// What fails the comparison although its numbers are there.
+    pub fn problems(&self) -> Vec<String> {
+        match &self.pageout {
+            None => Vec::new(),
+            Some(Ok(p)) => pageout::judge(p),
+            Some(Err(e)) => vec![format!("pageout: {e:#}")],
+        }
+    }
 }
 
 /// The kernel's intervals auto-tuning and ours, same goal, same workload.
@@ -82,6 +99,7 @@ pub fn row(kernel: &str, release: &str, r: &Results) -> Result<Row> {
         ours: metrics(&our_snaps, hot, cold, ours).context("damon record")?,
         floor_pct: r.line("floor").and_then(cpu_pct),
         tuned: tuned(r, hot, cold).transpose()?,
+        pageout: pageout::parse(r),
     })
 }
 
@@ -257,7 +275,77 @@ pub fn markdown(rows: &[&Row], secs: u32) -> String {
             ));
         }
     }
+    let pageouts: Vec<(&&Row, &Pageout)> = rows
+        .iter()
+        .filter_map(|r| match &r.pageout {
+            Some(Ok(p)) => Some((r, p)),
+            _ => None,
+        })
+        .collect();
+    if !pageouts.is_empty() {
+        s.push_str(&format!(
+            "\nDAMOS pageout, with zram swap in the guest: `damon workload hotcold` with hot \
+             and cold buffers of {PAGEOUT_HOT_MIB} and {PAGEOUT_COLD_MIB} MiB, a fresh one under \
+             each monitor; the same scheme written to the kernel's DAMON sysfs and to our \
+             `damon fs` tree: one vaddr kdamond at the attributes above, action `pageout`, \
+             nr_accesses 0-0, age {PAGEOUT_AGE}+ aggregations (2 s), no quota. Each ran until the \
+             cold buffer was 99 % out or for {PAGEOUT_SECS} s. Setup is from the first write into the admin tree until \
+             `echo on > state` returned (ours loads its eBPF programs then). Paged out is the \
+             `Swap:` of the buffers' mappings (smaps) at the end; first out is from `on` until a \
+             sample first showed some of the cold buffer out (the monitoring until regions are old \
+             enough), time to 90 % from `on` until 90 % of it was out, sampled every {poll} s and \
+             interpolated; refaults are the workload's \
+             major faults during the run (the cold buffer is never touched again); pswpout and \
+             pswpin are the guest's; kdamond CPU is utime+stime of the kdamond thread over the run; aggregation is the \
+             run over the aggregations counted by the kernel's `damon:damon_aggregated` \
+             tracepoint (ours has none). Ours passes within {within:.0} % of the kernel's on paged out \
+             and time to 90 % (the time also within one sample), with at most {slack:.0} % of the \
+             hot buffer's pages more refaults.\n\n\
+             | kernel | swap | monitor | setup (s) | cold paged out (MiB) | cold out (%) | first out (s) | time to 90 % (s) | hot paged out (MiB) | hot refaults | pswpout (MiB) | pswpin (pages) | sz_applied (MiB) | run (s) | kdamond CPU (s) | aggregation (ms) | verdict |\n\
+             |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+            poll = pageout::POLL_S,
+            within = pageout::WITHIN * 100.0,
+            slack = pageout::REFAULT_SLACK * 100.0,
+        ));
+        for (r, p) in pageouts {
+            let problems = pageout::judge(p);
+            let verdict = if problems.is_empty() {
+                "ok".to_string()
+            } else {
+                problems.join("; ")
+            };
+            for (who, run, v) in [
+                (MONITORS[0], &p.kernel, ""),
+                (MONITORS[1], &p.ours, verdict.as_str()),
+            ] {
+                s.push_str(&format!(
+                    "| {} ({}) | {} | {who} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} | {} | {:.1} | {} | {} | {:.1} | {} | {} | {v} |\n",
+                    r.kernel,
+                    r.release,
+                    p.swap,
+                    run.setup_s,
+                    run.cold_out_kib as f64 / 1024.0,
+                    run.cold_out_pct(),
+                    seconds(run.first_out_s),
+                    seconds(run.to_90_s),
+                    run.hot_out_kib as f64 / 1024.0,
+                    run.refaults,
+                    run.pswpout as f64 * 4.0 / 1024.0,
+                    run.pswpin,
+                    run.sz_applied
+                        .map_or("-".into(), |b| format!("{:.1}", b as f64 / f64::from(1 << 20))),
+                    run.secs,
+                    run.cpu_s.map_or("-".into(), |c| format!("{c:.2}")),
+                    ms(run.aggregation_ms()),
+                ));
+            }
+        }
+    }
     s
+}
+
+fn seconds(x: Option<f64>) -> String {
+    x.map_or("never".into(), |x| format!("{x:.1}"))
 }
 
 /// The table for the terminal.
@@ -285,6 +373,22 @@ pub fn text(rows: &[&Row]) -> String {
                 "{:<20} {:<13} {:>7} {:>8} {:>9} {:>10} {:>9} {:>7.1}\n",
                 r.kernel, "floor", "", "", "", "", "", f
             ));
+        }
+        if let Some(Ok(p)) = &r.pageout {
+            for (who, run) in [("kernel DAMOS", &p.kernel), ("damon DAMOS", &p.ours)] {
+                s.push_str(&format!(
+                    "{:<20} pageout: {who}: setup {:.1} s, cold {:.1} MiB out ({:.0} %), first out {} s, 90 % in {} s, hot {:.1} MiB out, {} refaults, {:.1} s\n",
+                    r.kernel,
+                    run.setup_s,
+                    run.cold_out_kib as f64 / 1024.0,
+                    run.cold_out_pct(),
+                    seconds(run.first_out_s),
+                    seconds(run.to_90_s),
+                    run.hot_out_kib as f64 / 1024.0,
+                    run.refaults,
+                    run.secs
+                ));
+            }
         }
         if let Some(t) = &r.tuned {
             s.push_str(&format!(

@@ -17,8 +17,13 @@ use super::{
     kernels::Kernel,
 };
 
-/// The modules the guest loads, with the config symbol that says whether they are modules.
-const GUEST_MODULES: &[(&str, &str)] = &[("fuse", "CONFIG_FUSE_FS")];
+/// The modules the guest loads, with the config symbol that says whether they are modules,
+/// and whether the guest needs them (the others are left out of kernels that lack them).
+/// `zram` is the guest's swap device for the DAMOS pageout comparison.
+const GUEST_MODULES: &[(&str, &str, bool)] = &[
+    ("fuse", "CONFIG_FUSE_FS", true),
+    ("zram", "CONFIG_ZRAM", false),
+];
 
 const META_PACKAGE: &str = "linux-image-amd64";
 
@@ -91,7 +96,7 @@ fn load(dir: &Path) -> Result<Fetched> {
     let names: Vec<&str> = order.lines().filter(|l| !l.is_empty()).collect();
     // A cache made for a shorter list of guest modules is stale.
     let config = fs::read_to_string(dir.join("config")).context("no cached config")?;
-    for (module, symbol) in GUEST_MODULES {
+    for (module, symbol, _) in GUEST_MODULES {
         if config.lines().any(|l| l == format!("{symbol}=m")) && !names.contains(module) {
             bail!("the cached kernel lacks module {module}");
         }
@@ -147,11 +152,14 @@ fn download(apt: &Apt, k: &Kernel, dir: &Path) -> Result<()> {
         .with_context(|| format!("reading {}", tree.config.display()))?;
     fs::create_dir_all(out.join("modules"))?;
     let mut order = Vec::new();
-    for (module, symbol) in GUEST_MODULES {
+    for &(module, symbol, needed) in GUEST_MODULES {
         if config.lines().any(|l| l == format!("{symbol}=y")) {
             continue;
         }
         if !config.lines().any(|l| l == format!("{symbol}=m")) {
+            if !needed {
+                continue;
+            }
             bail!(
                 "{} {}: {symbol} is not set, the guest cannot have {module}",
                 k.name,

@@ -58,6 +58,138 @@ finish() {
     poweroff -f
 }
 
+# Swap of the mapping of a process ($1) that starts at address $2 (0x...), in KiB.
+swap_kb() {
+    awk -v s="${2#0x}-" 'index($1, s) == 1 { f = 1; next }
+        /^[0-9a-f]+-[0-9a-f]+ / { f = 0 }
+        f && $1 == "Swap:" { print $2; exit }' "/proc/$1/smaps" 2>/dev/null
+}
+vmstat() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat; }
+# Major faults of a task (field 12 of /proc/PID/stat).
+majflt() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $10 }'; }
+# Writes the pageout scheme into an admin tree ($1: DAMON's sysfs or ours) for process $2 and
+# turns it on: one vaddr kdamond, DAMON's default attributes, one scheme that pages out
+# regions not accessed for PAGEOUT_AGE aggregations, no quota.
+pageout_scheme() {
+    K=$1/kdamonds/0
+    C=$K/contexts/0
+    S=$C/schemes/0
+    echo 0 > $1/kdamonds/nr_kdamonds
+    echo 1 > $1/kdamonds/nr_kdamonds
+    echo 1 > $K/contexts/nr_contexts
+    echo vaddr > $C/operations
+    echo $SAMPLE_US > $C/monitoring_attrs/intervals/sample_us
+    echo $AGGR_US > $C/monitoring_attrs/intervals/aggr_us
+    echo $UPDATE_US > $C/monitoring_attrs/intervals/update_us
+    echo $MIN_REGIONS > $C/monitoring_attrs/nr_regions/min
+    echo $MAX_REGIONS > $C/monitoring_attrs/nr_regions/max
+    echo 1 > $C/targets/nr_targets
+    echo $2 > $C/targets/0/pid_target
+    echo 1 > $C/schemes/nr_schemes
+    echo pageout > $S/action
+    echo 0 > $S/access_pattern/sz/min
+    echo 18446744073709551615 > $S/access_pattern/sz/max
+    echo 0 > $S/access_pattern/nr_accesses/min
+    echo 0 > $S/access_pattern/nr_accesses/max
+    echo $PAGEOUT_AGE > $S/access_pattern/age/min
+    echo 4294967295 > $S/access_pattern/age/max
+    echo on > $K/state
+}
+# One pageout run under the admin tree $2 (named $1): a fresh workload, the scheme on, the
+# Swap of both buffers every half second until the cold one is 99 % out or PAGEOUT_SECS have
+# passed, then the counters.
+pageout_run() {
+    taskset -c 1 damon workload hotcold --hot-mib "$PAGEOUT_HOT_MIB" --cold-mib "$PAGEOUT_COLD_MIB" \
+        > /tmp/po-workload.out 2>&1 3>&- &
+    PO_PID=$!
+    if ! wait_for READY 60 /tmp/po-workload.out; then
+        r "pageout-$1 failed=workload"
+        blob pageout-$1-log /tmp/po-workload.out
+        kill -9 $PO_PID 2>/dev/null
+        return
+    fi
+    hot=$(sed -n 's/.* hot=\(0x[0-9a-f]*\)-.*/\1/p' /tmp/po-workload.out)
+    cold=$(sed -n 's/.* cold=\(0x[0-9a-f]*\)-.*/\1/p' /tmp/po-workload.out)
+    cold_kb=$((PAGEOUT_COLD_MIB * 1024))
+    # The kernel's aggregations, from its damon_aggregated tracepoint (one event per region,
+    # in address order: an aggregation starts where the start address goes back down).
+    E=/sys/kernel/tracing/events/damon/damon_aggregated/enable
+    [ "$1" = kernel ] || E=/nonexistent
+    if [ -f $E ]; then echo > /sys/kernel/tracing/trace; echo 1 > $E; fi
+    out0=$(vmstat pswpout); in0=$(vmstat pswpin); maj0=$(majflt $PO_PID)
+    t0=$(uptime_s)
+    (set -e; pageout_scheme "$2" $PO_PID) > /tmp/po-setup.out 2>&1
+    setup=$?
+    t_on=$(uptime_s)
+    K=$2/kdamonds/0
+    kpid=$(cat $K/pid 2>/dev/null)
+    c0=$(cpu_ticks $kpid)
+    : > /tmp/po-series.txt
+    while [ $setup = 0 ]; do
+        now=$(uptime_s)
+        c=$(swap_kb $PO_PID $cold); h=$(swap_kb $PO_PID $hot)
+        echo "$now ${c:-0} ${h:-0}" >> /tmp/po-series.txt
+        awk -v n=$now -v t=$t0 -v c=${c:-0} -v k=$cold_kb -v d=$PAGEOUT_SECS \
+            'BEGIN { exit !(n - t >= d || c * 100 >= k * 99) }' && break
+        sleep 0.5
+    done
+    t1=$(uptime_s)
+    c1=$(cpu_ticks $kpid)
+    S=$K/contexts/0/schemes/0
+    echo update_schemes_stats > $K/state 2>/dev/null
+    applied=$(cat $S/stats/sz_applied 2>/dev/null)
+    echo off > $K/state 2>/dev/null
+    aggrs=none
+    if [ -f $E ] && [ "$(cat $E)" = 1 ]; then
+        echo 0 > $E
+        aggrs=$(grep damon_aggregated /sys/kernel/tracing/trace | sed 's/.* \([0-9]*\)-[0-9]*: .*/\1/' |
+            awk 'NR == 1 || $1 < prev { n++ } { prev = $1 } END { print n + 0 }')
+    fi
+    out1=$(vmstat pswpout); in1=$(vmstat pswpin); maj1=$(majflt $PO_PID)
+    r "pageout-$1 setup_rc=$setup t0=$t0 t_on=$t_on t1=$t1 cold_kb=$cold_kb hot_kb=$((PAGEOUT_HOT_MIB * 1024)) pswpout=$((out1 - out0)) pswpin=$((in1 - in0)) majflt=$((maj1 - maj0)) sz_applied=${applied:-none} pid=${kpid:-none} cpu_ticks=$((${c1:-0} - ${c0:-0})) aggregations=$aggrs"
+    blob pageout-$1-setup /tmp/po-setup.out
+    blob pageout-$1 /tmp/po-series.txt
+    kill -9 $PO_PID 2>/dev/null
+    wait $PO_PID 2>/dev/null
+}
+pageout() {
+    if [ ! -e /sys/block/zram0/disksize ]; then
+        r "pageout-skip reason=no-zram"
+        return
+    fi
+    say "pageout: zram swap, kernel DAMOS then ours, up to $PAGEOUT_SECS s each"
+    (
+        set -e
+        echo $ZRAM_MIB"M" > /sys/block/zram0/disksize
+        mkswap /dev/zram0
+        swapon /dev/zram0
+    ) > /tmp/swap-setup.out 2>&1
+    rc=$?
+    r "swap setup_rc=$rc algorithm=$(sed 's/.*\[\(.*\)\].*/\1/' /sys/block/zram0/comp_algorithm) size_mib=$ZRAM_MIB"
+    if [ $rc != 0 ]; then
+        blob swap-setup /tmp/swap-setup.out
+        return
+    fi
+    pageout_run kernel /sys/kernel/mm/damon/admin
+    echo 0 > /sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds
+    mkdir -p /tmp/admin
+    RUST_LOG=damon_user::core::kdamond=debug taskset -c 0 damon fs /tmp/admin > /tmp/po-fs.out 2>&1 3>&- &
+    FSPID=$!
+    i=0
+    while [ ! -e /tmp/admin/kdamonds/nr_kdamonds ] && [ $i -lt 300 ] && [ -d /proc/$FSPID ]; do
+        i=$((i + 1)); sleep 0.1
+    done
+    if [ -e /tmp/admin/kdamonds/nr_kdamonds ]; then
+        pageout_run ours /tmp/admin
+    else
+        r "pageout-ours failed=mount"
+    fi
+    kill -TERM $FSPID 2>/dev/null
+    wait_pid $FSPID 20
+    blob pageout-fs-log /tmp/po-fs.out
+    swapoff /dev/zram0
+}
+
 r "boot release=$(uname -r) uptime=$(uptime_s) cpus=$(nproc)"
 say "booted $(uname -r)"
 
@@ -255,6 +387,10 @@ if [ "$COMPARE" = 1 ]; then
         r "floor cpu_ticks=$((c1 - c0)) t0=$t0 t1=$t1"
     fi
     kill -9 $SPID 2>/dev/null
+
+    # 6. DAMOS pageout: the kernel's DAMOS, then ours, with the same scheme on a fresh
+    # workload each, with zram swap in this guest.
+    pageout
 fi
 
 kill -9 $WPID 2>/dev/null

@@ -25,13 +25,25 @@ pub const MIN_REGIONS: u64 = 10;
 pub const MAX_REGIONS: u64 = 1_000;
 /// How long both monitors run with intervals auto-tuning in `--compare` (kernels with it).
 pub const AUTOTUNE_SECS: u32 = 30;
+/// DAMOS pageout in `--compare`: a fresh `damon workload hotcold` with these buffers under
+/// each monitor, for at most `PAGEOUT_SECS` (less once the cold buffer is 99 % out). Small,
+/// because under TCG touching memory and paging it out to zram is slow.
+pub const PAGEOUT_HOT_MIB: u64 = 8;
+pub const PAGEOUT_COLD_MIB: u64 = 64;
+pub const PAGEOUT_SECS: u32 = 30;
+/// The scheme's minimum age: 2 s of no access, in aggregation intervals.
+pub const PAGEOUT_AGE: u64 = 2_000_000 / AGGR_US;
+/// The guest's zram swap device: room for the cold buffer and then some.
+pub const ZRAM_MIB: u64 = 256;
 
 impl GuestSettings {
     fn conf(&self) -> String {
         format!(
             "COMPARE={}\nRECORD_SECS={}\nCOMPARE_SECS={}\nAUTOTUNE_SECS={AUTOTUNE_SECS}\nHOT_MIB={}\nCOLD_MIB={}\n\
              SAMPLE_US={SAMPLE_US}\nAGGR_US={AGGR_US}\nUPDATE_US={UPDATE_US}\n\
-             MIN_REGIONS={MIN_REGIONS}\nMAX_REGIONS={MAX_REGIONS}\n",
+             MIN_REGIONS={MIN_REGIONS}\nMAX_REGIONS={MAX_REGIONS}\n\
+             PAGEOUT_HOT_MIB={PAGEOUT_HOT_MIB}\nPAGEOUT_COLD_MIB={PAGEOUT_COLD_MIB}\n\
+             PAGEOUT_SECS={PAGEOUT_SECS}\nPAGEOUT_AGE={PAGEOUT_AGE}\nZRAM_MIB={ZRAM_MIB}\n",
             u8::from(self.compare),
             self.record_secs,
             self.compare_secs,

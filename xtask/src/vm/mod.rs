@@ -5,7 +5,8 @@
 //! what the guest reports on its results port: `damon check` passes, `damon record` tells
 //! the hot buffer of `damon workload hotcold` from the cold one, and `damon fs` serves an
 //! admin tree in which DAMON's sysfs example starts a kdamond. With `--compare`, kernels
-//! that have DAMON vaddr also run it and ours on the same workload, and the numbers go to
+//! that have DAMON vaddr also run it and ours on the same workload, then the same DAMOS
+//! pageout scheme under each with zram swap inside the guest, and the numbers go to
 //! `target/vm/compare.md`. The guest's console log of every kernel is kept in
 //! `target/vm/logs/`.
 //!
@@ -19,6 +20,7 @@ mod fetch;
 mod host;
 mod initramfs;
 mod kernels;
+mod pageout;
 mod qemu;
 mod regions;
 mod results;
@@ -69,7 +71,8 @@ struct Finished {
 impl Run {
     fn passed(&self) -> bool {
         matches!(&self.outcome, Outcome::Done(f)
-            if f.verdict.passed() && f.compare.as_ref().is_none_or(|c| c.is_ok()))
+            if f.verdict.passed()
+                && f.compare.as_ref().is_none_or(|c| c.as_ref().is_ok_and(|r| r.problems().is_empty())))
     }
 
     fn line(&self) -> String {
@@ -85,8 +88,10 @@ impl Run {
                     compare,
                 } = f.as_ref();
                 let mut problems = verdict.failures.clone();
-                if let Some(Err(e)) = compare {
-                    problems.push(format!("compare: {e:#}"));
+                match compare {
+                    Some(Err(e)) => problems.push(format!("compare: {e:#}")),
+                    Some(Ok(r)) => problems.extend(r.problems()),
+                    None => {}
                 }
                 let took = format!("[{:.1} s]", wall.as_secs_f64());
                 if problems.is_empty() {
@@ -239,9 +244,13 @@ impl Ctx<'_> {
         let logs = self.vm.join("logs");
         let console = logs.join(format!("{}.console.log", k.name));
         let results = logs.join(format!("{}.results.txt", k.name));
+        // The pageout comparison: two runs of at most PAGEOUT_SECS, each with a workload to
+        // start and a scheme to write.
         let timeout = GUEST_TIMEOUT
             + if compare {
-                Duration::from_secs(u64::from(COMPARE_SECS) * 4)
+                Duration::from_secs(
+                    u64::from(COMPARE_SECS) * 4 + 2 * (u64::from(initramfs::PAGEOUT_SECS) + 30),
+                )
             } else {
                 Duration::ZERO
             };
