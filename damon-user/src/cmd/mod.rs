@@ -5,6 +5,7 @@ pub mod faults;
 pub mod fs;
 pub mod record;
 pub mod report;
+pub mod serve;
 pub mod session;
 pub mod top;
 pub mod tty;
