@@ -179,6 +179,22 @@ impl Agent {
             .unwrap_or_default()
     }
 
+    /// The thread ids of the agent's kdamonds (threads named `kdamond.N`).
+    fn kdamond_tids(&self) -> BTreeSet<i32> {
+        let dir = format!("/proc/{}/task", self.child.pid());
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        std::fs::read_to_string(e.path().join("comm"))
+                            .is_ok_and(|c| c.starts_with("kdamond."))
+                    })
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// SIGTERM; the agent must exit successfully and leave none of its programs loaded.
     fn terminate_cleanly(mut self) {
         let held = self.program_ids();
@@ -466,8 +482,9 @@ fn processes_join_and_leave_and_sighup_reloads() {
     wait_for("a to leave", &|m| !has_pid(m, metric, a_pid));
     assert!(has_pid(&agent.metrics().expect("metrics"), metric, b.pid()));
 
-    // Reload: a pid group is added, cg stays and keeps its kdamond (its snapshot count goes
-    // on from where it was).
+    // Reload: a pid group is added; cg stays, with a new aggregation interval, and keeps its
+    // kdamond thread (committed, not restarted) and its snapshot count. b is also named in
+    // the new group: it stays cg's, the first group to select it.
     let snapshots = |m: &str| {
         value(
             m,
@@ -480,11 +497,14 @@ fn processes_join_and_leave_and_sighup_reloads() {
     let (c, _) = Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4"]).expect("c");
     let before = snapshots(&agent.metrics().expect("metrics")).expect("cg's snapshot count");
     assert!(before > 0.0);
+    let kdamonds_before = agent.kdamond_tids();
+    assert_eq!(kdamonds_before.len(), 1, "one kdamond, cg's");
     write_config(
         dir.path(),
         &format!(
-            "{cg_group}[[group]]\nname = \"bypid\"\npids = [{}]\n",
-            c.pid()
+            "{cg_group}aggr = \"200ms\"\n[[group]]\nname = \"bypid\"\npids = [{}, {}]\n",
+            c.pid(),
+            b.pid()
         ),
     );
     agent.child.signal(libc::SIGHUP);
@@ -499,7 +519,21 @@ fn processes_join_and_leave_and_sighup_reloads() {
         after >= before,
         "cg's kdamond restarted: {before} snapshots, then {after}"
     );
-    assert!(has_pid(&agent.metrics().expect("metrics"), metric, b.pid()));
+    let kdamonds_after = agent.kdamond_tids();
+    assert!(
+        kdamonds_after.is_superset(&kdamonds_before) && kdamonds_after.len() == 2,
+        "cg's kdamond {kdamonds_before:?} must go on beside bypid's: {kdamonds_after:?}"
+    );
+    let m = agent.metrics().expect("metrics");
+    let b_label = format!("pid=\"{}\"", b.pid());
+    let b_series: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&b_label))
+        .collect();
+    assert!(
+        b_series.len() == 1 && b_series[0].contains("group=\"cg\""),
+        "b must be monitored once, by cg: {b_series:?}"
+    );
 
     // A bad config is refused; the running one stays.
     write_config(dir.path(), "[[group]]\nname = \"x\"\npids = [0]\n");

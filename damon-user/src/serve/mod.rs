@@ -67,6 +67,8 @@ struct GroupRun {
 /// Owns the kdamonds: one per target group with at least one process.
 pub struct Supervisor {
     groups: BTreeMap<String, GroupRun>,
+    /// The group names in config order: a process two groups select is the first's.
+    order: Vec<String>,
     next_kdamond: usize,
     sink: mpsc::Sender<Snapshot>,
     exporter: Arc<Mutex<Exporter>>,
@@ -82,6 +84,7 @@ impl Supervisor {
     ) -> Supervisor {
         Supervisor {
             groups: BTreeMap::new(),
+            order: Vec::new(),
             next_kdamond: 0,
             sink,
             exporter,
@@ -114,6 +117,7 @@ impl Supervisor {
             }
             self.exporter().remove_group(&name);
         }
+        self.order = config.groups.iter().map(|g| g.name.clone()).collect();
         for cfg in &config.groups {
             match self.groups.get_mut(&cfg.name) {
                 Some(g) => g.cfg = cfg.clone(),
@@ -132,15 +136,17 @@ impl Supervisor {
         self.refresh();
     }
 
-    /// Finds each group's processes and brings its kdamond in line.
+    /// Finds each group's processes and brings its kdamond in line. Groups go in config
+    /// order, and a process an earlier group selected is left to it: two kdamonds on one
+    /// process would each clear the Accessed bits the other samples.
     pub fn refresh(&mut self) {
-        let names: Vec<String> = self.groups.keys().cloned().collect();
-        for name in names {
-            self.refresh_group(&name);
+        let mut claimed = BTreeSet::new();
+        for name in self.order.clone() {
+            self.refresh_group(&name, &mut claimed);
         }
     }
 
-    fn refresh_group(&mut self, name: &str) {
+    fn refresh_group(&mut self, name: &str, claimed: &mut BTreeSet<Pid>) {
         let Some(g) = self.groups.get_mut(name) else {
             return;
         };
@@ -154,7 +160,9 @@ impl Supervisor {
                 other => log::debug!("group {name}: kdamond.{} ended: {other:?}", r.kdamond_idx),
             }
         }
-        let found = targets::resolve(&g.cfg, self.cgroup_root.as_deref());
+        let mut found = targets::resolve(&g.cfg, self.cgroup_root.as_deref());
+        found.retain(|pid, _| !claimed.contains(pid));
+        claimed.extend(found.keys().copied());
         let current: Vec<Pid> = g
             .running
             .as_ref()
