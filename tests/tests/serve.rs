@@ -588,3 +588,97 @@ fn a_bad_config_is_refused_naming_the_value() {
     assert!(!out.status.success());
     assert!(err.contains("\"localhost\""), "{err}");
 }
+
+/// Every query of `contrib/grafana-dashboard.json` is valid PromQL (promtool checks it as a
+/// recording rule) and names only metrics the agent exposes.
+#[test]
+fn the_grafana_dashboard_queries_our_metrics() {
+    use damon_user::{
+        core::{Intervals, Pid, RegionSnapshot, Snapshot, TargetSnapshot},
+        serve::{metrics::Exporter, targets::ProcInfo},
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/grafana-dashboard.json");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("the dashboard"))
+            .expect("the dashboard is JSON");
+    let exprs: Vec<String> = dash["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect();
+    assert!(exprs.len() >= 9, "{exprs:?}");
+
+    // The variables Grafana substitutes, as a match-all.
+    let rules: String = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let e = e.replace("$group", ".*").replace("$job", ".*");
+            format!("      - record: dashboard:expr{i}\n        expr: '{e}'\n")
+        })
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rules.yml");
+    std::fs::write(
+        &file,
+        format!("groups:\n  - name: dashboard\n    rules:\n{rules}"),
+    )
+    .expect("rules file");
+    let out = Command::new(promtool())
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut e = Exporter::default();
+    let info = ProcInfo {
+        comm: "w".into(),
+        cgroup: "/".into(),
+    };
+    e.set_group("g", "/", [(Pid(1), info)].into_iter().collect(), 0, Some(0));
+    e.ingest(vec![Snapshot {
+        kdamond_idx: 0,
+        context_idx: 0,
+        start_ns: 0,
+        end_ns: 1,
+        intervals: Intervals {
+            sample_us: 5_000,
+            aggr_us: 100_000,
+            update_us: 1_000_000,
+            goal: Default::default(),
+        },
+        targets: vec![TargetSnapshot {
+            target_idx: 0,
+            pid: Pid(1),
+            regions: vec![RegionSnapshot {
+                start: 0,
+                end: 4096,
+                nr_accesses: 1,
+                age: 0,
+                nr_unmeasured: 0,
+            }],
+        }],
+    }]);
+    let text = e.encode(Default::default()).expect("encode");
+    let exposed: BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    for expr in &exprs {
+        let names = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("damon_") || w.starts_with("process_"));
+        for name in names {
+            assert!(exposed.contains(name), "{name} (in {expr}) is not exposed");
+        }
+    }
+}
