@@ -381,6 +381,23 @@ fn prometheus_scrapes_a_cgroups_working_set() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Prometheus asks for OpenMetrics, and gets it.
+    let (status, om) = http_get(
+        agent.addr,
+        "/metrics",
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+    )
+    .expect("OpenMetrics");
+    assert_eq!(status, 200);
+    assert!(
+        om.ends_with("# EOF\n") && om.contains("# TYPE damon_group_snapshots counter"),
+        "{om}"
+    );
+    assert!(
+        !text.contains("# EOF"),
+        "the classic format has no EOF line"
+    );
+
     let prom = Prometheus::start(agent.addr).expect("prometheus");
     let selector = "damon_group_working_set_bytes{group=\"hotcold\"}";
     poll("two scrapes of the group", Duration::from_secs(30), || {
