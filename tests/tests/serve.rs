@@ -38,6 +38,16 @@ impl Cgroup {
         })
     }
 
+    /// A cgroup below this one, removed on drop (before this one, when declared after it).
+    fn child(&self, name: &str) -> Result<Cgroup> {
+        let dir = self.dir.join(name);
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Cgroup {
+            dir,
+            path: format!("{}/{name}", self.path),
+        })
+    }
+
     fn add(&self, pid: i32) -> Result<()> {
         std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
             .with_context(|| format!("moving {pid} into {}", self.dir.display()))
@@ -489,10 +499,16 @@ fn processes_join_and_leave_and_sighup_reloads() {
     })
     .unwrap_or_else(|e| panic!("{e}; log:\n{}", agent.log()));
 
-    // b joins the cgroup.
+    // b joins a cgroup below the group's: descendants count.
+    let sub = cg.child("sub").expect("child cgroup");
     let (b, _) = Workload::start(&["hotcold", "--hot-mib", "4", "--cold-mib", "4"]).expect("b");
-    cg.add(b.pid()).expect("b into the cgroup");
+    sub.add(b.pid()).expect("b into the child cgroup");
     wait_for("b to join", &|m| has_pid(m, metric, b.pid()));
+    let b_cgroup = format!("cgroup=\"{}\",pid=\"{}\"", sub.path, b.pid());
+    assert!(
+        agent.metrics().expect("metrics").contains(&b_cgroup),
+        "b's series name its own cgroup ({b_cgroup})"
+    );
     // a exits.
     let a_pid = a.pid();
     a.kill();
