@@ -715,3 +715,63 @@ fn the_grafana_dashboard_queries_our_metrics() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_group_by_executable_name_follows_its_processes() {
+    // A copy of our binary under a name no other process has: its comm and exe name.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("dsv{}", std::process::id());
+    let exe = dir.path().join(&name);
+    std::fs::copy(damon_bin(), &exe).expect("copying the binary");
+    let start = || -> ChildGuard {
+        let mut child = ChildGuard(
+            Command::new(&exe)
+                .args(["workload", "hotcold", "--hot-mib", "4", "--cold-mib", "4"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("the renamed workload"),
+        );
+        let mut line = String::new();
+        BufReader::new(child.0.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("its READY line");
+        assert!(line.starts_with("READY"), "{line:?}");
+        child
+    };
+    let config = write_config(
+        dir.path(),
+        &format!("[[group]]\nname = \"byname\"\ncomm = [\"{name}\"]\n"),
+    );
+    let agent = Agent::start(&config).expect("damon serve");
+    let metric = "damon_process_working_set_bytes";
+    let mut first = start();
+    poll(
+        "the first process in /metrics",
+        Duration::from_secs(20),
+        || Ok(has_pid(&agent.metrics()?, metric, first.pid()).then_some(())),
+    )
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", agent.log()));
+    let m = agent.metrics().expect("metrics");
+    assert!(
+        m.contains(&format!("pid=\"{}\",comm=\"{name}\"", first.pid())),
+        "{m}"
+    );
+    let second = start();
+    poll(
+        "the second process in /metrics",
+        Duration::from_secs(3),
+        || Ok(has_pid(&agent.metrics()?, metric, second.pid()).then_some(())),
+    )
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", agent.log()));
+    let first_pid = first.pid();
+    let _ = first.0.kill();
+    let _ = first.0.wait();
+    poll("the first process to leave", Duration::from_secs(3), || {
+        Ok((!has_pid(&agent.metrics()?, metric, first_pid)).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", agent.log()));
+    agent.terminate_cleanly();
+    drop(second);
+}
