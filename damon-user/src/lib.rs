@@ -11,6 +11,8 @@
 //! - [`error`]: how errors print: [`error::Chain`], an error with its causes.
 //! - [`outfile`]: creating output files safely in directories others can write to.
 //! - [`report`]: reports over records and live snapshots.
+//! - [`serve`]: the `damon serve` agent: target groups followed as processes come and go,
+//!   exported to Prometheus.
 //! - [`cmd`]: the `damon` subcommands.
 pub mod access;
 pub mod admin;
@@ -22,3 +24,4 @@ pub mod outfile;
 pub mod record;
 pub mod report;
 pub mod runtime;
+pub mod serve;

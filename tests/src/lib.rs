@@ -36,6 +36,25 @@ pub fn damo() -> PathBuf {
         .expect("DAMON_TEST_DAMO must name a damo executable (`cargo xtask test` sets it)")
 }
 
+/// The Prometheus server `DAMON_TEST_PROMETHEUS` names (`cargo xtask test` installs Debian's
+/// `prometheus` package and sets it). Run without it, the tests that use it fail.
+pub fn prometheus() -> PathBuf {
+    std::env::var_os("DAMON_TEST_PROMETHEUS")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .expect(
+            "DAMON_TEST_PROMETHEUS must name a prometheus executable (`cargo xtask test` sets it)",
+        )
+}
+
+/// The promtool `DAMON_TEST_PROMTOOL` names (from the same package as [`prometheus`]).
+pub fn promtool() -> PathBuf {
+    std::env::var_os("DAMON_TEST_PROMTOOL")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .expect("DAMON_TEST_PROMTOOL must name a promtool executable (`cargo xtask test` sets it)")
+}
+
 /// A running `damon workload`, killed and reaped on drop.
 pub struct Workload {
     child: Child,

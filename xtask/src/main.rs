@@ -112,6 +112,15 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         Ok(damo) => env.push(("DAMON_TEST_DAMO".into(), damo.display().to_string())),
         Err(e) => bail!("installing damo for the cross-check tests failed: {e:#}"),
     }
+    // `damon serve`'s test runs a real Prometheus server and promtool.
+    for (var, cmd) in [
+        ("DAMON_TEST_PROMETHEUS", "prometheus"),
+        ("DAMON_TEST_PROMTOOL", "promtool"),
+    ] {
+        if let Some(path) = prereq::which(cmd) {
+            env.push((var.into(), path));
+        }
+    }
     let cargo_test = |args: &[&str], test_args: &[&str]| -> Result<()> {
         let status = Command::new(cargo_bin())
             .current_dir(root)

@@ -65,10 +65,11 @@ fn ensure_bpf_linker() -> Result<()> {
     run("cargo", &["install", &spec, "--locked", "--force"])
 }
 
-/// Debian packages the tests drive (tmux for the live view's terminal test). Installed only
-/// when missing and only as root; otherwise the test that needs one says so.
+/// Debian packages the tests drive (tmux for the live view's terminal test; prometheus, with
+/// promtool, for `damon serve`'s). Installed only when missing and only as root; otherwise
+/// the test that needs one says so. The package's name is its command's.
 pub fn ensure_test_packages() -> Result<()> {
-    let missing: Vec<&str> = ["tmux"]
+    let missing: Vec<&str> = ["tmux", "prometheus"]
         .into_iter()
         .filter(|p| output("which", &[p]).is_none())
         .collect();
@@ -114,4 +115,11 @@ pub fn damo_venv(root: &Path) -> Result<PathBuf> {
         &["install", "--quiet", &format!("damo=={DAMO_VERSION}")],
     )?;
     Ok(damo)
+}
+
+/// The path of `cmd` on `PATH`, if there is one.
+pub fn which(cmd: &str) -> Option<String> {
+    output("which", &[cmd])
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
 }

@@ -33,6 +33,7 @@ EXAMPLES:\n  damon fs /tmp/damon &\n  cd /tmp/damon && echo 1 > kdamonds/nr_kdam
 sudo unshare -m sh -c 'mount --bind /tmp/damon /sys/kernel/mm/damon/admin && damo status'"
     )]
     Fs(cmd::fs::Args),
+    Serve(cmd::serve::Args),
     Faults(cmd::faults::Args),
     Check(cmd::check::Args),
     Workload(cmd::workload::Args),
@@ -52,6 +53,7 @@ fn main() -> std::process::ExitCode {
             a,
             std::sync::Arc::new(damon_user::runtime::EbpfBackend::default()),
         ),
+        Command::Serve(a) => cmd::serve::run(a),
         Command::Faults(a) => cmd::faults::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Workload(a) => cmd::workload::run(a),

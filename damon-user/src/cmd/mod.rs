@@ -6,6 +6,7 @@ pub mod fs;
 pub mod record;
 pub mod report;
 pub mod schemes;
+pub mod serve;
 pub mod session;
 pub mod top;
 pub mod tty;

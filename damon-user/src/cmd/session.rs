@@ -166,7 +166,7 @@ fn interval_us(s: &str) -> Result<u64, String> {
 }
 
 /// `s` in microseconds, or `None` when it is not a non-negative duration.
-fn duration_us(s: &str) -> Option<u64> {
+pub(crate) fn duration_us(s: &str) -> Option<u64> {
     let t = s.trim();
     let (num, scale) = if let Some(n) = t.strip_suffix("us") {
         (n, 1.0)
