@@ -471,3 +471,61 @@ fn bad_intervals_goals_are_named() {
         assert_eq!(refusal(&args), expected, "{args:?}");
     }
 }
+
+/// `--follow-children`: a command that forks three workers is recorded with all its
+/// processes, the workers from within an update interval (1 s) of their start, and the
+/// recording goes on until the last of them exits.
+#[test]
+#[ignore = "needs root"]
+fn record_follows_the_children_of_its_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("tree.data");
+    let bin = damon_bin();
+    // The workers start 1 s after the shell and end by themselves: nothing is left running
+    // whatever happens here.
+    let script = "W=\"$0 workload hotcold --hot-mib 2 --cold-mib 2 --duration 4\"; sleep 1; \
+                  $W >/dev/null & $W >/dev/null & $W >/dev/null & wait";
+    let t0 = std::time::Instant::now();
+    let status = Command::new(&bin)
+        .args(["record", "--follow-children", "-d", "20", "-o"])
+        .arg(&out)
+        .args(["--", "sh", "-c", script])
+        .arg(&bin)
+        .status()
+        .expect("damon record");
+    assert!(status.success(), "damon record exited with {status}");
+    let took = t0.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "the recording outlived its processes: {took:?}"
+    );
+    let records = read_records(&out).expect("a readable record file");
+    let mut pids: Vec<i32> = records.iter().filter_map(|r| r.pid).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(
+        pids.len(),
+        5,
+        "the shell, its sleep and its three workers: {pids:?}"
+    );
+    let first_end = |r: &damon_user::record::Record| r.snapshots.first().map(|s| s.end_ns);
+    let shell = records
+        .iter()
+        .filter_map(first_end)
+        .min()
+        .expect("snapshots");
+    for r in &records {
+        let Some(end) = first_end(r) else { continue };
+        let late = end.saturating_sub(shell) as f64 / 1e9;
+        println!(
+            "process {:?}: first snapshot {late:.2} s after the first",
+            r.pid
+        );
+        // Forked 1 s in; then one update interval (1 s), the recorder's 200 ms poll, and one
+        // aggregation.
+        assert!(late <= 2.5, "process {:?} joined {late:.2} s late", r.pid);
+    }
+    // The workers ran for 4 s: most of it is recorded.
+    let longest = records.iter().map(|r| r.snapshots.len()).max().unwrap_or(0);
+    assert!(longest >= 25, "{longest} snapshots");
+}

@@ -2,6 +2,7 @@
 pub mod check;
 pub mod demo;
 pub mod faults;
+pub mod follow;
 pub mod fs;
 pub mod record;
 pub mod report;

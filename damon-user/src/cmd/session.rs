@@ -12,6 +12,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 
 use super::{
     StopSignals,
+    follow::Follower,
     schemes::{SchemeArgs, Units},
 };
 use crate::{
@@ -96,6 +97,11 @@ pub struct MonitorArgs {
     /// Seed of the sampling RNG (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Also monitor the processes the targets fork, and theirs, from within one update
+    /// interval of their start (as perf record follows children); those that exit are dropped.
+    /// At most 32 processes in all. The recording goes on while any of them runs.
+    #[arg(long)]
+    pub follow_children: bool,
     /// Command to start and monitor until it exits.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -281,6 +287,9 @@ impl MonitorArgs {
     }
 }
 
+/// Most processes `--follow-children` monitors: the targets one context takes.
+const MAX_FOLLOWED: usize = 32;
+
 /// A running kdamond over the targets, and the command it started, if any. Dropping it stops
 /// the kdamond and terminates the command.
 pub struct Session {
@@ -292,6 +301,8 @@ pub struct Session {
     /// The schemes' stats as last read from the kdamond.
     last_stats: Option<Vec<SchemeStats>>,
     child: ChildGuard,
+    /// With `--follow-children`: finds the targets' children, and the spec they go into.
+    follow: Option<(Follower, ContextSpec)>,
 }
 
 /// The command we started: terminated (SIGTERM, then SIGKILL after 2 s) and reaped on drop.
@@ -350,7 +361,12 @@ impl Session {
             perf_sampler: args.perf_sampler.map(SamplerArg::resolve).transpose()?,
         };
         let (tx, snapshots) = channel();
-        let kdamond = start_ebpf_kdamond(0, args.spec(&pids)?, opts, tx, args.seed)?;
+        let spec = args.spec(&pids)?;
+        let follow = args.follow_children.then(|| {
+            let every = Duration::from_micros(spec.attrs.update_us);
+            (Follower::new(&pids, every, MAX_FOLLOWED), spec.clone())
+        });
+        let kdamond = start_ebpf_kdamond(0, spec, opts, tx, args.seed)?;
         if !schemes.is_empty() {
             kdamond
                 .set_schemes(schemes.clone())
@@ -363,7 +379,53 @@ impl Session {
             last_stats: None,
             schemes,
             child,
+            follow,
         })
+    }
+
+    /// With `--follow-children`, when its update interval has passed: the targets' new
+    /// children become targets, and the targets that exited go (a commit: targets that keep
+    /// their index keep their regions).
+    fn follow_children(&mut self) {
+        let Some((follower, spec)) = &mut self.follow else {
+            return;
+        };
+        let Some(pids) = follower.scan() else {
+            return;
+        };
+        if pids.is_empty() {
+            return;
+        }
+        let ranges = spec
+            .targets
+            .first()
+            .map(|t| t.ranges.clone())
+            .unwrap_or_default();
+        spec.targets = pids
+            .iter()
+            .map(|&pid| TargetSpec {
+                pid,
+                ranges: ranges.clone(),
+            })
+            .collect();
+        match self.kdamond.commit(spec.clone()) {
+            Ok(()) => {
+                log::info!(
+                    "following children: monitoring {}",
+                    pids.iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                for &pid in &pids {
+                    if !self.pids.contains(&pid) {
+                        self.pids.push(pid);
+                    }
+                }
+            }
+            // A child that exited between the scan and the commit: the next scan retries.
+            Err(e) => log::debug!("following children: {e}"),
+        }
     }
 
     /// The schemes' running stats now; while the kdamond runs they are read from it, after
@@ -396,9 +458,11 @@ impl Session {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Event::Ended("duration reached");
         }
-        if !self.command_running() {
+        // Following children, the session lasts while any target runs.
+        if !self.command_running() && self.follow.is_none() {
             return Event::Ended("command exited");
         }
+        self.follow_children();
         // Aggregations wake this thread anyway; the timeout only bounds how late a signal or
         // the deadline is seen. Every wake-up costs (tens of microseconds in a VM).
         match self.snapshots.recv_timeout(Duration::from_millis(200)) {
