@@ -775,3 +775,179 @@ fn a_group_by_executable_name_follows_its_processes() {
     agent.terminate_cleanly();
     drop(second);
 }
+
+/// Pids this test forked (through a workload), SIGKILLed on drop: children die with their
+/// parent anyway, this makes sure even if one outlived it.
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            // SAFETY: kill has no memory preconditions; these are our workload's children.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_pid_group_follows_the_process_tree() {
+    let (mut forker, line) = Workload::start(&[
+        "forker",
+        "--children",
+        "3",
+        "--hot-mib",
+        "4",
+        "--fork-on-stdin",
+    ])
+    .expect("forker");
+    assert!(line.starts_with("READY"), "{line:?}");
+    let parent = forker.pid();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The default update interval: 1 s.
+    let config = write_config(
+        dir.path(),
+        &format!("[[group]]\nname = \"tree\"\npids = [{parent}]\n"),
+    );
+    let agent = Agent::start(&config).expect("damon serve");
+    let metric = "damon_process_working_set_bytes";
+    poll("the parent in /metrics", Duration::from_secs(20), || {
+        Ok(has_pid(&agent.metrics()?, metric, parent).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", agent.log()));
+
+    forker.send_line("fork").expect("asking the forker to fork");
+    let line = forker.read_line().expect("its CHILDREN line");
+    let children: Vec<i32> = line
+        .strip_prefix("CHILDREN ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .split(',')
+        .map(|p| p.parse().expect("a pid"))
+        .collect();
+    let _kill = KillOnDrop(children.clone());
+    assert_eq!(children.len(), 3, "{line:?}");
+    // One update interval, and a margin for the commit and the next aggregation.
+    let all = std::iter::once(parent)
+        .chain(children.iter().copied())
+        .collect::<Vec<_>>();
+    poll(
+        "all 4 processes in /metrics",
+        Duration::from_millis(2500),
+        || {
+            let m = agent.metrics()?;
+            Ok(all.iter().all(|&p| has_pid(&m, metric, p)).then_some(()))
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; /metrics:\n{}\nlog:\n{}",
+            agent.metrics().unwrap_or_default(),
+            agent.log()
+        )
+    });
+    let m = agent.metrics().expect("metrics");
+    assert_eq!(
+        value(&m, r#"damon_group_processes{group="tree",cgroup=""}"#),
+        Some(4.0),
+        "{m}"
+    );
+
+    let gone = children[1];
+    // SAFETY: a child of our forker; the forker reaps it.
+    unsafe { libc::kill(gone, libc::SIGKILL) };
+    poll(
+        "the killed child to leave",
+        Duration::from_millis(2500),
+        || {
+            let m = agent.metrics()?;
+            Ok((!has_pid(&m, metric, gone)
+                && [parent, children[0], children[2]]
+                    .iter()
+                    .all(|&p| has_pid(&m, metric, p)))
+            .then_some(()))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", agent.log()));
+    agent.terminate_cleanly();
+    drop(forker);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_groups_stat_scheme_counts_in_metrics() {
+    let (w, _) =
+        Workload::start(&["hotcold", "--hot-mib", "8", "--cold-mib", "32"]).expect("workload");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[group]]\nname = \"st\"\npids = [{}]\n\
+             [[group.scheme]]\naction = \"stat\"\n\
+             [[group.scheme]]\naction = \"stat\"\naccess_rate = [\"0%\", \"0%\"]\nage = [\"1s\", \"max\"]\n",
+            w.pid()
+        ),
+    );
+    let agent = Agent::start(&config).expect("damon serve");
+    let s0 = r#"damon_scheme_tried_bytes_total{group="st",scheme="0",action="stat"}"#;
+    let s1 = r#"damon_scheme_tried_bytes_total{group="st",scheme="1",action="stat"}"#;
+    poll(
+        "both stat schemes to try bytes",
+        Duration::from_secs(30),
+        || {
+            let m = agent.metrics()?;
+            Ok(
+                (value(&m, s0).is_some_and(|v| v > 0.0) && value(&m, s1).is_some_and(|v| v > 0.0))
+                    .then_some(()),
+            )
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; /metrics:\n{}\nlog:\n{}",
+            agent.metrics().unwrap_or_default(),
+            agent.log()
+        )
+    });
+    let m = agent.metrics().expect("metrics");
+    // Every region of the process is tried by the pattern-less scheme; the cold ones only
+    // by the second.
+    assert!(value(&m, s0) >= value(&m, s1), "{m}");
+    for name in [
+        "damon_scheme_applied_bytes_total",
+        "damon_scheme_tried_regions_total",
+        "damon_scheme_applied_regions_total",
+        "damon_scheme_quota_exceeded_total",
+    ] {
+        assert!(
+            value(
+                &m,
+                &format!("{name}{{group=\"st\",scheme=\"0\",action=\"stat\"}}")
+            )
+            .is_some(),
+            "{name} missing:\n{m}"
+        );
+    }
+    // promtool still finds nothing to complain about.
+    let mut check = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(m.as_bytes())
+        .expect("feeding promtool");
+    let out = check.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    agent.terminate_cleanly();
+    drop(w);
+}

@@ -36,7 +36,8 @@ enum Cmd {
     },
     /// Run the benchmarks and print their numbers: criterion's `core` (the monitoring core)
     /// and `access_check` (the eBPF access check), and the system benchmarks `cpu` (what a
-    /// running `damon record` costs), `startup` (time to its first sample) and `record-long`
+    /// running `damon record` costs), `startup` (time to its first sample), `serve` (what
+    /// `damon serve` costs on 20 processes) and `record-long`
     /// (a 10-minute recording: memory, CPU, flush gap and file size over time). All but
     /// `core` need root.
     Bench {

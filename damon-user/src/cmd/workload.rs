@@ -7,7 +7,8 @@
 //! `hotcold` maps a hot and a cold buffer, touches both once, then keeps touching one byte of
 //! every page of the hot buffer; with `--swap-after` the roles swap once. `touch` maps a range
 //! and touches exactly N fresh pages of it when told to (stdin), for exact fault counts.
-//! `sleeper` only sleeps at a given rate. All print their addresses on stdout and die with
+//! `sleeper` only sleeps at a given rate. `forker` forks N children that each keep touching
+//! their own buffer, as the parent does its own: a process tree. All print their addresses on stdout and die with
 //! their parent (`PR_SET_PDEATHSIG`), so a test that fails never leaves one behind.
 use std::{
     io::{BufRead, Write},
@@ -20,7 +21,7 @@ use clap::{Args as ClapArgs, Subcommand};
 #[derive(Debug, ClapArgs)]
 #[command(
     about = "Run a synthetic workload with known hot and cold memory",
-    after_help = "EXAMPLES:\n  damon workload hotcold --hot-mib 32 --cold-mib 96\n  damon workload hotcold --swap-after 5 --duration 20\n  damon workload touch --pages 100"
+    after_help = "EXAMPLES:\n  damon workload hotcold --hot-mib 32 --cold-mib 96\n  damon workload hotcold --swap-after 5 --duration 20\n  damon workload touch --pages 100\n  damon workload forker --children 3 --hot-mib 8"
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -70,6 +71,20 @@ pub enum Mode {
         size_mib: u64,
         #[arg(long, default_value_t = 32)]
         hot_mib: u64,
+    },
+    /// Fork N children; the parent and each child keep touching a buffer of their own. Prints
+    /// `READY pid=PARENT children=PID,PID,...`; children die with the parent, and the parent
+    /// reaps a child that is killed.
+    Forker {
+        #[arg(long, default_value_t = 3)]
+        children: u32,
+        /// Size of each process's buffer in MiB.
+        #[arg(long, default_value_t = 8)]
+        hot_mib: u64,
+        /// Fork only on a line from stdin: READY lists no children, and `CHILDREN PID,...`
+        /// follows the fork.
+        #[arg(long)]
+        fork_on_stdin: bool,
     },
     /// Sleep for an interval in a loop and do nothing else: what waking up at a monitor's
     /// sampling rate costs on this machine, without the monitoring.
@@ -179,6 +194,11 @@ pub fn run(args: Args) -> Result<()> {
         }),
         Mode::Touch { pages } => touch(pages),
         Mode::Sleeper { interval_us } => sleeper(interval_us),
+        Mode::Forker {
+            children,
+            hot_mib,
+            fork_on_stdin,
+        } => forker(children, hot_mib, fork_on_stdin),
         Mode::Filemap {
             file,
             size_mib,
@@ -263,6 +283,68 @@ fn hotcold(o: &Hotcold) -> Result<()> {
         if duration.is_some_and(|d| elapsed >= d) {
             return Ok(());
         }
+    }
+}
+
+/// Touches every page of `buf` (a write, so a forked child gets its own copies), then reads
+/// it every millisecond or so, forever.
+fn keep_touching(buf: &Buffer) -> ! {
+    buf.touch_pages(usize::MAX);
+    loop {
+        std::hint::black_box(buf.read_all());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn forker(children: u32, hot_mib: u64, fork_on_stdin: bool) -> Result<()> {
+    if !(1..=64).contains(&children) {
+        bail!("--children must be 1 to 64, not {children}");
+    }
+    if hot_mib == 0 {
+        bail!("--hot-mib must be at least 1");
+    }
+    // Every buffer is mapped before forking: a child does nothing but system calls and
+    // memory accesses, safe after a fork.
+    let bufs = (0..=children)
+        .map(|_| Buffer::map((hot_mib << 20) as usize, false))
+        .collect::<Result<Vec<_>>>()?;
+    let parent = unsafe { libc::getpid() };
+    bufs[0].touch_pages(usize::MAX);
+    if fork_on_stdin {
+        say(&format!("READY pid={parent} children="))?;
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading stdin")?;
+    }
+    let mut pids = Vec::with_capacity(children as usize);
+    for buf in &bufs[1..] {
+        // SAFETY: the child only calls prctl, getppid, _exit and touches its own mapping.
+        match unsafe { libc::fork() } {
+            -1 => bail!("fork failed: {}", std::io::Error::last_os_error()),
+            0 => {
+                // The death signal is not inherited: set it again, and leave if the parent
+                // died before it was set.
+                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+                if unsafe { libc::getppid() } != parent {
+                    unsafe { libc::_exit(0) };
+                }
+                keep_touching(buf);
+            }
+            pid => pids.push(pid.to_string()),
+        }
+    }
+    if fork_on_stdin {
+        say(&format!("CHILDREN {}", pids.join(",")))?;
+    } else {
+        say(&format!("READY pid={parent} children={}", pids.join(",")))?;
+    }
+    loop {
+        std::hint::black_box(bufs[0].read_all());
+        std::thread::sleep(Duration::from_millis(1));
+        // Reap children that were killed, so they do not linger as zombies.
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
     }
 }
 

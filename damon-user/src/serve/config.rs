@@ -8,20 +8,37 @@
 //! name = "web"
 //! cgroup = "/system.slice/nginx.service"   # every process in it and its child cgroups
 //! comm = ["nginx"]                         # processes by executable name
-//! pids = [1234]                            # and by pid
+//! pids = [1234]                            # and by pid, with all their descendants
+//! follow_children = true                   # the descendants of the comm processes too
 //! sample = "5ms"                           # monitoring attributes, damo's defaults if left out
 //! aggr = "100ms"
 //! update = "1s"
 //! min_regions = 10
 //! max_regions = 1000
+//!
+//! [[group.scheme]]                         # DAMOS schemes, in damo's words
+//! action = "stat"
+//! access_rate = ["0%", "0%"]
+//! sz_region = ["4K", "max"]
+//! age = ["2s", "max"]
+//! apply_interval = "1s"
+//! quotas = { ms = 10, bytes = "128M", reset_interval = "1s" }
+//! wmarks = ["free_mem_rate", "5s", "50%", "40%", "30%"]
+//! filters = [["reject", "anon"]]
 //! ```
+//!
+//! A scheme's values are parsed by the same code as `damon record`'s `--damos-*` options
+//! ([`SchemeArgs`]), one scheme at a time.
 use std::{collections::BTreeSet, net::SocketAddr, path::Path};
 
 use serde::Deserialize;
 
 use crate::{
-    cmd::session::duration_us,
-    core::{Attrs, ContextSpec, IntervalsGoal, OpsId, Pid},
+    cmd::{
+        schemes::{SchemeArgs, Units},
+        session::duration_us,
+    },
+    core::{Attrs, ContextSpec, IntervalsGoal, OpsId, Pid, scheme::Scheme},
     runtime::check_spec,
 };
 
@@ -73,6 +90,112 @@ pub enum ConfigError {
     },
     #[error("group {group:?}: monitoring attributes are not valid: {message}")]
     BadAttrs { group: String, message: String },
+    #[error("group {group:?}: scheme {index}: {message}")]
+    BadScheme {
+        group: String,
+        index: usize,
+        message: String,
+    },
+}
+
+/// A scheme value as written: a string, or a number that stands for itself (`0`, `4096`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+enum Word {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl Word {
+    fn text(&self) -> String {
+        match self {
+            Word::Int(n) => n.to_string(),
+            Word::Float(f) => f.to_string(),
+            Word::Text(t) => t.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuotas {
+    ms: Option<Word>,
+    bytes: Option<Word>,
+    reset_interval: Option<Word>,
+}
+
+/// One `[[group.scheme]]`: damo's `--damos-*` options as keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScheme {
+    action: String,
+    apply_interval: Option<Word>,
+    access_rate: Option<[Word; 2]>,
+    sz_region: Option<[Word; 2]>,
+    age: Option<[Word; 2]>,
+    quotas: Option<RawQuotas>,
+    wmarks: Option<Vec<Word>>,
+    #[serde(default)]
+    filters: Vec<Vec<Word>>,
+}
+
+/// The config keys for the command-line options the scheme parser names in its errors.
+const OPTION_KEYS: [(&str, &str); 12] = [
+    ("--damos-quotas TIME_MS", "quotas.ms"),
+    ("--damos-quotas SIZE", "quotas.bytes"),
+    ("--damos-quotas RESET_INTERVAL", "quotas.reset_interval"),
+    ("--damos-action", "action"),
+    ("--damos-apply-interval", "apply_interval"),
+    ("--damos-access-rate", "access_rate"),
+    ("--damos-sz-region", "sz_region"),
+    ("--damos-age", "age"),
+    ("--damos-quotas", "quotas"),
+    ("--damos-wmarks", "wmarks"),
+    ("--damos-filter", "filters"),
+    ("--damos-nr-filters", "filters"),
+];
+
+impl RawScheme {
+    /// The scheme, parsed as `damon record --damos-*` options would be, with the group's
+    /// intervals converting access rates and ages.
+    fn parse(self, units: Units) -> Result<Scheme, String> {
+        let words = |v: &[Word]| v.iter().map(Word::text).collect::<Vec<_>>();
+        let one = |v: Option<&[Word]>| v.map(words).into_iter().collect::<Vec<_>>();
+        let quotas = self.quotas.map(|q| {
+            let mut v = vec![
+                q.ms.as_ref().map_or("0".into(), Word::text),
+                q.bytes.as_ref().map_or("0".into(), Word::text),
+            ];
+            v.extend(q.reset_interval.as_ref().map(Word::text));
+            v
+        });
+        let args = SchemeArgs {
+            damos_action: vec![vec![self.action]],
+            damos_apply_interval: one(self.apply_interval.as_ref().map(std::slice::from_ref)),
+            damos_access_rate: one(self.access_rate.as_ref().map(|v| &v[..])),
+            damos_sz_region: one(self.sz_region.as_ref().map(|v| &v[..])),
+            damos_age: one(self.age.as_ref().map(|v| &v[..])),
+            damos_quotas: quotas.into_iter().collect(),
+            damos_wmarks: one(self.wmarks.as_deref()),
+            damos_nr_filters: vec![vec![self.filters.len().to_string()]],
+            damos_filter: self.filters.iter().map(|f| words(f)).collect(),
+            ..SchemeArgs::default()
+        };
+        let mut schemes = args.schemes(units).map_err(|e| {
+            let mut m = crate::error::Chain(e.as_ref()).to_string();
+            if let Some(rest) = m.strip_prefix("scheme 0: ") {
+                m = rest.to_owned();
+            }
+            for (opt, key) in OPTION_KEYS {
+                m = m.replace(opt, key);
+            }
+            m
+        })?;
+        schemes
+            .pop()
+            .ok_or_else(|| "the scheme parser returned no scheme".to_owned())
+    }
 }
 
 /// A duration as written in the file: whole microseconds, or a string with a unit.
@@ -100,11 +223,15 @@ struct RawGroup {
     comm: Vec<String>,
     #[serde(default)]
     pids: Vec<i64>,
+    #[serde(default)]
+    follow_children: bool,
     sample: Option<RawDuration>,
     aggr: Option<RawDuration>,
     update: Option<RawDuration>,
     min_regions: Option<u64>,
     max_regions: Option<u64>,
+    #[serde(default, rename = "scheme")]
+    schemes: Vec<RawScheme>,
 }
 
 /// The agent's config, valid.
@@ -122,8 +249,13 @@ pub struct GroupConfig {
     pub cgroup: Option<String>,
     /// Executable names: a process's `comm`, or the file name of its executable.
     pub comm: BTreeSet<String>,
+    /// Listed pids; their descendants are members too.
     pub pids: BTreeSet<Pid>,
+    /// Whether the descendants of the processes `comm` names are members too.
+    pub follow_children: bool,
     pub attrs: Attrs,
+    /// The DAMOS schemes the group's kdamond applies, in config order.
+    pub schemes: Vec<Scheme>,
 }
 
 impl Config {
@@ -246,12 +378,27 @@ impl GroupConfig {
             group: name.clone(),
             message: e.to_string(),
         })?;
+        let units = Units {
+            sample_us: attrs.sample_us,
+            aggr_us: attrs.aggr_us,
+        };
+        let mut schemes = Vec::with_capacity(g.schemes.len());
+        for (index, raw) in g.schemes.into_iter().enumerate() {
+            let scheme = raw.parse(units).map_err(|message| ConfigError::BadScheme {
+                group: name.clone(),
+                index,
+                message,
+            })?;
+            schemes.push(scheme);
+        }
         Ok(GroupConfig {
             name,
             cgroup: g.cgroup,
             comm: g.comm.into_iter().collect(),
             pids,
+            follow_children: g.follow_children,
             attrs,
+            schemes,
         })
     }
 }
@@ -374,6 +521,96 @@ mod tests {
         assert!(err("[[group]]\nname = \"\"\npids = [1]\n").contains("empty name"));
         assert!(err("[[group]]\nname = \"a\"\npids = \"1\"\n").contains("test.toml"));
         assert!(err("not toml at all [").contains("test.toml"));
+    }
+
+    #[test]
+    fn schemes_parse_in_damos_words() {
+        use crate::core::scheme::{Action, Bounds};
+        let c = parse(
+            r#"
+            [[group]]
+            name = "g"
+            comm = ["x"]
+            follow_children = true
+            [[group.scheme]]
+            action = "stat"
+            access_rate = ["0%", "0%"]
+            sz_region = ["4K", "max"]
+            age = ["2s", "max"]
+            quotas = { ms = 10, bytes = "128M", reset_interval = "1s" }
+            [[group.scheme]]
+            action = "pageout"
+            apply_interval = "1s"
+            wmarks = ["free_mem_rate", "5s", "50%", "40%", "30%"]
+            filters = [["reject", "anon"]]
+            "#,
+        )
+        .expect("valid");
+        let g = &c.groups[0];
+        assert!(g.follow_children);
+        assert_eq!(g.schemes.len(), 2);
+        let s = &g.schemes[0];
+        assert_eq!(s.action, Action::Stat);
+        assert_eq!(s.pattern.nr_accesses, Bounds { min: 0, max: 0 });
+        assert_eq!(
+            s.pattern.sz,
+            Bounds {
+                min: 4096,
+                max: u64::MAX
+            }
+        );
+        // 2 s of 100 ms aggregations.
+        assert_eq!(
+            s.pattern.age,
+            Bounds {
+                min: 20,
+                max: u64::MAX
+            }
+        );
+        assert_eq!(
+            (s.quotas.ms, s.quotas.bytes, s.quotas.reset_interval_ms),
+            (10, 128 << 20, 1000)
+        );
+        let p = &g.schemes[1];
+        assert_eq!(p.action, Action::Pageout);
+        assert_eq!(p.apply_interval_us, 1_000_000);
+        assert_eq!(p.wmarks.high, 500);
+        assert_eq!(p.ops_filters.len() + p.core_filters.len(), 1);
+        assert!(
+            !parse("[[group]]\nname = \"a\"\npids = [1]\n")
+                .expect("valid")
+                .groups[0]
+                .follow_children
+        );
+    }
+
+    #[test]
+    fn bad_schemes_are_named() {
+        let g =
+            |body: &str| format!("[[group]]\nname = \"g\"\npids = [1]\n[[group.scheme]]\n{body}\n");
+        let e = err(&g("action = \"explode\""));
+        assert!(
+            e.contains("group \"g\": scheme 0") && e.contains("explode") && e.contains("action"),
+            "{e}"
+        );
+        let e = err(&g(
+            "action = \"stat\"\naccess_rate = [\"5 percent\", \"max\"]",
+        ));
+        assert!(e.contains("access_rate") && e.contains("5 percent"), "{e}");
+        assert!(!e.contains("--damos"), "{e}");
+        let e = err(&g("action = \"stat\"\nage = [\"2s\", \"1s\"]"));
+        assert!(e.contains("age") && e.contains("\"2s\""), "{e}");
+        let e = err(&g("action = \"stat\"\nquotas = { bytes = \"lots\" }"));
+        assert!(e.contains("quotas.bytes") && e.contains("lots"), "{e}");
+        let e = err(&g("action = \"stat\"\nsz_region = [\"1K\"]"));
+        assert!(e.contains("sz_region") && e.contains("test.toml"), "{e}");
+        let e = err(&g("action = \"stat\"\nspeed = 3"));
+        assert!(e.contains("speed"), "{e}");
+        let e = err(&format!(
+            "{}[[group.scheme]]\naction = \"stat\"\nwmarks = [\"x\"]\n",
+            g("action = \"stat\"")
+        ));
+        assert!(e.contains("scheme 1") && e.contains("wmarks"), "{e}");
     }
 
     #[test]

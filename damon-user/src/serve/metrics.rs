@@ -18,7 +18,9 @@ use prometheus_client::{
 };
 
 use super::targets::ProcInfo;
-use crate::core::{Intervals, Pid, RegionSnapshot, Snapshot, snapshot::working_set_bytes};
+use crate::core::{
+    Intervals, Pid, RegionSnapshot, Snapshot, scheme::SchemeStats, snapshot::working_set_bytes,
+};
 
 /// The idle ages reported: bytes not accessed for at least this many seconds.
 pub const IDLE_AGES_S: [u64; 4] = [1, 10, 60, 120];
@@ -89,6 +91,13 @@ impl Summary {
     }
 }
 
+/// One scheme of a group: its action and its kdamond's running stats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemeState {
+    pub action: &'static str,
+    pub stats: SchemeStats,
+}
+
 /// What the exporter knows of one target group.
 #[derive(Clone, Debug, Default)]
 pub struct GroupState {
@@ -106,6 +115,8 @@ pub struct GroupState {
     pub lost: u64,
     /// Per process, the latest snapshot's summary.
     pub latest: BTreeMap<Pid, Summary>,
+    /// The group's schemes, in config order, as of the latest refresh.
+    pub schemes: Vec<SchemeState>,
 }
 
 /// The agent's own costs.
@@ -184,6 +195,13 @@ impl Exporter {
         g.kdamond = kdamond;
     }
 
+    /// Records group `name`'s scheme stats after a refresh (none while no kdamond runs).
+    pub fn set_schemes(&mut self, name: &str, schemes: Vec<SchemeState>) {
+        if let Some(g) = self.groups.get_mut(name) {
+            g.schemes = schemes;
+        }
+    }
+
     /// Forgets group `name` (removed from the config).
     pub fn remove_group(&mut self, name: &str) {
         if let Some(g) = self.groups.remove(name)
@@ -247,6 +265,16 @@ impl Exporter {
                 .set(i64::from(g.kdamond.is_some()));
             m.group_snapshots.get_or_create(&gl).inc_by(g.snapshots);
             m.group_lost.get_or_create(&gl).inc_by(g.lost);
+            for (i, sc) in g.schemes.iter().enumerate() {
+                m.scheme.set(
+                    &SchemeLabels {
+                        group: name.clone(),
+                        scheme: i as u64,
+                        action: sc.action,
+                    },
+                    &sc.stats,
+                );
+            }
             if g.latest.is_empty() {
                 continue;
             }
@@ -332,6 +360,71 @@ struct ProcLabels {
     cgroup: String,
     pid: i32,
     comm: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SchemeLabels {
+    group: String,
+    /// The scheme's index in the group's `[[group.scheme]]` list.
+    scheme: u64,
+    action: &'static str,
+}
+
+/// The DAMOS counters of each scheme.
+struct SchemeFamilies {
+    tried_bytes: Family<SchemeLabels, Counter>,
+    applied_bytes: Family<SchemeLabels, Counter>,
+    tried_regions: Family<SchemeLabels, Counter>,
+    applied_regions: Family<SchemeLabels, Counter>,
+    quota_exceeded: Family<SchemeLabels, Counter>,
+}
+
+impl SchemeFamilies {
+    fn register(reg: &mut Registry) -> Self {
+        let f = SchemeFamilies {
+            tried_bytes: Family::default(),
+            applied_bytes: Family::default(),
+            tried_regions: Family::default(),
+            applied_regions: Family::default(),
+            quota_exceeded: Family::default(),
+        };
+        reg.register_with_unit(
+            "damon_scheme_tried",
+            "Bytes of regions the scheme's access pattern selected (DAMOS sz_tried)",
+            Unit::Bytes,
+            f.tried_bytes.clone(),
+        );
+        reg.register_with_unit(
+            "damon_scheme_applied",
+            "Bytes the scheme's action was applied to (DAMOS sz_applied)",
+            Unit::Bytes,
+            f.applied_bytes.clone(),
+        );
+        reg.register(
+            "damon_scheme_tried_regions",
+            "Regions the scheme's access pattern selected (DAMOS nr_tried)",
+            f.tried_regions.clone(),
+        );
+        reg.register(
+            "damon_scheme_applied_regions",
+            "Regions the scheme's action was applied to (DAMOS nr_applied)",
+            f.applied_regions.clone(),
+        );
+        reg.register(
+            "damon_scheme_quota_exceeded",
+            "Quota charge windows that ended with the scheme's quota used up (DAMOS qt_exceeds)",
+            f.quota_exceeded.clone(),
+        );
+        f
+    }
+
+    fn set(&self, l: &SchemeLabels, s: &SchemeStats) {
+        self.tried_bytes.get_or_create(l).inc_by(s.sz_tried);
+        self.applied_bytes.get_or_create(l).inc_by(s.sz_applied);
+        self.tried_regions.get_or_create(l).inc_by(s.nr_tried);
+        self.applied_regions.get_or_create(l).inc_by(s.nr_applied);
+        self.quota_exceeded.get_or_create(l).inc_by(s.qt_exceeds);
+    }
 }
 
 /// A level's labels and the idle age (the derive does not take generic types).
@@ -440,6 +533,7 @@ struct Families {
     group_lost: Family<GroupLabels, Counter>,
     group: SummaryFamilies<GroupLabels>,
     proc: SummaryFamilies<ProcLabels>,
+    scheme: SchemeFamilies,
 }
 
 impl Families {
@@ -452,6 +546,7 @@ impl Families {
             group_lost: Family::default(),
             group: SummaryFamilies::register(reg, "group", "the group's processes"),
             proc: SummaryFamilies::register(reg, "process", "the process"),
+            scheme: SchemeFamilies::register(reg),
         };
         reg.register(
             "damon_group_processes",
@@ -678,6 +773,56 @@ mod tests {
             value(&text, r#"damon_group_up{group="a",cgroup=""}"#),
             Some(0.0)
         );
+    }
+
+    #[test]
+    fn scheme_stats_are_counters_per_group_and_scheme() {
+        let mut e = Exporter::default();
+        e.set_group("a", "", procs(&[10]), 0, Some(1));
+        let stats = SchemeStats {
+            nr_tried: 3,
+            sz_tried: 3 * MIB,
+            nr_applied: 2,
+            sz_applied: MIB,
+            sz_ops_filter_passed: 0,
+            qt_exceeds: 4,
+        };
+        e.set_schemes(
+            "a",
+            vec![
+                SchemeState {
+                    action: "stat",
+                    stats,
+                },
+                SchemeState {
+                    action: "pageout",
+                    stats: SchemeStats::default(),
+                },
+            ],
+        );
+        let text = e.encode(AgentStats::default()).expect("encode");
+        let s0 = r#"{group="a",scheme="0",action="stat"}"#;
+        let s1 = r#"{group="a",scheme="1",action="pageout"}"#;
+        for (name, v) in [
+            ("damon_scheme_tried_bytes_total", 3 * MIB),
+            ("damon_scheme_applied_bytes_total", MIB),
+            ("damon_scheme_tried_regions_total", 3),
+            ("damon_scheme_applied_regions_total", 2),
+            ("damon_scheme_quota_exceeded_total", 4),
+        ] {
+            assert_eq!(
+                value(&text, &format!("{name}{s0}")),
+                Some(v as f64),
+                "{text}"
+            );
+            assert_eq!(value(&text, &format!("{name}{s1}")), Some(0.0), "{text}");
+        }
+        let classic = to_classic_text(&text);
+        assert!(classic.contains("# TYPE damon_scheme_tried_bytes_total counter"));
+        // A group without a kdamond has no scheme series.
+        e.set_schemes("a", Vec::new());
+        let text = e.encode(AgentStats::default()).expect("encode");
+        assert!(!text.contains("damon_scheme_tried_bytes_total{"), "{text}");
     }
 
     #[test]

@@ -38,13 +38,16 @@ use damon_common::MAX_TARGETS;
 use self::{
     config::{Config, GroupConfig},
     http::{AppState, Health},
-    metrics::Exporter,
+    metrics::{Exporter, SchemeState},
     targets::ProcInfo,
 };
 use crate::{
     access::EbpfOpsOptions,
     bpf::probe,
-    core::{Attrs, ContextSpec, KdamondExit, KdamondHandle, OpsId, Pid, Snapshot, TargetSpec},
+    core::{
+        Attrs, ContextSpec, KdamondExit, KdamondHandle, OpsId, Pid, Snapshot, TargetSpec,
+        scheme::Scheme,
+    },
     error::Chain,
     runtime::{check_target, start_ebpf_kdamond},
 };
@@ -55,6 +58,8 @@ struct Running {
     handle: KdamondHandle,
     order: Vec<Pid>,
     attrs: Attrs,
+    /// The schemes it was given (`None`: not yet, or the last `set_schemes` failed).
+    schemes: Option<Vec<Scheme>>,
 }
 
 struct GroupRun {
@@ -229,11 +234,45 @@ impl Supervisor {
                         handle,
                         order,
                         attrs: g.cfg.attrs,
+                        schemes: None,
                     });
                     Ok(())
                 }
                 Err(e) => Err(format!("starting a kdamond: {}", Chain(&e))),
             }
+        };
+        // The schemes go to a kdamond when it starts and when a reload changes them; a scheme
+        // at an index that had one keeps its stats.
+        let result = result.and_then(|()| match &mut g.running {
+            Some(r) if r.schemes.as_ref() != Some(&g.cfg.schemes) => {
+                match r.handle.set_schemes(g.cfg.schemes.clone()) {
+                    Ok(()) => {
+                        r.schemes = Some(g.cfg.schemes.clone());
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("setting the schemes: {}", Chain(&e))),
+                }
+            }
+            _ => Ok(()),
+        });
+        let scheme_stats: Vec<SchemeState> = match &g.running {
+            Some(r) if !g.cfg.schemes.is_empty() => match r.handle.schemes_now() {
+                Ok(now) => g
+                    .cfg
+                    .schemes
+                    .iter()
+                    .zip(now.stats)
+                    .map(|(s, stats)| SchemeState {
+                        action: s.action.as_str(),
+                        stats,
+                    })
+                    .collect(),
+                Err(e) => {
+                    log::debug!("group {name}: scheme stats: {}", Chain(&e));
+                    Vec::new()
+                }
+            },
+            _ => Vec::new(),
         };
         match result {
             Ok(()) => g.last_error = None,
@@ -257,8 +296,9 @@ impl Supervisor {
         };
         let unmonitored = wanted.len().saturating_sub(monitored.len()) as u64;
         let cgroup = g.cfg.cgroup.clone().unwrap_or_default();
-        self.exporter()
-            .set_group(name, &cgroup, monitored, unmonitored, kdamond);
+        let mut exporter = self.exporter();
+        exporter.set_group(name, &cgroup, monitored, unmonitored, kdamond);
+        exporter.set_schemes(name, scheme_stats);
     }
 
     /// Stops every kdamond: their programs are detached and unloaded before this returns.

@@ -4,6 +4,11 @@
 //! cgroup and of every cgroup below it, `/proc/PID/comm` and `/proc/PID/exe` for executable
 //! names. A process that joins is a target within one interval; one that exits is dropped
 //! within one interval. (Watching cgroup events would be quicker; polling keeps this simple.)
+//!
+//! Process trees are polled the same way: at each refresh the descendants of a group's `pids`
+//! (and, with `follow_children`, of the processes its `comm` names) are read from
+//! `/proc/PID/task/TID/children`, so a child forked since the last refresh is a target within
+//! one interval and one that exited is gone from the list.
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
@@ -118,16 +123,103 @@ fn pids_by_name(names: &BTreeSet<String>) -> BTreeSet<Pid> {
         .collect()
 }
 
+/// Whether this kernel has `/proc/PID/task/TID/children` (`CONFIG_PROC_CHILDREN`).
+fn has_children_files() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| Path::new("/proc/thread-self/children").exists())
+}
+
+/// Pids in a whitespace-separated list (`children` files).
+fn pid_list(s: &str) -> impl Iterator<Item = Pid> + '_ {
+    s.split_whitespace()
+        .filter_map(|w| w.parse::<i32>().ok())
+        .filter(|&p| p > 0)
+        .map(Pid)
+}
+
+/// The children of `pid`: those of each of its threads, from their `children` files.
+fn children_of(pid: Pid) -> Vec<Pid> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| pid_list(&s).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Every process's parent, from `/proc/PID/stat` (field 4): the fallback for kernels without
+/// `children` files.
+fn parents() -> Vec<(Pid, Pid)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let ppid = rest.split_whitespace().nth(1)?.parse::<i32>().ok()?;
+            Some((Pid(pid), Pid(ppid)))
+        })
+        .collect()
+}
+
+/// `roots` and all their descendants (children, grandchildren, ...) alive now. Polled at each
+/// membership refresh: from the `children` files where the kernel has them, else from every
+/// process's parent in `/proc/PID/stat`.
+pub fn with_descendants(roots: &BTreeSet<Pid>) -> BTreeSet<Pid> {
+    let mut all = roots.clone();
+    if roots.is_empty() {
+        return all;
+    }
+    if has_children_files() {
+        let mut stack: Vec<Pid> = roots.iter().copied().collect();
+        while let Some(p) = stack.pop() {
+            for c in children_of(p) {
+                if all.insert(c) {
+                    stack.push(c);
+                }
+            }
+        }
+    } else {
+        let mut kids: BTreeMap<Pid, Vec<Pid>> = BTreeMap::new();
+        for (pid, ppid) in parents() {
+            kids.entry(ppid).or_default().push(pid);
+        }
+        let mut stack: Vec<Pid> = roots.iter().copied().collect();
+        while let Some(p) = stack.pop() {
+            for &c in kids.get(&p).map_or(&[][..], Vec::as_slice) {
+                if all.insert(c) {
+                    stack.push(c);
+                }
+            }
+        }
+    }
+    all
+}
+
 /// The monitorable processes group `g` selects now: user processes (not kernel threads, not
 /// exited ones, not this agent), with their labels. `cgroup_root` is the cgroup2 mount.
 pub fn resolve(g: &GroupConfig, cgroup_root: Option<&Path>) -> BTreeMap<Pid, ProcInfo> {
-    let mut pids: BTreeSet<Pid> = g.pids.clone();
+    // The processes whose descendants are members too: the listed pids always, the named
+    // ones with `follow_children`.
+    let mut roots: BTreeSet<Pid> = g.pids.clone();
+    let mut pids = BTreeSet::new();
     if let (Some(cg), Some(root)) = (&g.cgroup, cgroup_root) {
         pids.extend(cgroup_pids(&root.join(cg.trim_start_matches('/'))));
     }
     if !g.comm.is_empty() {
-        pids.extend(pids_by_name(&g.comm));
+        let named = pids_by_name(&g.comm);
+        if g.follow_children {
+            roots.extend(named);
+        } else {
+            pids.extend(named);
+        }
     }
+    pids.extend(with_descendants(&roots));
     pids.remove(&Pid::this());
     pids.into_iter()
         .filter_map(|pid| match process_kind(pid) {
@@ -265,11 +357,33 @@ mod tests {
             cgroup: None,
             comm: BTreeSet::new(),
             pids: [me, Pid(1)].into_iter().collect(),
+            follow_children: false,
             attrs: crate::core::Attrs::damo_defaults(),
+            schemes: Vec::new(),
         };
         let found = resolve(&g, root.as_deref());
         assert!(!found.contains_key(&me));
         assert!(found.contains_key(&Pid(1)), "init is a user process");
+    }
+
+    #[test]
+    fn descendants_are_found() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let kid = Pid(child.id() as i32);
+        let me: BTreeSet<Pid> = [Pid::this()].into_iter().collect();
+        let found = with_descendants(&me);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            found.contains(&kid) && found.contains(&Pid::this()),
+            "{found:?}"
+        );
+        assert!(!with_descendants(&me).contains(&kid));
+        assert_eq!(pid_list(" 3 4\n x 0").collect::<Vec<_>>(), [Pid(3), Pid(4)]);
+        assert!(with_descendants(&BTreeSet::new()).is_empty());
     }
 
     #[test]

@@ -219,7 +219,7 @@ fn autotune(root: &Path) -> Result<()> {
 
 /// utime+stime and schedstat run time (% of one CPU) of `damon workload sleeper` over the
 /// same window as the recordings.
-fn sleeper_cost(bin: &Path) -> Result<(f64, f64)> {
+pub(super) fn sleeper_cost(bin: &Path) -> Result<(f64, f64)> {
     let (w, _) = workload(bin, &["sleeper", "--interval-us", "5000"])?;
     let pid = w.pid();
     std::thread::sleep(Duration::from_secs(2));

@@ -4,6 +4,7 @@
 mod cpu;
 mod proc;
 mod record;
+mod serve;
 
 use std::path::Path;
 
@@ -24,6 +25,11 @@ const SYSTEM: &[SystemBench] = &[
         "startup",
         "time from starting `damon record` to its first sample",
         cpu::startup,
+    ),
+    (
+        "serve",
+        "CPU and RSS of `damon serve` monitoring 20 processes at the default attributes",
+        serve::run,
     ),
     (
         "record-long",
