@@ -21,6 +21,7 @@ pub mod cmd;
 pub mod core;
 pub mod error;
 pub mod outfile;
+pub mod proctree;
 pub mod record;
 pub mod report;
 pub mod runtime;

@@ -1,5 +1,5 @@
 //! `--follow-children`: the processes the targets fork become targets too, as `perf record`
-//! follows children. Found by polling each target's `/proc/PID/task/*/children` at the
+//! follows children. Found by polling each target's children ([`crate::proctree`]) at the
 //! update interval (a fork is seen within one interval), which costs a few small reads per
 //! target per interval; processes are told apart by pid and start time, so a reused pid is
 //! never taken for the process that had it.
@@ -29,23 +29,13 @@ impl Proc {
         Proc::of(self.pid).is_some_and(|p| p.start == self.start)
     }
 
-    /// Its children, from every thread's `children` file.
+    /// Its children now ([`crate::proctree::children`]).
     pub fn children(&self) -> Vec<Proc> {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid.0)) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for task in tasks.flatten() {
-            let Ok(text) = std::fs::read_to_string(task.path().join("children")) else {
-                continue;
-            };
-            for pid in text.split_whitespace().filter_map(|p| p.parse().ok()) {
-                if let Some(child) = Proc::of(Pid(pid)) {
-                    out.push(child);
-                }
-            }
-        }
-        // Still ours: the parent read is not stale.
+        let out: Vec<Proc> = crate::proctree::children(self.pid)
+            .into_iter()
+            .filter_map(Proc::of)
+            .collect();
+        // Still ours: the list read is not another process's that reused the pid.
         if !self.exists() {
             return Vec::new();
         }
