@@ -234,25 +234,7 @@ fn stat_stats(tried: &[TriedRegion]) -> SchemeStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::scheme::{AccessPattern, Bounds};
-
-    fn region(start: u64, end: u64, nr_accesses: u32, age: u32) -> Region {
-        Region {
-            last_nr_accesses: nr_accesses,
-            nr_accesses_bp: nr_accesses * 10_000,
-            age,
-            ..Region::new(start, end)
-        }
-    }
-
-    fn pattern(sz: (u64, u64), nr: (u64, u64), age: (u64, u64)) -> AccessPattern {
-        let b = |(min, max)| Bounds { min, max };
-        AccessPattern {
-            sz: b(sz),
-            nr_accesses: b(nr),
-            age: b(age),
-        }
-    }
+    use crate::core::scheme::test_util::{pattern, region};
 
     #[test]
     fn stat_over_targets() {

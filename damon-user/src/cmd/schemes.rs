@@ -377,47 +377,14 @@ impl SchemeArgs {
 
     /// How many goals each scheme takes.
     fn goals_per_scheme(&self) -> Result<Vec<usize>> {
-        let n = self.damos_action.len();
-        let nr_goals = self.damos_quota_goal.len();
-        if nr_goals > 0 && n == 0 {
-            bail!("--damos-quota-goal without a scheme (--damos-action)");
-        }
-        let counts: Vec<&String> = self.damos_nr_quota_goals.iter().flatten().collect();
-        let per_scheme = if counts.is_empty() {
-            if n > 1 && nr_goals > 0 {
-                bail!(
-                    "{nr_goals} --damos-quota-goal options and {n} schemes: say how many goals \
-                     each scheme takes with --damos-nr-quota-goals"
-                );
-            }
-            let mut v = vec![0; n];
-            if let Some(first) = v.first_mut() {
-                *first = nr_goals;
-            }
-            v
-        } else {
-            counts
-                .iter()
-                .map(|c| {
-                    c.trim().parse::<usize>().map_err(|_| {
-                        anyhow!("--damos-nr-quota-goals: {c:?} is not a number of goals")
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?
-        };
-        if per_scheme.len() != n {
-            bail!(
-                "--damos-nr-quota-goals has {} values for {n} schemes",
-                per_scheme.len()
-            );
-        }
-        let sum: usize = per_scheme.iter().sum();
-        if sum != nr_goals {
-            bail!(
-                "--damos-nr-quota-goals adds up to {sum}, but {nr_goals} --damos-quota-goal given"
-            );
-        }
-        Ok(per_scheme)
+        handed_out(
+            self.damos_action.len(),
+            self.damos_quota_goal.len(),
+            &self.damos_nr_quota_goals,
+            "--damos-quota-goal",
+            "--damos-nr-quota-goals",
+            "goals",
+        )
     }
 
     fn scheme(
@@ -679,8 +646,8 @@ fn parse_quotas(q: &[String]) -> Result<Quotas> {
     })
 }
 
-/// How many of `given` per-scheme items (filters) each of `n` schemes takes: all to the
-/// first, or as the `--damos-nr-*` counts say.
+/// How many of `given` per-scheme items (goals, filters) each of `n` schemes takes: all to
+/// the first, or as the `--damos-nr-*` counts say.
 fn handed_out(
     n: usize,
     given: usize,

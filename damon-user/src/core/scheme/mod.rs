@@ -395,11 +395,13 @@ pub struct SchemeStats {
     pub qt_exceeds: u64,
 }
 
+/// Regions and patterns for the tests of the modules that select regions by pattern.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_util {
     use super::*;
 
-    fn region(start: u64, end: u64, nr_accesses: u32, age: u32) -> Region {
+    /// A region whose moving average and last count are `nr_accesses`.
+    pub fn region(start: u64, end: u64, nr_accesses: u32, age: u32) -> Region {
         Region {
             last_nr_accesses: nr_accesses,
             nr_accesses_bp: nr_accesses * 10_000,
@@ -408,7 +410,8 @@ mod tests {
         }
     }
 
-    fn pattern(sz: (u64, u64), nr: (u64, u64), age: (u64, u64)) -> AccessPattern {
+    /// A pattern from `(min, max)` pairs of size, access count and age.
+    pub fn pattern(sz: (u64, u64), nr: (u64, u64), age: (u64, u64)) -> AccessPattern {
         let b = |(min, max)| Bounds { min, max };
         AccessPattern {
             sz: b(sz),
@@ -416,6 +419,12 @@ mod tests {
             age: b(age),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::{pattern, region};
+    use super::*;
 
     #[test]
     fn bounds_are_inclusive() {
