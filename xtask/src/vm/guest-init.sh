@@ -19,6 +19,10 @@ if ! /bin/busybox grep -qw damon_vm_guest=1 /proc/cmdline; then
 fi
 /bin/busybox --install -s /bin
 export PATH=/bin
+# The kernel's DAMON admin tree of this guest, named once: only this throwaway guest's kernel
+# (the checks above refuse to run anywhere else), for the side-by-side comparisons. Our own
+# monitor is driven through its FUSE mount at /tmp/admin.
+GUEST_KERNEL_TREE=/sys/kernel/mm/damon/admin
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
@@ -67,10 +71,10 @@ swap_kb() {
 vmstat() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat; }
 # Major faults of a task (field 12 of /proc/PID/stat).
 majflt() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $10 }'; }
-# Writes the pageout scheme into an admin tree ($1: DAMON's sysfs or ours) for process $2 and
-# turns it on: one vaddr kdamond, DAMON's default attributes, one scheme that pages out
-# regions not accessed for PAGEOUT_AGE aggregations, no quota.
-pageout_scheme() {
+# Starts one vaddr kdamond in an admin tree ($1: this guest's kernel tree or our mount) on
+# process $2 at DAMON's default attributes, with one scheme: action $3 for regions of
+# nr_accesses 0..$4 and age $5.. aggregations (any size).
+scheme_on() {
     K=$1/kdamonds/0
     C=$K/contexts/0
     S=$C/schemes/0
@@ -86,14 +90,18 @@ pageout_scheme() {
     echo 1 > $C/targets/nr_targets
     echo $2 > $C/targets/0/pid_target
     echo 1 > $C/schemes/nr_schemes
-    echo pageout > $S/action
+    echo $3 > $S/action
     echo 0 > $S/access_pattern/sz/min
     echo 18446744073709551615 > $S/access_pattern/sz/max
     echo 0 > $S/access_pattern/nr_accesses/min
-    echo 0 > $S/access_pattern/nr_accesses/max
-    echo $PAGEOUT_AGE > $S/access_pattern/age/min
+    echo $4 > $S/access_pattern/nr_accesses/max
+    echo $5 > $S/access_pattern/age/min
     echo 4294967295 > $S/access_pattern/age/max
     echo on > $K/state
+}
+# The pageout scheme: regions not accessed for PAGEOUT_AGE aggregations, no quota.
+pageout_scheme() {
+    scheme_on "$1" "$2" pageout 0 "$PAGEOUT_AGE"
 }
 # One pageout run under the admin tree $2 (named $1): a fresh workload, the scheme on, the
 # Swap of both buffers every half second until the cold one is 99 % out or PAGEOUT_SECS have
@@ -170,8 +178,8 @@ pageout() {
         blob swap-setup /tmp/swap-setup.out
         return
     fi
-    pageout_run kernel /sys/kernel/mm/damon/admin
-    echo 0 > /sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds
+    pageout_run kernel "$GUEST_KERNEL_TREE"
+    echo 0 > "$GUEST_KERNEL_TREE/kdamonds/nr_kdamonds"
     mkdir -p /tmp/admin
     RUST_LOG=damon_user::core::kdamond=debug taskset -c 0 damon fs /tmp/admin > /tmp/po-fs.out 2>&1 3>&- &
     FSPID=$!
@@ -270,37 +278,18 @@ blob fs-log /tmp/fs.out
 
 # 5. the kernel's DAMON, then ours, on the same workload with the same attributes
 if [ "$COMPARE" = 1 ]; then
-    D=/sys/kernel/mm/damon/admin
     # An exclusive damon_stat kdamond runs from boot on some kernels; sysfs "on" is EBUSY then.
     for m in damon_stat damon_reclaim damon_lru_sort; do
         f=/sys/module/$m/parameters/enabled
         [ -f $f ] && [ "$(cat $f)" = Y ] && echo N > $f && say "disabled $m"
     done
     say "kernel DAMON for $COMPARE_SECS s"
-    K=$D/kdamonds/0
-    C=$K/contexts/0
-    S=$C/schemes/0
+    # A catch-all stat scheme: its tried regions are the kernel's regions.
+    K=$GUEST_KERNEL_TREE/kdamonds/0
+    S=$K/contexts/0/schemes/0
     (
         set -e
-        echo 1 > $D/kdamonds/nr_kdamonds
-        echo 1 > $K/contexts/nr_contexts
-        echo vaddr > $C/operations
-        echo $SAMPLE_US > $C/monitoring_attrs/intervals/sample_us
-        echo $AGGR_US > $C/monitoring_attrs/intervals/aggr_us
-        echo $UPDATE_US > $C/monitoring_attrs/intervals/update_us
-        echo $MIN_REGIONS > $C/monitoring_attrs/nr_regions/min
-        echo $MAX_REGIONS > $C/monitoring_attrs/nr_regions/max
-        echo 1 > $C/targets/nr_targets
-        echo $WPID > $C/targets/0/pid_target
-        echo 1 > $C/schemes/nr_schemes
-        echo stat > $S/action
-        echo 0 > $S/access_pattern/sz/min
-        echo 18446744073709551615 > $S/access_pattern/sz/max
-        echo 0 > $S/access_pattern/nr_accesses/min
-        echo 4294967295 > $S/access_pattern/nr_accesses/max
-        echo 0 > $S/access_pattern/age/min
-        echo 4294967295 > $S/access_pattern/age/max
-        echo on > $K/state
+        scheme_on "$GUEST_KERNEL_TREE" "$WPID" stat 4294967295 0
     ) > /tmp/kdamond-setup.out 2>&1
     rc=$?
     kpid=$(cat $K/pid)
